@@ -1,0 +1,1 @@
+"""Heavier test fixtures: servers run as real processes (S3 API via moto, ...)."""

@@ -1,0 +1,43 @@
+"""``create_app()``: one Flask app, one blueprint per module."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from worker.engine import Engine, build_engine
+from worker.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_upload_bytes * 8, 64 * 1024 * 1024)
+    if engine is None:
+        from worker.tasks import CeleryEnqueue
+
+        engine = build_engine(settings, CeleryEnqueue())
+    app.extensions["mjflow"] = engine
+
+    from webhook import api, health, hooks
+
+    hooks.init_app(app)
+    api.init_app(app)
+    health.init_app(app)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        return jsonify({"error": exc.name.lower().replace(" ", "_"),
+                        "message": exc.description}), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:  # pragma: no cover - last resort
+        app.logger.exception("unhandled error")
+        return jsonify({"error": "internal_error", "message": "unexpected error; see logs"}), 500
+
+    return app
+
+
+def engine_of(app: Flask) -> Engine:
+    return app.extensions["mjflow"]

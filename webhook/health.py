@@ -1,0 +1,36 @@
+"""``/healthz`` (the process is alive) and ``/readyz`` (Redis and the broker answer)."""
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():  # type: ignore[no-untyped-def]
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():  # type: ignore[no-untyped-def]
+    engine = current_app.extensions["mjflow"]
+    checks: dict[str, str] = {}
+    try:
+        engine.r.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        from worker.celery_app import app as celery
+
+        with celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        checks["broker"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["broker"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)

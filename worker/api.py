@@ -1,0 +1,192 @@
+"""The plain functions behind every front door (HTTP, Celery, CLI, Python).
+
+    from worker.api import create_job
+    from worker.engine import build_engine
+    job = create_job(build_engine(), {"prompt": "a lighthouse", "then": ["U1"]})
+
+Errors: :class:`SpecError` (invalid spec, carries field paths), :class:`Conflict`
+(an Idempotency-Key reused with another body), :class:`NotFound`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from worker.engine import Engine
+from worker.errors import InvalidSpec, MjflowError
+from worker.finishing import job_view_by_id
+from worker.jobs import machine
+from worker.jobs.model import JobStatus, StepStatus
+from worker.jobs.spec import JobSpec
+from worker.jobs.store import Txn, new_id
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+class SpecError(InvalidSpec):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+
+
+class Conflict(MjflowError):
+    pass
+
+
+class NotFound(MjflowError):
+    pass
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "FollowUp", "function-after[_by_action(), JobSpec]"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
+    """Validate a job spec; raises SpecError listing every problem with its field path."""
+    if not isinstance(data, dict):
+        raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False):
+            path = _loc(tuple(err["loc"]))
+            errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
+                           "message": err["msg"].removeprefix("Value error, ")})
+        raise SpecError(errors) from None
+    try:
+        spec.check_images(max_image_bytes)
+    except ValueError as exc:
+        path, _, msg = str(exc).partition(": ")
+        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}]) from None
+    return spec
+
+
+def _body_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | None = None,
+               batch: str | None = None, dispatch_now: bool = True) -> dict[str, Any]:
+    """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
+    spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
+    if idempotency_key:
+        key = engine.keys.idem(idempotency_key)
+        digest = _body_hash(data)
+        job_id = new_id("job")
+        if not engine.r.hsetnx(key, "job", job_id):
+            existing = engine.r.hgetall(key)
+            if existing.get("hash") and existing["hash"] != digest:
+                raise Conflict("Idempotency-Key already used with a different body")
+            for _ in range(50):
+                view = job_view_by_id(engine, existing["job"])
+                if view:
+                    return view | {"replayed": True}
+                time.sleep(0.02)
+                existing = engine.r.hgetall(key)
+            raise Conflict("Idempotency-Key is being used by a request still in progress")
+        engine.r.hset(key, "hash", digest)
+        engine.r.expire(key, IDEMPOTENCY_TTL_S)
+        job = engine.store.create(spec, batch=batch, job_id=job_id)
+    else:
+        job = engine.store.create(spec, batch=batch)
+    if dispatch_now:
+        from worker.sweeps import dispatch
+
+        dispatch(engine)
+    view = job_view_by_id(engine, job.id, urls=False)
+    assert view is not None
+    return view
+
+
+def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    view = job_view_by_id(engine, job_id)
+    if view is None:
+        raise NotFound(f"no job {job_id}")
+    from worker.delivery import delivery_log
+
+    view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
+    view["manifest"] = engine.r.hget(engine.keys.job(job_id), "manifest")
+    return view
+
+
+def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    if engine.store.mutate(job_id, machine.cancel) is None:
+        raise NotFound(f"no job {job_id}")
+    return get_job(engine, job_id)
+
+
+def retry_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    """Run the failed steps of a finished job again (their children too)."""
+    loaded = engine.store.load(job_id)
+    if loaded is None:
+        raise NotFound(f"no job {job_id}")
+
+    def fn(tx: Txn) -> int:
+        return machine.retry_failed(tx)
+
+    count = engine.store.mutate(job_id, fn) or 0
+    if count:
+        from worker.sweeps import dispatch
+
+        dispatch(engine)
+    return get_job(engine, job_id) | {"retried": count}
+
+
+def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
+              created_from: float | None = None, created_to: float | None = None,
+              cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
+    k = engine.keys
+    index = k.batch_jobs(batch) if batch else k.jobs()
+    hi = float(cursor.split(":")[0]) if cursor else (created_to if created_to is not None else "+inf")
+    lo = created_from if created_from is not None else "-inf"
+    skip_id = cursor.split(":", 1)[1] if cursor and ":" in cursor else None
+    out: list[dict[str, Any]] = []
+    offset = 0
+    page = max(limit * 2, 50)
+    last_score = None
+    while len(out) < limit:
+        rows = engine.r.zrevrangebyscore(index, hi, lo, start=offset, num=page, withscores=True)
+        if not rows:
+            break
+        offset += len(rows)
+        for job_id, score in rows:
+            if skip_id is not None:
+                if job_id == skip_id:
+                    skip_id = None
+                continue
+            view = job_view_by_id(engine, job_id, urls=False)
+            if view is None or (status and view["status"] != status):
+                continue
+            out.append(view)
+            last_score = (score, job_id)
+            if len(out) >= limit:
+                break
+        if skip_id is not None and cursor:
+            skip_id = None   # the cursor job was purged; carry on from its score
+    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
+    return {"items": out, "next": nxt}
+
+
+def step_counts(views: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {s.value: 0 for s in JobStatus}
+    for v in views:
+        counts[v["status"]] = counts.get(v["status"], 0) + 1
+    return counts
+
+
+__all__ = ["create_job", "get_job", "cancel_job", "retry_job", "list_jobs", "parse_spec",
+           "SpecError", "Conflict", "NotFound", "StepStatus"]

@@ -1,0 +1,52 @@
+"""The Celery app, built from settings in one small factory.
+
+JSON only, acks late, reject on worker lost, prefetch 1, results ignored, and a
+visibility timeout longer than any task may run (tasks are short: waiting lives in
+Redis sorted sets, never in countdowns or ETAs).
+"""
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.settings import Settings, get_settings
+
+QUEUES = ("mjflow.submit", "mjflow.reconcile", "mjflow.store", "mjflow.deliver",
+          "mjflow.tick", "mjflow.api")
+VISIBILITY_TIMEOUT_S = 900
+TASK_TIME_LIMIT_S = 300   # well under the visibility timeout
+ROUTES = {
+    "mjflow.submit": "mjflow.submit",
+    "mjflow.reconcile": "mjflow.reconcile",
+    "mjflow.store": "mjflow.store",
+    "mjflow.finish": "mjflow.deliver",
+    "mjflow.deliver": "mjflow.deliver",
+    "mjflow.tick": "mjflow.tick",
+    "mjflow.create_job": "mjflow.api",
+    "mjflow.create_batch": "mjflow.api",
+}
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("mjflow", broker=settings.broker, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json", accept_content=["json"], result_serializer="json",
+        task_ignore_result=True, result_backend=None,
+        task_acks_late=True, task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S,
+                                  "global_keyprefix": f"{settings.key_prefix}:celery:"},
+        broker_connection_retry_on_startup=True,
+        task_time_limit=TASK_TIME_LIMIT_S, task_soft_time_limit=TASK_TIME_LIMIT_S - 30,
+        task_routes={name: {"queue": q} for name, q in ROUTES.items()},
+        task_default_queue="mjflow.api",
+        worker_max_tasks_per_child=2000,
+        worker_hijack_root_logger=False,
+        beat_schedule={"tick": {"task": "mjflow.tick", "schedule": settings.tick_interval_s,
+                                "options": {"expires": max(5.0, settings.tick_interval_s * 5)}}},
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_celery()

@@ -1,0 +1,191 @@
+"""The step state machine: every status change, with its index moves and side effects.
+
+A move is only ever forward (see ``RANK``); terminal states never change. Each side effect
+hangs off exactly one transition and is written in the same transaction:
+
+    -> submitted/running/modal   poll schedule + deadline
+    -> storing                   slot released, children queued, store scheduled
+    -> terminal                  slot released, indexes cleaned, descendants skipped,
+                                 job finished when its last step is terminal
+"""
+from __future__ import annotations
+
+import time
+
+from worker.jobs.chains import resolve_button
+from worker.jobs.model import IN_FLIGHT, JobStatus, Step, StepStatus
+from worker.jobs.store import Txn, ready_score
+
+S = StepStatus
+
+
+def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
+         reason: str | None = None, poll_in_s: float = 30.0, deadline_s: float = 600.0) -> bool:
+    """Move ``step`` to ``to`` if that is forward. Returns True if it moved."""
+    now = time.time() if now is None else now
+    frm = step.status
+    if frm.terminal or to.rank <= frm.rank:
+        return False
+    k = tx.keys
+    p = tx.pipe
+    step.status = to
+    step.times.setdefault(to.value, now)
+    tx.save(step)
+    if frm == S.QUEUED:
+        p.zrem(k.ready(tx.job.lane), step.id)
+    if to == S.QUEUED:
+        p.zadd(k.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, now)})
+        p.zadd(k.lanes(), {tx.job.lane: 0}, nx=True)
+    if to in (S.SUBMITTED, S.RUNNING, S.MODAL):
+        p.zrem(k.pending_submit(), step.id)
+        if frm not in (S.SUBMITTED, S.RUNNING, S.MODAL):
+            p.zadd(k.poll(), {step.id: now + poll_in_s})
+            p.zadd(k.deadline(), {step.id: now + deadline_s})
+    if to == S.STORING:
+        _leave_upstream(tx, step)
+        tx.effect("slot_released")
+        p.zadd(k.storing(), {step.id: now})
+        tx.effect("store_scheduled")
+        _start_children(tx, step, now)
+    if to.terminal:
+        if frm in IN_FLIGHT:
+            _leave_upstream(tx, step)
+            tx.effect("slot_released")
+        p.zrem(k.storing(), step.id)
+        step.fail_reason = reason if to != S.SUCCEEDED else None
+        tx.job.open_steps -= 1
+        tx.job_dirty = True
+        child_fate = S.CANCELLED if to == S.CANCELLED else S.SKIPPED
+        for child_id in step.children:
+            child = tx.steps[child_id]
+            if child.status == S.WAITING:
+                why = f"parent step {step.label} {to.value}"
+                move(tx, child, child_fate, now=now, reason=why)
+        if tx.job.open_steps <= 0:
+            _finish_job(tx, now)
+    return True
+
+
+def requeue(tx: Txn, step: Step, *, now: float | None = None) -> bool:
+    """The one backward move: a submit that the upstream refused for now goes back to the
+    queue (its slot is released); nothing was created upstream."""
+    now = time.time() if now is None else now
+    if step.status != S.SUBMITTING:
+        return False
+    _leave_upstream(tx, step)
+    tx.effect("slot_released")
+    step.status = S.QUEUED
+    step.submit_started = None
+    tx.save(step)
+    tx.pipe.zadd(tx.keys.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, now)})
+    tx.pipe.zadd(tx.keys.lanes(), {tx.job.lane: 0}, nx=True)
+    return True
+
+
+def _leave_upstream(tx: Txn, step: Step) -> None:
+    k = tx.keys
+    for key in (k.slots(), k.poll(), k.deadline(), k.pending_submit()):
+        tx.pipe.zrem(key, step.id)
+
+
+def _start_children(tx: Txn, step: Step, now: float) -> None:
+    """The parent's upstream task succeeded: queue each child with its customId."""
+    for child_id in step.children:
+        child = tx.steps[child_id]
+        if child.status != S.WAITING:
+            continue
+        if tx.job.cancel_requested:
+            move(tx, child, S.CANCELLED, now=now, reason="job cancelled")
+            continue
+        custom_id, why = resolve_button(child.label, step.buttons)
+        if custom_id is None:
+            move(tx, child, S.FAILED, now=now, reason=why)
+            continue
+        child.custom_id = custom_id
+        child.parent_task_id = step.task_id
+        move(tx, child, S.QUEUED, now=now)
+        tx.effect("child_queued")
+
+
+def _finish_job(tx: Txn, now: float) -> None:
+    job = tx.job
+    statuses = [s.status for s in tx.steps.values()]
+    root = next(s for s in tx.steps.values() if s.parent is None)
+    if all(st == S.SUCCEEDED for st in statuses):
+        job.status = JobStatus.SUCCEEDED
+    elif job.cancel_requested:
+        job.status = JobStatus.CANCELLED
+    elif root.status != S.SUCCEEDED:
+        job.status = JobStatus.FAILED
+    else:
+        job.status = JobStatus.PARTIAL
+    job.finished_at = now
+    tx.job_dirty = True
+    k = tx.keys
+    tx.pipe.srem(k.jobs_live(), job.id)
+    tx.pipe.zadd(k.finishing(), {job.id: now})
+    tx.pipe.zadd(k.retention(), {job.id: now + tx.store.retention_s})
+    tx.effect("job_finished")
+
+
+def cancel(tx: Txn, now: float | None = None) -> int:
+    """Cancel what has not started; in-flight steps finish but start no children."""
+    now = time.time() if now is None else now
+    if tx.job.status.finished:
+        return 0
+    tx.job.cancel_requested = True
+    tx.job_dirty = True
+    count = 0
+    for step in tx.steps.values():
+        if step.status in (S.WAITING, S.QUEUED):
+            count += move(tx, step, S.CANCELLED, now=now, reason="cancelled by request")
+    return count
+
+
+def retry_failed(tx: Txn, now: float | None = None) -> int:
+    """Give failed steps (and the descendants they skipped) another run. Returns how many
+    steps were reopened. Only a finished job can be retried."""
+    now = time.time() if now is None else now
+    job = tx.job
+    if not job.status.finished:
+        return 0
+    reopened = 0
+
+    def reopen(step: Step, to: StepStatus) -> None:
+        nonlocal reopened
+        step.status = to
+        step.fail_reason = None
+        step.task_id = None
+        step.submit_started = None
+        step.progress = ""
+        step.misses = 0
+        step.times = {"created": step.times.get("created", now), "retried": now}
+        tx.save(step)
+        reopened += 1
+        if to == S.QUEUED:
+            tx.pipe.zadd(tx.keys.ready(job.lane), {step.id: ready_score(job.priority, now)})
+            tx.pipe.zadd(tx.keys.lanes(), {job.lane: 0}, nx=True)
+        for child_id in step.children:
+            child = tx.steps[child_id]
+            if child.status in (S.SKIPPED, S.FAILED, S.CANCELLED):
+                reopen(child, S.WAITING)
+
+    for step in list(tx.steps.values()):
+        if step.status != S.FAILED:
+            continue
+        parent = tx.steps.get(step.parent) if step.parent else None
+        if parent is not None and parent.status != S.SUCCEEDED:
+            continue
+        if parent is not None and not step.custom_id:
+            continue    # the button was never offered: retrying cannot help
+        reopen(step, S.QUEUED)
+    if reopened:
+        job.status = JobStatus.QUEUED
+        job.finished_at = None
+        job.cancel_requested = False
+        job.open_steps += reopened
+        tx.job_dirty = True
+        tx.pipe.sadd(tx.keys.jobs_live(), job.id)
+        tx.pipe.zrem(tx.keys.retention(), job.id)
+        tx.effect("job_retried")
+    return reopened

@@ -1,0 +1,54 @@
+"""A job as the API, the CLI, events and the manifest show it (DESIGN.md's shape)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from worker.jobs.model import Job, JobStatus, Step, StepStatus
+
+UrlFor = Callable[[str], str | None]
+
+
+def iso(ts: float | None) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def job_status(job: Job, steps: list[Step]) -> JobStatus:
+    if job.status.finished:
+        return job.status
+    if any(s.status.rank >= StepStatus.SUBMITTING.rank for s in steps):
+        return JobStatus.RUNNING
+    return JobStatus.QUEUED
+
+
+def step_view(step: Step, url_for: UrlFor | None = None) -> dict[str, Any]:
+    images = []
+    for img in step.images:
+        item = dict(img)
+        if url_for is not None:
+            item["url"] = url_for(img["key"])
+        images.append(item)
+    return {
+        "id": step.id, "parent": step.parent, "label": step.label,
+        "action": (step.task.get("action") if step.task else None) or step.action,
+        "customId": step.custom_id, "status": step.status.value,
+        "progress": step.progress or ("0%" if step.status.rank >= 3 else ""),
+        "taskId": step.task_id, "failReason": step.fail_reason, "attempts": step.attempt,
+        "images": images,
+        "times": {name: iso(ts) for name, ts in sorted(step.times.items(), key=lambda x: x[1])},
+        "finalPrompt": step.task.get("finalPrompt") if step.task else None,
+    }
+
+
+def job_view(job: Job, steps: list[Step], url_for: UrlFor | None = None) -> dict[str, Any]:
+    spec = job.spec
+    return {
+        "id": job.id, "status": job_status(job, steps).value, "batch": job.batch,
+        "key": spec.get("key"), "action": spec.get("action"), "prompt": spec.get("prompt"),
+        "metadata": job.metadata, "callbackUrl": spec.get("callbackUrl"),
+        "priority": job.priority,
+        "createdAt": iso(job.created_at), "finishedAt": iso(job.finished_at),
+        "steps": [step_view(s, url_for) for s in steps],
+    }

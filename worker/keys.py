@@ -1,0 +1,154 @@
+"""Every Redis key mjflow uses, built here and nowhere else.
+
+All keys live under one namespace (``MJFLOW_KEY_PREFIX``, default ``mjflow``); tests use a
+prefix of their own. Layout (``{p}`` is the prefix):
+
+    {p}:job:{job_id}                hash   job record (spec, status, batch, times, metadata)
+    {p}:job:{job_id}:steps          list   the job's step ids, in creation order
+    {p}:job:{job_id}:events         list   job timeline entries (JSON)
+    {p}:step:{step_id}              hash   step record (status, progress, task id, buttons, images)
+    {p}:step:{step_id}:effects      set    side effects already done (exactly-once guard)
+    {p}:task:{task_id}              string upstream task id -> step id
+    {p}:jobs                        zset   all job ids by creation time (listing, cursor)
+    {p}:jobs:live                   set    job ids not yet finished
+    {p}:ready:{lane}                zset   queued steps of one lane (batch or "interactive"), by priority
+    {p}:lanes                       zset   lanes with queued steps, scored by last service time (fairness)
+    {p}:poll                        zset   in-flight step -> next check time (unix s)
+    {p}:deadline                    zset   in-flight step -> deadline (unix s)
+    {p}:pending-submit              zset   steps whose submit answer was lost -> resubmit-after time
+    {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
+    {p}:finishing                   zset   finished jobs whose manifest/event are not yet written
+    {p}:slots                       zset   slot leases: step id -> lease expiry (unix s)
+    {p}:window                      hash   dispatch window: size, paused, reason, since
+    {p}:answers                     list   recent upstream answers (capped, for the dashboard)
+    {p}:batch:{batch_id}            hash   batch record (name, created, totals)
+    {p}:batch:{batch_id}:jobs       zset   job ids of the batch by creation
+    {p}:batch:{batch_id}:keys       hash   item key -> job id
+    {p}:batches                     zset   batch ids by creation time
+    {p}:idem:{key}                  hash   Idempotency-Key -> job id + body hash
+    {p}:retention                   zset   finished job -> purge time
+    {p}:delivery:{delivery_id}      hash   one outgoing event: url, body, attempts, state
+    {p}:job:{job_id}:deliveries     list   delivery ids of the job (the delivery log lives in each)
+    {p}:delivery:{delivery_id}:log  list   attempts (JSON: at, status, latency_ms, error)
+    {p}:deliveries:due              zset   delivery id -> next attempt time (or lease expiry while sending)
+    {p}:deliveries:failed           zset   delivery id -> time it gave up (state failed; replay removes it)
+    {p}:endpoints:disabled          set    consumer URLs disabled after HTTP 410
+    {p}:lock:{name}                 string singleton locks (beat tick)
+    {p}:counter:{name}              hash   counters for metrics (by label)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "mjflow"
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # jobs and steps
+    def job(self, job_id: str) -> str:
+        return self._k("job", job_id)
+
+    def job_steps(self, job_id: str) -> str:
+        return self._k("job", job_id, "steps")
+
+    def job_events(self, job_id: str) -> str:
+        return self._k("job", job_id, "events")
+
+    def step(self, step_id: str) -> str:
+        return self._k("step", step_id)
+
+    def step_effects(self, step_id: str) -> str:
+        return self._k("step", step_id, "effects")
+
+    def task(self, task_id: str) -> str:
+        return self._k("task", task_id)
+
+    def jobs(self) -> str:
+        return self._k("jobs")
+
+    def jobs_live(self) -> str:
+        return self._k("jobs", "live")
+
+    # dispatch
+    def ready(self, lane: str) -> str:
+        return self._k("ready", lane)
+
+    def lanes(self) -> str:
+        return self._k("lanes")
+
+    def poll(self) -> str:
+        return self._k("poll")
+
+    def deadline(self) -> str:
+        return self._k("deadline")
+
+    def pending_submit(self) -> str:
+        return self._k("pending-submit")
+
+    def storing(self) -> str:
+        return self._k("storing")
+
+    def finishing(self) -> str:
+        return self._k("finishing")
+
+    def slots(self) -> str:
+        return self._k("slots")
+
+    def window(self) -> str:
+        return self._k("window")
+
+    def answers(self) -> str:
+        return self._k("answers")
+
+    # batches and idempotency
+    def batch(self, batch_id: str) -> str:
+        return self._k("batch", batch_id)
+
+    def batch_jobs(self, batch_id: str) -> str:
+        return self._k("batch", batch_id, "jobs")
+
+    def batch_keys(self, batch_id: str) -> str:
+        return self._k("batch", batch_id, "keys")
+
+    def batches(self) -> str:
+        return self._k("batches")
+
+    def idem(self, key: str) -> str:
+        return self._k("idem", key)
+
+    def retention(self) -> str:
+        return self._k("retention")
+
+    # outgoing webhooks
+    def delivery(self, delivery_id: str) -> str:
+        return self._k("delivery", delivery_id)
+
+    def delivery_log(self, delivery_id: str) -> str:
+        return self._k("delivery", delivery_id, "log")
+
+    def job_deliveries(self, job_id: str) -> str:
+        return self._k("job", job_id, "deliveries")
+
+    def deliveries_due(self) -> str:
+        return self._k("deliveries", "due")
+
+    def deliveries_failed(self) -> str:
+        return self._k("deliveries", "failed")
+
+    def endpoints_disabled(self) -> str:
+        return self._k("endpoints", "disabled")
+
+    # misc
+    def lock(self, name: str) -> str:
+        return self._k("lock", name)
+
+    def counter(self, name: str) -> str:
+        return self._k("counter", name)
+
+    def pattern(self) -> str:
+        """Glob matching every key of this namespace (tests use it to clean up)."""
+        return self._k("*")

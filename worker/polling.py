@@ -1,0 +1,123 @@
+"""Polling, the other half of callbacks.
+
+Each in-flight step has a next-check time in ``{p}:poll``; callbacks push it back
+(heartbeats), silence brings it due. A tick claims the due steps (re-scoring them first,
+so a crashed tick loses nothing), asks the upstream in batches (list-by-condition where
+the profile has it, fetch otherwise) and feeds every snapshot to reconcile. The cost
+grows with the due steps, not with all jobs. A task the upstream no longer knows is
+detected after a few misses and handled per ``MJFLOW_LOST_TASK_POLICY``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from worker.engine import Engine
+from worker.errors import MjflowError
+from worker.jobs import machine
+from worker.jobs.model import StepStatus
+from worker.jobs.reconcile import reconcile
+from worker.jobs.store import Txn
+from worker.upstream import Task
+
+log = logging.getLogger("mjflow.poll")
+S = StepStatus
+POLL_CLAIM_LIMIT = 500
+
+
+def heartbeat(engine: Engine, step_id: str, now: float | None = None) -> None:
+    """A callback arrived: push the step's next poll back (only if it is scheduled)."""
+    now = time.time() if now is None else now
+    engine.r.zadd(engine.keys.poll(), {step_id: now + engine.settings.heartbeat_push_s}, xx=True)
+
+
+def claim_due(engine: Engine, now: float, limit: int = POLL_CLAIM_LIMIT) -> list[str]:
+    k = engine.keys
+    due = engine.r.zrangebyscore(k.poll(), "-inf", now, start=0, num=limit)
+    if due:
+        interval = engine.poll_interval_s()
+        engine.r.zadd(k.poll(), {s: now + interval for s in due}, xx=True)
+    return due
+
+
+def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
+    """One polling round. Returns counts (polled, recovered transitions, lost)."""
+    now = time.time() if now is None else now
+    step_ids = claim_due(engine, now)
+    if not step_ids:
+        return {"polled": 0, "moved": 0, "lost": 0}
+    pipe = engine.r.pipeline(transaction=False)
+    for sid in step_ids:
+        pipe.hmget(engine.keys.step(sid), "task_id", "status", "custom_id")
+    by_task: dict[str, tuple[str, str | None]] = {}
+    for sid, (task_id, status, custom_id) in zip(step_ids, pipe.execute()):
+        if not task_id or status is None or StepStatus(status).terminal:
+            engine.r.zrem(engine.keys.poll(), sid)
+            continue
+        by_task[task_id] = (sid, custom_id)
+    try:
+        tasks = engine.client.list_by_condition(list(by_task))
+    except MjflowError as exc:
+        log.warning("poll of %d tasks failed: %s", len(by_task), exc)
+        engine.store.bump("polls", "failed")
+        return {"polled": 0, "moved": 0, "lost": 0}
+    engine.store.bump("polls", "rounds")
+    engine.store.bump("polls", "tasks", len(by_task))
+    moved = lost = 0
+    seen: set[str] = set()
+    for task in tasks:
+        if task.id not in by_task:
+            continue
+        seen.add(task.id)
+        sid, custom_id = by_task[task.id]
+        result = reconcile(engine.store, sid, task, engine.timing(custom_id), now)
+        after_poll(engine, sid, result)
+        if result.startswith("moved"):
+            moved += 1
+    for task_id in set(by_task) - seen:
+        lost += _missed(engine, by_task[task_id][0], task_id, now)
+    if moved:
+        engine.store.bump("polls", "recovered", moved)
+    return {"polled": len(by_task), "moved": moved, "lost": lost}
+
+
+def after_poll(engine: Engine, step_id: str, result: str) -> None:
+    """Follow-up work a reconcile result asks for (one place for callbacks and polls)."""
+    if result == "moved:storing":
+        engine.enqueue.store(step_id)
+    elif result == "moved:modal":
+        engine.enqueue.submit(step_id)
+
+
+def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:
+    misses = engine.r.hincrby(engine.keys.step(step_id), "misses", 1)
+    if misses < engine.settings.missing_polls_before_lost:
+        return 0
+    job_id = engine.store.job_of(step_id)
+    if job_id is None:
+        return 0
+    policy = engine.settings.lost_task_policy
+    reason = (f"upstream no longer knows task {task_id} "
+              f"(missing from {misses} polls in a row)")
+
+    def fn(tx: Txn) -> None:
+        step = tx.steps[step_id]
+        if step.status.terminal or step.status == S.STORING:
+            return
+        if policy == "resubmit" and step.status in (S.SUBMITTED, S.RUNNING):
+            step.task_id = None
+            step.misses = 0
+            step.status = S.SUBMITTING
+            machine.requeue(tx, step)
+            tx.effect("lost_resubmitted")
+        else:
+            machine.move(tx, step, S.FAILED, now=now, reason=reason)
+
+    engine.store.mutate(job_id, fn)
+    log.warning("step %s: %s (policy %s)", step_id, reason, policy)
+    engine.store.bump("polls", "lost")
+    return 1
+
+
+def snapshot_of(payload: dict) -> Task:
+    return Task.model_validate(payload)

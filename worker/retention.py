@@ -1,0 +1,27 @@
+"""Retention: finished jobs are kept ``MJFLOW_JOB_RETENTION_S`` and then purged from Redis
+(their images and manifest stay in storage)."""
+from __future__ import annotations
+
+from worker.engine import Engine
+
+
+def purge_job(engine: Engine, job_id: str) -> None:
+    k = engine.keys
+    loaded = engine.store.load(job_id)
+    pipe = engine.r.pipeline(transaction=True)
+    if loaded:
+        job, steps = loaded
+        for s in steps:
+            pipe.delete(k.step(s.id), k.step_effects(s.id))
+            if s.task_id:
+                pipe.delete(k.task(s.task_id))
+        if job.batch:
+            pipe.zrem(k.batch_jobs(job.batch), job_id)
+    for did in engine.r.lrange(k.job_deliveries(job_id), 0, -1):
+        pipe.delete(k.delivery(did), k.delivery_log(did))
+        pipe.zrem(k.deliveries_due(), did)
+    pipe.delete(k.job(job_id), k.job_steps(job_id), k.job_events(job_id), k.job_deliveries(job_id))
+    pipe.zrem(k.jobs(), job_id)
+    pipe.zrem(k.retention(), job_id)
+    pipe.srem(k.jobs_live(), job_id)
+    pipe.execute()

@@ -1,0 +1,175 @@
+"""Submitting a step upstream, and what each answer does to it.
+
+A submit is never blindly repeated: the attempt is recorded (``submit_started``) before
+the request leaves, so a second run of the same task (redelivery, a killed worker) finds
+it and leaves the decision to the pending-submit sweep (callback with our ``state``, the
+upstream's task list, then a resubmit after the grace period, counted).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from worker.engine import Engine
+from worker.jobs import machine
+from worker.jobs.chains import is_modal_button
+from worker.jobs.model import Job, Step, StepStatus
+from worker.jobs.model import ACTION_PATHS
+from worker.jobs.store import Txn
+from worker.upstream import Answer, Outcome
+
+log = logging.getLogger("mjflow.submit")
+S = StepStatus
+
+
+def _root_payload(spec: dict[str, Any]) -> dict[str, Any]:
+    fields = ("prompt", "base64Array", "base64", "link", "dimensions", "botType",
+              "sourceBase64", "targetBase64")
+    payload = {f: spec[f] for f in fields if spec.get(f) is not None}
+    if spec.get("action") == "BLEND":
+        payload.setdefault("dimensions", "SQUARE")
+    return payload
+
+
+def build_request(engine: Engine, job: Job, step: Step) -> tuple[str, dict[str, Any]]:
+    """The upstream path name and body for this step's next submit."""
+    if step.status == S.MODAL:
+        body: dict[str, Any] = {"taskId": step.task_id}
+        if step.prompt:
+            body["prompt"] = step.prompt
+        if step.mask:
+            body["maskBase64"] = step.mask
+        return "modal", body
+    if step.parent is None:
+        path, body = ACTION_PATHS[job.spec["action"]], _root_payload(job.spec)
+    else:
+        path = "action"
+        body = {"taskId": step.parent_task_id, "customId": step.custom_id}
+        if step.enable_remix is not None:
+            body["enableRemix"] = step.enable_remix
+    body["state"] = step.id
+    hook = engine.hook_url(step.id)
+    if hook:
+        body["notifyHook"] = hook
+    return path, body
+
+
+def _begin(engine: Engine, job_id: str, step_id: str, now: float) -> tuple[Job, Step] | None:
+    """Claim the right to send this step's request, once."""
+
+    def fn(tx: Txn) -> tuple[Job, Step] | None:
+        step = tx.steps.get(step_id)
+        if step is None:
+            return None
+        modal_pending = step.status == S.MODAL and "modal_sent" not in step.times
+        if not modal_pending and (step.status != S.SUBMITTING or step.submit_started):
+            return None
+        if modal_pending:
+            step.times["modal_sent"] = now
+        else:
+            step.submit_started = now
+            step.attempt += 1
+            step.times.setdefault("submitting", now)
+        tx.save(step)
+        return tx.job, step
+
+    return engine.store.mutate(job_id, fn)
+
+
+def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
+    """Send the step's submit (or its modal input) and apply the answer."""
+    now = time.time() if now is None else now
+    job_id = engine.store.job_of(step_id)
+    if job_id is None:
+        return "unknown-step"
+    claimed = _begin(engine, job_id, step_id, now)
+    if claimed is None:
+        return "not-mine"
+    job, step = claimed
+    if step.status == S.MODAL and not (step.prompt or step.mask):
+        why = (f"'{step.label}' opens a modal dialog upstream and needs input: "
+               "give it a 'prompt' (and a 'mask' for Vary (Region))")
+        _fail(engine, job_id, step_id, why)
+        return "failed"
+    path, body = build_request(engine, job, step)
+    answer = engine.client.submit(path, body, mode=job.spec.get("mode"))
+    engine.window.record_answer({
+        "at": time.time(), "step": step_id, "job": job_id, "path": path,
+        "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
+        "message": answer.message,
+    })
+    return apply_answer(engine, job_id, step_id, path, answer)
+
+
+def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer) -> str:
+    o = answer.outcome
+    if o in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
+        return _accepted(engine, job_id, step_id, path, answer)
+    if o == Outcome.RETRY_LATER:
+        _requeue(engine, job_id, step_id, path)
+        engine.window.shrink(answer.retry_after_s or engine.settings.queue_full_backoff_s)
+        return "retry-later"
+    if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
+        _requeue(engine, job_id, step_id, path)
+        engine.window.pause(f"{o.value}: {answer.message}")
+        return "paused"
+    if o == Outcome.OUTCOME_UNKNOWN:
+        engine.store.bump("submits", "outcome_unknown")
+        log.warning("submit of step %s: answer lost (%s); waiting for its state", step_id,
+                    answer.message)
+        return "unknown"
+    _fail(engine, job_id, step_id, answer.message or f"upstream refused the submit ({o.value})")
+    return "failed"
+
+
+def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer) -> str:
+    if not answer.task_id:
+        _fail(engine, job_id, step_id, f"upstream accepted but returned no task id: {answer.message}")
+        return "failed"
+    engine.window.grow()
+    timing = engine.timing(None)
+    needs_modal = answer.outcome == Outcome.NEEDS_MODAL
+    resend: list[bool] = []
+
+    def fn(tx: Txn) -> None:
+        step = tx.steps[step_id]
+        timing_ = engine.timing(step.custom_id) if step.custom_id else timing
+        if step.task_id and step.task_id != answer.task_id and path != "modal":
+            log.warning("step %s: answer id %s differs from adopted %s", step_id,
+                        answer.task_id, step.task_id)
+            return
+        if not step.task_id:
+            step.task_id = answer.task_id
+            tx.pipe.set(tx.keys.task(answer.task_id), step.id, ex=tx.store.retention_s)
+            tx.save(step)
+        target = S.MODAL if needs_modal else S.SUBMITTED
+        machine.move(tx, step, target, poll_in_s=timing_.poll_in_s, deadline_s=timing_.deadline_s)
+        if needs_modal and step.status == S.MODAL and "modal_sent" not in step.times:
+            resend.append(True)
+
+    engine.store.mutate(job_id, fn)
+    if resend:
+        engine.enqueue.submit(step_id)
+    return "modal" if needs_modal else "accepted"
+
+
+def _requeue(engine: Engine, job_id: str, step_id: str, path: str) -> None:
+    def fn(tx: Txn) -> None:
+        step = tx.steps[step_id]
+        if path == "modal" and step.status == S.MODAL:
+            step.times.pop("modal_sent", None)   # the poller's MODAL snapshot resends it
+            tx.save(step)
+            return
+        machine.requeue(tx, step)
+
+    engine.store.mutate(job_id, fn)
+
+
+def _fail(engine: Engine, job_id: str, step_id: str, reason: str) -> None:
+    engine.store.mutate(job_id, lambda tx: machine.move(tx, tx.steps[step_id], S.FAILED,
+                                                        reason=reason))
+
+
+def needs_modal_input(custom_id: str | None) -> bool:
+    return is_modal_button(custom_id)

@@ -1,0 +1,169 @@
+"""The beat tick: one singleton round of dispatch, polling and the durable sweeps.
+
+Every piece of waiting lives in a Redis sorted set, never in a Celery countdown; the tick
+finds what is due and hands it to workers. It runs under a Redis lock so that only one
+tick runs at a time, however many beat or worker processes there are.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from worker.engine import Engine
+from worker.errors import MjflowError
+from worker.jobs import machine
+from worker.jobs.model import StepStatus
+from worker.jobs.reconcile import reconcile
+from worker.jobs.store import PRIORITY_BUCKET, Txn
+from worker.polling import after_poll, poll_due
+
+log = logging.getLogger("mjflow.tick")
+S = StepStatus
+LEASE_MARGIN_S = 120.0
+STORE_REDRIVE_S = 60.0
+FINISH_REDRIVE_S = 60.0
+SWEEP_LIMIT = 200
+RELEASE_LOCK_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+def dispatch(engine: Engine, now: float | None = None) -> list[str]:
+    """Move queued steps to submit while the window has room."""
+    now = time.time() if now is None else now
+    s = engine.settings
+    claimed = engine.window.claim(limit=s.max_in_flight, lease_s=s.step_deadline_s + LEASE_MARGIN_S,
+                                  grace_s=s.submit_grace_s, bucket=PRIORITY_BUCKET, now=now)
+    for step_id in claimed:
+        engine.enqueue.submit(step_id)
+    return claimed
+
+
+def _due(engine: Engine, key: str, now: float, redrive_s: float) -> list[str]:
+    due = engine.r.zrangebyscore(key, "-inf", now, start=0, num=SWEEP_LIMIT)
+    if due:
+        engine.r.zadd(key, {m: now + redrive_s for m in due}, xx=True)
+    return due
+
+
+def sweep_pending_submits(engine: Engine, now: float) -> int:
+    """Submits whose task never ran, or whose answer was lost."""
+    k = engine.keys
+    count = 0
+    for step_id in _due(engine, k.pending_submit(), now, engine.settings.submit_grace_s):
+        status, started, state_id = engine.r.hmget(k.step(step_id), "status", "submit_started", "id")
+        if status != S.SUBMITTING.value:
+            engine.r.zrem(k.pending_submit(), step_id)
+            continue
+        count += 1
+        if not started:
+            engine.enqueue.submit(step_id)      # the submit task was lost before it sent
+            continue
+        if _found_in_task_list(engine, step_id, now):
+            continue
+        if now - float(started) < engine.settings.submit_grace_s:
+            continue
+        job_id = engine.store.job_of(step_id)
+
+        def fn(tx: Txn, started: str = started) -> bool:
+            step = tx.steps[step_id]
+            if step.status != S.SUBMITTING or step.task_id or str(step.submit_started) != str(float(started)):
+                return False
+            step.submit_started = None
+            tx.save(step)
+            tx.effect("ambiguous_resubmit")
+            return True
+
+        if job_id and engine.store.mutate(job_id, fn):
+            engine.store.bump("submits", "ambiguous_resubmits")
+            log.warning("step %s: submit answer lost and no callback/list match after %.0fs; "
+                        "resubmitting (counted as ambiguous)", step_id, now - float(started))
+            engine.enqueue.submit(step_id)
+    return count
+
+
+def _found_in_task_list(engine: Engine, step_id: str, now: float) -> bool:
+    if not engine.profile.has_task_list:
+        return False
+    try:
+        tasks = engine.client.task_list()
+    except MjflowError as exc:
+        log.warning("task list lookup failed: %s", exc)
+        return False
+    for task in tasks:
+        if task.state == step_id:
+            result = reconcile(engine.store, step_id, task, engine.timing(None), now)
+            after_poll(engine, step_id, result)
+            engine.store.bump("submits", "recovered_from_list")
+            return True
+    return False
+
+
+def sweep_deadlines(engine: Engine, now: float) -> int:
+    k = engine.keys
+    count = 0
+    for step_id in engine.r.zrangebyscore(k.deadline(), "-inf", now, start=0, num=SWEEP_LIMIT):
+        job_id = engine.store.job_of(step_id)
+        if job_id is None:
+            engine.r.zrem(k.deadline(), step_id)
+            continue
+
+        def fn(tx: Txn) -> bool:
+            step = tx.steps[step_id]
+            started = step.times.get("submitted") or step.times.get("submitting") or now
+            minutes = (now - started) / 60
+            last = f"{step.status.value} {step.progress}".strip()
+            reason = f"upstream timed out after {minutes:.0f} min (last seen: {last})"
+            return machine.move(tx, step, S.FAILED, now=now, reason=reason)
+
+        count += bool(engine.store.mutate(job_id, fn))
+        engine.r.zrem(k.deadline(), step_id)
+    return count
+
+
+def sweep_storing(engine: Engine, now: float) -> int:
+    due = _due(engine, engine.keys.storing(), now, STORE_REDRIVE_S)
+    for step_id in due:
+        engine.enqueue.store(step_id)
+    return len(due)
+
+
+def sweep_finishing(engine: Engine, now: float) -> int:
+    due = _due(engine, engine.keys.finishing(), now, FINISH_REDRIVE_S)
+    for job_id in due:
+        engine.enqueue.finish(job_id)
+    return len(due)
+
+
+def purge_expired(engine: Engine, now: float) -> int:
+    from worker.retention import purge_job
+
+    k = engine.keys
+    expired = engine.r.zrangebyscore(k.retention(), "-inf", now, start=0, num=SWEEP_LIMIT)
+    for job_id in expired:
+        purge_job(engine, job_id)
+    return len(expired)
+
+
+def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
+    """One round; returns counts, or None when another tick holds the lock."""
+    lock = engine.keys.lock("tick")
+    token = uuid.uuid4().hex
+    if not engine.r.set(lock, token, nx=True, ex=60):
+        return None
+    try:
+        now = time.time() if now is None else now
+        polled = poll_due(engine, now)
+        out = {
+            "dispatched": len(dispatch(engine, now)),
+            "polled": polled["polled"], "recovered": polled["moved"], "lost": polled["lost"],
+            "pending_submits": sweep_pending_submits(engine, now),
+            "deadlines": sweep_deadlines(engine, now),
+            "storing": sweep_storing(engine, now),
+            "finishing": sweep_finishing(engine, now),
+            "purged": purge_expired(engine, now),
+        }
+        if engine.r.zcount(engine.keys.deliveries_due(), "-inf", now):
+            engine.enqueue.deliver()
+        return out
+    finally:
+        engine.r.eval(RELEASE_LOCK_LUA, 1, lock, token)

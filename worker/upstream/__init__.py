@@ -1,0 +1,17 @@
+"""Typed client for midjourney-proxy-compatible upstream APIs.
+
+``UpstreamClient`` sends submits (each answered by an ``Answer`` with an ``Outcome``) and
+queries (returning ``Task`` models); ``classify`` is the one mapping of answers to
+outcomes; ``PROFILES`` holds what each provider does differently.
+"""
+from worker.upstream.client import SUBMIT_PATHS, UpstreamClient
+from worker.upstream.errors import UpstreamAuthFailed, UpstreamOutOfCredit, UpstreamRetryLater
+from worker.upstream.models import Button, Task, TaskStatus
+from worker.upstream.outcomes import Answer, CodeRule, Outcome, classify
+from worker.upstream.profiles import PROFILES, Profile, get_profile
+
+__all__ = [
+    "Answer", "Button", "CodeRule", "Outcome", "PROFILES", "Profile", "SUBMIT_PATHS", "Task",
+    "TaskStatus", "UpstreamAuthFailed", "UpstreamClient", "UpstreamOutOfCredit",
+    "UpstreamRetryLater", "classify", "get_profile",
+]

@@ -1,0 +1,571 @@
+"""The one place that maps every upstream answer to a small set of outcomes.
+
+``classify()`` reads an HTTP status, a body (any bytes), a content type, the provider
+``Profile`` and the endpoint, or the transport exception raised instead, and returns an
+``Answer``. It never raises. The job engine acts on ``Answer.outcome`` only:
+
+=================  =====================================================================
+ACCEPTED           a task exists upstream: ``task_id`` (``queued_ahead`` when queued);
+                   for upload-discord-images ``result`` holds the URLs
+NEEDS_MODAL        code 21 with an id: the new task waits for ``/mj/submit/modal``
+RETRY_LATER        nothing was created; try again after a backoff (queue full 23/9, code 3
+                   no account, 429, 5xx, gateway overload 503/code 30, connection refused)
+REJECTED           permanent: validation (4), banned prompt (24, ``banned_word``), HTML
+                   page where JSON was expected, unsupported endpoint
+OUT_OF_CREDIT      balance exhausted: code 25, ``quota_not_enough``, 余额不足, HTTP 402
+AUTH_FAILED        401/403, Cloudflare "error code: 1010", OpenAI-style invalid token
+OUTCOME_UNKNOWN    the submit was sent but the answer was lost or unreadable (timeout,
+                   connection reset, 504, empty or truncated 200): the task may exist, so
+                   reconcile before submitting again
+NOT_FOUND          the task (or the parent of an action/modal) does not exist
+=================  =====================================================================
+
+What a business ``code`` means is data: ``BASE_CODE_RULES`` below, overridden per
+profile by ``Profile.code_rules`` and ``Profile.queue_full_codes`` (see ``profiles.py``).
+Query endpoints (fetch, list, seed, image, cancel) share the mapping, with two
+differences: a lost connection is RETRY_LATER (repeating a read is safe) and an empty
+answer is NOT_FOUND.
+"""
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Mapping
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from worker.upstream.models import as_text
+
+if TYPE_CHECKING:
+    from worker.upstream.profiles import Profile
+
+
+class Outcome(str, Enum):
+    ACCEPTED = "accepted"
+    NEEDS_MODAL = "needs_modal"
+    RETRY_LATER = "retry_later"
+    REJECTED = "rejected"
+    OUT_OF_CREDIT = "out_of_credit"
+    AUTH_FAILED = "auth_failed"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class CodeRule:
+    """What one business ``code`` means: the outcome and a short readable meaning, plus the
+    outcome to use instead when the answer has no task id or no ``bannedWord``."""
+
+    outcome: Outcome
+    meaning: str
+    when_no_id: tuple[Outcome, str] | None = None
+    when_no_banned_word: tuple[Outcome, str] | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One classified upstream answer. ``message`` is written for a person."""
+
+    outcome: Outcome
+    message: str
+    task_id: str | None = None
+    code: int | None = None
+    http_status: int | None = None
+    queued_ahead: int | None = None
+    banned_word: str | None = None
+    result: Any = field(default=None, hash=False)
+    properties: dict[str, Any] = field(default_factory=dict, hash=False)
+    retry_after_s: float | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """A task now exists upstream under ``task_id`` (possibly waiting for a modal)."""
+        return self.outcome in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (for storing on a step)."""
+        return {
+            "outcome": self.outcome.value, "message": self.message, "task_id": self.task_id,
+            "code": self.code, "http_status": self.http_status,
+            "queued_ahead": self.queued_ahead, "banned_word": self.banned_word,
+            "result": self.result, "properties": self.properties,
+            "retry_after_s": self.retry_after_s,
+        }
+
+
+# --- the code table -----------------------------------------------------------------------
+
+O = Outcome  # noqa: E741  (short alias for the tables)
+
+#: midjourney-proxy ReturnCode (novicezk and trueai) plus the gateway codes (new-api 4/5/30,
+#: trueai's ``Result`` envelope -1). Profiles override entries (``Profile.code_rules``).
+BASE_CODE_RULES: Mapping[int, CodeRule] = {
+    1: CodeRule(O.ACCEPTED, "submitted"),
+    22: CodeRule(O.ACCEPTED, "queued"),
+    21: CodeRule(O.NEEDS_MODAL, "waiting for modal confirm",
+                 when_no_id=(O.REJECTED, "code 21 without a task id")),
+    3: CodeRule(O.RETRY_LATER, "no upstream account available"),
+    4: CodeRule(O.REJECTED, "validation error"),
+    5: CodeRule(O.OUTCOME_UNKNOWN, "gateway lost the upstream answer"),
+    9: CodeRule(O.RETRY_LATER, "system error or queue full"),
+    23: CodeRule(O.RETRY_LATER, "queue full"),
+    24: CodeRule(O.REJECTED, "banned prompt"),
+    25: CodeRule(O.OUT_OF_CREDIT, "balance insufficient"),
+    30: CodeRule(O.RETRY_LATER, "gateway overloaded"),
+    -1: CodeRule(O.REJECTED, "upstream refused"),
+}
+QUEUE_FULL_RULE = CodeRule(O.RETRY_LATER, "queue full")
+UNKNOWN_CODE_RULE = CodeRule(O.REJECTED, "unexpected code")
+
+#: Endpoints that only read (safe to repeat); every other endpoint name is a submit.
+QUERY_ENDPOINTS = frozenset({"fetch", "list-by-condition", "task-list", "image-seed",
+                             "image", "cancel"})
+#: Submits that name an existing task; a missing one is NOT_FOUND (HTTP 404 + code 3).
+PARENT_ENDPOINTS = frozenset({"action", "modal", "change", "simple-change"})
+
+# --- text markers (lower case; searched in description / message / error type) -----------
+
+_CREDIT_MARKERS = (
+    "quota_not_enough", "quota is not enough", "quota not enough", "insufficient_quota",
+    "insufficient quota", "insufficient_user_quota", "insufficient balance",
+    "insufficient credit", "pre_consume_token_quota_failed", "余额不足", "余额已用尽",
+    "额度不足", "额度已用尽",
+)
+_AUTH_MARKERS = (
+    "无效的令牌", "令牌已过期", "未提供令牌", "未登录", "invalid token", "invalid_token",
+    "invalid api key", "invalid_api_key", "incorrect api key", "error code: 1010",
+)
+_RETRY_MARKERS = (
+    "并发数已达上限", "队列数已达上限", "队列已满", "服务暂不可用", "稍后", "负载已饱和",
+    "无可用的账号", "try again later", "retry later", "too many requests", "rate limit",
+    "overloaded", "task_status_not_success", "no available account",
+)
+_NOT_FOUND_MARKERS = (
+    "task_no_found", "task_not_found", "midjourney_task_not_found", "关联任务不存在",
+    "不存在或已失效", "任务不存在", "未找到父级任务", "parent task not found", "task not found",
+    "未找到 seed",
+)
+_QUEUED_AHEAD = re.compile(r"前面还有\s*(\d+)\s*个|(\d+)\s+(?:tasks?|jobs?)\s+ahead", re.I)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.I | re.S)
+_TAGS = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+_DETAIL_MAX_CHARS = 200
+
+
+@dataclass
+class _Body:
+    """The parts of a body that classification reads, whatever envelope carried them."""
+
+    kind: str  # "empty" | "json" | "html" | "text" | "truncated"
+    data: Any = None
+    code: int | None = None
+    code_text: str = ""       # a non-numeric code ("model_not_found") or error type
+    detail: str = ""          # description / message, readable
+    result: Any = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    error_envelope: bool = False
+
+    def mentions(self, markers: tuple[str, ...]) -> bool:
+        haystack = f"{self.detail} {self.code_text}".lower()
+        return any(marker in haystack for marker in markers)
+
+
+def classify(
+    http_status: int | None,
+    body: bytes | str | None,
+    content_type: str | None,
+    profile: "Profile",
+    *,
+    endpoint: str = "submit",
+    exc: BaseException | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Answer:
+    """Map one answer (or the transport exception raised instead) to an ``Answer``.
+
+    ``endpoint`` is a submit name ("imagine", "action", ...; default "submit") or a query
+    name from ``QUERY_ENDPOINTS``. ``headers`` is only read for ``Retry-After``.
+    Never raises.
+    """
+    try:
+        if exc is not None:
+            return _from_exception(exc, endpoint)
+        parsed = _parse(body, content_type)
+        return _decide(http_status, parsed, profile, endpoint, _retry_after_s(headers))
+    except Exception as err:  # noqa: BLE001 - the contract is "never raises"
+        unknown = O.RETRY_LATER if endpoint in QUERY_ENDPOINTS else O.OUTCOME_UNKNOWN
+        return Answer(unknown, f"could not classify the upstream answer ({err!r})",
+                      http_status=http_status if isinstance(http_status, int) else None)
+
+
+# --- transport errors ---------------------------------------------------------------------
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and the exceptions wrapped in its args (urllib3 style)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 20:
+        current = todo.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        for nested in (current.__cause__, current.__context__, getattr(current, "reason", None),
+                       *getattr(current, "args", ())):
+            if isinstance(nested, BaseException):
+                todo.append(nested)
+    return seen
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request provably never reached the upstream (connect failed)."""
+    return any(
+        isinstance(e, (requests.exceptions.ConnectTimeout, NewConnectionError,
+                       ConnectionRefusedError, socket.gaierror, requests.exceptions.SSLError))
+        for e in _chain(exc)
+    )
+
+
+def _from_exception(exc: BaseException, endpoint: str) -> Answer:
+    detail = _short(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                        requests.exceptions.InvalidSchema)):
+        return Answer(O.REJECTED, f"invalid upstream URL ({detail})")
+    timed_out = any(isinstance(e, (requests.exceptions.Timeout, TimeoutError, socket.timeout))
+                    for e in _chain(exc))
+    what = "timed out" if timed_out else "connection failed"
+    if endpoint in QUERY_ENDPOINTS:
+        return Answer(O.RETRY_LATER, f"upstream {what} on {endpoint} ({detail})")
+    if _never_sent(exc):
+        return Answer(O.RETRY_LATER, f"could not connect to the upstream ({detail}); "
+                                     "nothing was submitted")
+    return Answer(O.OUTCOME_UNKNOWN,
+                  f"upstream {what} after the {endpoint} request was sent ({detail}); "
+                  "the task may or may not exist")
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+def _short(text: str) -> str:
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= _DETAIL_MAX_CHARS else text[: _DETAIL_MAX_CHARS - 1] + "…"
+
+
+def _as_code(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else None
+    return None
+
+
+def _html_detail(text: str) -> str:
+    match = _HTML_TITLE.search(text)
+    if match:
+        return _short(_TAGS.sub(" ", match.group(1) or match.group(2) or ""))
+    return _short(_TAGS.sub(" ", text))
+
+
+def _parse(body: bytes | str | None, content_type: str | None) -> _Body:
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        text = bytes(body).decode("utf-8", errors="replace")
+    else:
+        text = body or ""
+    text = text.lstrip("\ufeff").strip()
+    if not text:
+        return _Body("empty")
+    ctype = (content_type or "").lower()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        if "html" in ctype or text[:1] == "<":
+            return _Body("html", detail=_html_detail(text))
+        if "json" in ctype or text[:1] in "{[\"":
+            return _Body("truncated", detail=_short(text))
+        return _Body("text", detail=_short(text))
+    parsed = _Body("json", data=data)
+    if isinstance(data, dict):
+        _read_envelope(data, parsed)
+    elif isinstance(data, str):
+        parsed.detail = _short(data)
+    return parsed
+
+
+def _read_envelope(data: dict[str, Any], parsed: _Body) -> None:
+    """Fill code/detail/result from any of the envelopes real upstreams use:
+    ``{code, description, result, properties}`` (midjourney-proxy), ``{success:false, code,
+    message}`` (trueai ``Result``), ``{"error": {message, type, code}}`` (OpenAI-style,
+    new-api/one-hub middleware), ``{"error": "..."}`` (new-api image), MJ-style
+    ``{description, type, code}`` (new-api MJ handler)."""
+    error = data.get("error")
+    if isinstance(error, dict):
+        parsed.error_envelope = True
+        parsed.code = _as_code(error.get("code"))
+        parsed.code_text = " ".join(
+            as_text(error.get(k)) for k in ("code", "type") if error.get(k) not in (None, "")
+            and _as_code(error.get(k)) is None)
+        parsed.detail = _short(as_text(error.get("message")))
+        return
+    if isinstance(error, str) and "code" not in data:
+        # new-api image {"error": "..."}; Spring's {"status", "error", "message", "path"}.
+        parsed.error_envelope = True
+        message = data.get("message")
+        parsed.detail = _short(message if isinstance(message, str) and message else error)
+        return
+    parsed.code = _as_code(data.get("code"))
+    if parsed.code is None and isinstance(data.get("code"), str):
+        parsed.code_text = data["code"]
+    if data.get("success") is False:
+        parsed.error_envelope = True
+    detail = data.get("description")
+    if detail in (None, ""):
+        detail = data.get("message", data.get("msg"))
+    parsed.detail = _short(as_text(detail)) if not isinstance(detail, (dict, list)) else \
+        _short(json.dumps(detail, ensure_ascii=False))
+    if isinstance(data.get("type"), str):
+        parsed.code_text = f"{parsed.code_text} {data['type']}".strip()
+    parsed.result = data.get("result")
+    properties = data.get("properties")
+    parsed.properties = properties if isinstance(properties, dict) else {}
+
+
+def _task_id(result: Any) -> str | None:
+    if isinstance(result, bool) or result is None:
+        return None
+    if isinstance(result, (int, float, str)):
+        text = as_text(result).strip()
+        return text or None
+    if isinstance(result, dict):
+        for key in ("id", "taskId", "task_id"):
+            if result.get(key) not in (None, "") and not isinstance(result[key], (dict, list)):
+                return as_text(result[key]).strip() or None
+    return None
+
+
+def _queued_ahead(parsed: _Body) -> int | None:
+    value = parsed.properties.get("numberOfQueues", parsed.properties.get("number_of_queues"))
+    number = _as_code(value)
+    if number is not None:
+        return max(number, 0)
+    match = _QUEUED_AHEAD.search(parsed.detail)
+    if match:
+        return int(match.group(1) or match.group(2))
+    return None
+
+
+def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    value = None
+    for key, item in headers.items():
+        if isinstance(key, str) and key.lower() == "retry-after":
+            value = item
+            break
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        moment = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+def _with_detail(head: str, detail: str) -> str:
+    return f"{head}: {detail}" if detail and detail.lower() not in head.lower() else head
+
+
+def _decide(status: int | None, parsed: _Body, profile: "Profile", endpoint: str,
+            retry_after_s: float | None) -> Answer:
+    is_query = endpoint in QUERY_ENDPOINTS
+    http = f"HTTP {status}" if status is not None else "no HTTP status"
+    ok = status is None or 200 <= status < 300
+
+    def answer(outcome: Outcome, message: str, **extra: Any) -> Answer:
+        return Answer(outcome, message, code=parsed.code, http_status=status,
+                      properties=parsed.properties, retry_after_s=retry_after_s, **extra)
+
+    success_code = parsed.code in (1, 22) and not parsed.error_envelope
+    # 1. credit, auth and throttling come first: they hold whatever the envelope.
+    if status == 402 or (not success_code and parsed.mentions(_CREDIT_MARKERS)):
+        return answer(O.OUT_OF_CREDIT, _with_detail(f"out of credit ({http})", parsed.detail))
+    if status in (401, 403):
+        if endpoint == "image" and status == 403:
+            return answer(O.NOT_FOUND, _with_detail("image refused (HTTP 403)", parsed.detail))
+        if parsed.mentions(("rate limit", "too many", "频繁", "速率")):
+            return answer(O.RETRY_LATER, _with_detail(f"rate limited ({http})", parsed.detail))
+        if "1010" in parsed.detail and "error code" in parsed.detail.lower():
+            return answer(O.AUTH_FAILED, f"blocked by Cloudflare ({http}, error code: 1010): "
+                                         "the upstream requires a User-Agent header")
+        return answer(O.AUTH_FAILED, _with_detail(f"authentication failed ({http})",
+                                                  parsed.detail))
+    if not success_code and (parsed.error_envelope or parsed.code is None) \
+            and parsed.mentions(_AUTH_MARKERS):
+        return answer(O.AUTH_FAILED, _with_detail(f"authentication failed ({http})",
+                                                  parsed.detail))
+    if status == 429:
+        return answer(O.RETRY_LATER, _with_detail("rate limited (HTTP 429)", parsed.detail))
+    if status is not None and status >= 500:
+        return answer(*_server_error(status, parsed, is_query, endpoint))
+    # 2. a business code decides.
+    if parsed.code is not None and parsed.kind == "json" and isinstance(parsed.data, dict):
+        return _from_code(status, parsed, profile, endpoint, answer)
+    # 3. no code: the HTTP status and the body shape decide.
+    if ok:
+        return _no_code_success(status, parsed, is_query, http, answer)
+    if status in (408, 425):
+        return answer(O.RETRY_LATER, _with_detail(f"upstream timed out reading ({http})",
+                                                  parsed.detail))
+    if status is not None and 300 <= status < 400:
+        return answer(O.REJECTED, f"upstream redirected ({http}); set the upstream URL to "
+                                  "the final address")
+    if endpoint == "image":
+        return answer(O.NOT_FOUND, _with_detail(f"image not available ({http})", parsed.detail))
+    if status == 404 or (is_query and parsed.mentions(_NOT_FOUND_MARKERS)):
+        if is_query or parsed.mentions(_NOT_FOUND_MARKERS):
+            return answer(O.NOT_FOUND, _with_detail(f"not found ({http})", parsed.detail))
+        return answer(O.REJECTED, _with_detail(
+            f"endpoint not supported by this upstream ({http} on {endpoint})", parsed.detail))
+    if parsed.mentions(_RETRY_MARKERS):
+        return answer(O.RETRY_LATER, _with_detail(f"upstream busy ({http})", parsed.detail))
+    if parsed.kind == "html":
+        return answer(O.REJECTED, _with_detail(f"upstream answered HTML error page ({http})",
+                                               parsed.detail))
+    return answer(O.REJECTED, _with_detail(f"upstream refused the request ({http})",
+                                           parsed.detail or parsed.code_text))
+
+
+def _server_error(status: int, parsed: _Body, is_query: bool,
+                  endpoint: str) -> tuple[Outcome, str]:
+    if parsed.kind == "html":
+        head = f"upstream answered HTML error page (HTTP {status})"
+    elif parsed.kind == "empty":
+        head = f"upstream error (HTTP {status}) with an empty body"
+    else:
+        head = f"upstream error (HTTP {status})"
+    message = _with_detail(head, parsed.detail or parsed.code_text)
+    # 504/524: a proxy in front gave up waiting for the upstream, which may have acted.
+    if status in (504, 524) and not is_query:
+        return O.OUTCOME_UNKNOWN, f"{message}; the {endpoint} may or may not have created a task"
+    return O.RETRY_LATER, message
+
+
+def _rule_for(code: int, profile: "Profile") -> CodeRule:
+    rules: Mapping[int, CodeRule] = getattr(profile, "code_rules", None) or {}
+    if code in rules:
+        return rules[code]
+    if code in getattr(profile, "queue_full_codes", frozenset()):
+        return QUEUE_FULL_RULE
+    return BASE_CODE_RULES.get(code, UNKNOWN_CODE_RULE)
+
+
+def _from_code(status: int | None, parsed: _Body, profile: "Profile", endpoint: str,
+               answer: Any) -> Answer:
+    code = parsed.code
+    assert code is not None
+    rule = _rule_for(code, profile)
+    outcome, meaning = rule.outcome, rule.meaning
+    task_id = _task_id(parsed.result)
+    banned = parsed.properties.get("bannedWord", parsed.properties.get("banned_word"))
+    banned_word: str | None = None
+    if not isinstance(banned, (dict, list)):
+        banned_word = as_text(banned).strip() or None
+    is_query = endpoint in QUERY_ENDPOINTS
+
+    if task_id is None and rule.when_no_id is not None:
+        outcome, meaning = rule.when_no_id
+    if banned_word is None and rule.when_no_banned_word is not None:
+        outcome, meaning = rule.when_no_banned_word
+    # A 21 on a profile without modals, or carrying the existing task's status (novicezk
+    # before 2.6.1), names a task that already exists.
+    if outcome is O.NEEDS_MODAL and (not getattr(profile, "has_modal", True)
+                                     or "status" in parsed.properties):
+        outcome, meaning = O.ACCEPTED, "task already exists"
+    # Text that is more specific than the code.
+    if outcome in (O.REJECTED, O.RETRY_LATER) and parsed.mentions(_NOT_FOUND_MARKERS):
+        outcome, meaning = O.NOT_FOUND, "task not found"
+    elif code == 3 and status == 404:
+        outcome, meaning = O.NOT_FOUND, "task not found"
+    elif outcome is O.REJECTED and code != 24 and parsed.mentions(_RETRY_MARKERS):
+        outcome, meaning = O.RETRY_LATER, "upstream busy"
+    if status == 404 and outcome is O.REJECTED and is_query:
+        outcome, meaning = O.NOT_FOUND, "not found"
+
+    head = f"{meaning} (code {code})"
+    if outcome is O.ACCEPTED:
+        if task_id is None and not is_query:
+            if isinstance(parsed.result, list):
+                return answer(O.ACCEPTED, _with_detail(head, parsed.detail),
+                              result=parsed.result)
+            return answer(O.OUTCOME_UNKNOWN,
+                          _with_detail(f"success code {code} without a task id", parsed.detail),
+                          result=parsed.result)
+        queued = _queued_ahead(parsed)
+        if queued:
+            head = f"{meaning}, {queued} ahead (code {code})"
+        return answer(O.ACCEPTED, _with_detail(head, parsed.detail), task_id=task_id,
+                      queued_ahead=queued, result=parsed.result)
+    if outcome is O.NEEDS_MODAL:
+        return answer(O.NEEDS_MODAL, _with_detail(head, parsed.detail), task_id=task_id,
+                      result=parsed.result)
+    if code == 24 and outcome is O.REJECTED:
+        message = f"banned prompt: word {banned_word!r}" if banned_word else \
+            _with_detail(head, parsed.detail)
+        return answer(O.REJECTED, message, banned_word=banned_word, result=parsed.result)
+    # Refusals keep the id only as information (uniapi sends one with 23 "queue full").
+    return answer(outcome, _with_detail(head, parsed.detail), result=parsed.result,
+                  task_id=task_id if outcome is O.NOT_FOUND else None)
+
+
+def _no_code_success(status: int | None, parsed: _Body, is_query: bool, http: str,
+                     answer: Any) -> Answer:
+    data = parsed.data
+    if parsed.kind == "empty" or (parsed.kind == "json" and data is None):
+        if is_query:
+            return answer(O.NOT_FOUND, f"empty answer ({http}): no such task")
+        return answer(O.OUTCOME_UNKNOWN, f"upstream answered an empty body ({http}); "
+                                         "the task may or may not exist")
+    if parsed.kind == "html":
+        if is_query:
+            return answer(O.OUTCOME_UNKNOWN, _with_detail(
+                f"upstream answered an HTML page where JSON was expected ({http})",
+                parsed.detail))
+        return answer(O.REJECTED, _with_detail(
+            f"upstream answered an HTML page where JSON was expected ({http}); is the "
+            "upstream URL the API base?", parsed.detail))
+    if parsed.kind in ("truncated", "text"):
+        what = "truncated JSON" if parsed.kind == "truncated" else "text that is not JSON"
+        return answer(O.OUTCOME_UNKNOWN, _with_detail(f"upstream answered {what} ({http})",
+                                                      parsed.detail))
+    if parsed.error_envelope:
+        if is_query and parsed.mentions(_NOT_FOUND_MARKERS):
+            return answer(O.NOT_FOUND, _with_detail(f"not found ({http})", parsed.detail))
+        outcome = O.RETRY_LATER if parsed.mentions(_RETRY_MARKERS) else O.REJECTED
+        return answer(outcome, _with_detail(f"upstream error ({http})",
+                                            parsed.detail or parsed.code_text))
+    if is_query:
+        if isinstance(data, list):
+            return answer(O.ACCEPTED, f"{len(data)} item(s) ({http})", result=data)
+        if isinstance(data, dict) and _task_id(data.get("id")):
+            return answer(O.ACCEPTED, f"task ({http})", task_id=_task_id(data.get("id")),
+                          result=data)
+    return answer(O.OUTCOME_UNKNOWN, _with_detail(
+        f"upstream answered JSON without a code ({http}, {type(data).__name__})",
+        parsed.detail))

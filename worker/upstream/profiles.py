@@ -1,0 +1,160 @@
+"""Provider profiles, as data: how each midjourney-proxy-compatible API differs.
+
+Nothing else in mjflow branches on a provider name; code reads a ``Profile`` field.
+Sources: /work/shared/reference/upstream-midjourney-proxy.md, upstream-gateways.md and the
+provider docs in /work/shared/seeds (000 一步API/new-api, 001 UniAPI, 002 DataEyes).
+
+=================  ===============================================================
+midjourney-proxy   novicezk / plus build (default). Callbacks, list-by-condition,
+                   /action and /modal, queue full = 23 (or 9), image = task imageUrl.
+trueai             trueai-org fork: queue full = 9, ``GET /mj/task/list`` (latest 100),
+                   cancel, missing parent = HTTP 404 + code 3. Its auth reads the raw
+                   ``Authorization`` value as the token, so the key is sent unprefixed.
+newapi             new-api reseller: strips notifyHook (no callbacks), refreshes from
+                   upstream every 15 s, rewrites 21/22 to 1, serves images at
+                   ``/mj/image/{id}``; seed 000 code table (21 param error, 23 system
+                   error, 24 account unavailable, 25 balance), ``quota_not_enough``.
+uniapi             mode via ``/mj-fast``, ``/mj-relax``, ``/mj-turbo`` path prefixes;
+                   callbacks honoured; 23 with a result id is still queue full.
+dataeyes           User-Agent mandatory (Cloudflare 403 "error code: 1010"); imageUrl host
+                   is a placeholder, so images come from ``/mj/image/{id}``; no
+                   list-by-condition, no callbacks; 21 "任务已存在" = accepted, use its id.
+=================  ===============================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+from worker.upstream.outcomes import CodeRule, Outcome
+
+USER_AGENT = "mjflow/0.1"
+DEFAULT_PROFILE = "midjourney-proxy"
+#: Discord attachment hosts that midjourney-proxy hands out as ``imageUrl``.
+DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+MODES = frozenset({"FAST", "RELAX", "TURBO"})
+
+ModeVia = Literal["account_filter", "path_prefix"]
+ImageSource = Literal["task_url", "image_endpoint"]
+
+
+def _rules(rules: dict[int, CodeRule]) -> Mapping[int, CodeRule]:
+    return MappingProxyType(rules)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one provider does differently. Durations are seconds."""
+
+    name: str
+    #: How FAST/RELAX/TURBO is chosen: ``accountFilter.modes`` in the body, or a
+    #: ``/mj-<mode>`` path prefix in front of ``/mj/...``.
+    mode_via: ModeVia = "account_filter"
+    #: Prefix of the ``Authorization`` value ("Bearer " for gateways, "" for trueai,
+    #: which compares the raw header to the user token).
+    authorization_prefix: str = "Bearer "
+    user_agent: str = USER_AGENT
+    #: True when the provider calls ``notifyHook``; False means poll only.
+    callbacks_expected: bool = True
+    #: How often to poll non-terminal tasks; never faster than the provider refreshes.
+    poll_interval_s: float = 10.0
+    #: ``POST /mj/task/list-by-condition`` exists; otherwise fetch one by one.
+    batch_query: bool = True
+    batch_size: int = 100
+    #: Where the final image comes from: the task's ``imageUrl`` or ``GET /mj/image/{id}``.
+    image_source: ImageSource = "task_url"
+    #: ``imageUrl`` hosts that are placeholders (use ``/mj/image/{id}`` instead).
+    placeholder_hosts: frozenset[str] = frozenset()
+    #: Hosts images may be downloaded from (plus the upstream's own host).
+    allowed_image_hosts: frozenset[str] = DISCORD_CDN_HOSTS
+    has_task_list: bool = False
+    has_modal: bool = True
+    has_cancel: bool = False
+    has_image_seed: bool = True
+    #: Codes that mean "queue full, retry later" whatever the result field holds.
+    queue_full_codes: frozenset[int] = frozenset({23, 9})
+    #: Per-code overrides of ``outcomes.BASE_CODE_RULES``.
+    code_rules: Mapping[int, CodeRule] = field(default_factory=lambda: _rules({}),
+                                               hash=False, compare=False)
+    #: Read timeout for submits (a reseller may wait 60 s on its own upstream).
+    submit_timeout_s: float = 30.0
+
+    def headers(self, api_key: str) -> dict[str, str]:
+        """Request headers: a real User-Agent always; the key as both ``Authorization``
+        and ``mj-api-secret`` when set (covers midjourney-proxy, new-api and one-hub)."""
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"{self.authorization_prefix}{api_key}"
+            headers["mj-api-secret"] = api_key
+        return headers
+
+    def mode_prefix(self, mode: str | None) -> str:
+        """``/mj-relax`` etc. for path-prefix profiles, else ``""``."""
+        if self.mode_via != "path_prefix" or not mode:
+            return ""
+        return f"/mj-{mode.lower()}"
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType({
+    "midjourney-proxy": Profile(name="midjourney-proxy"),
+    "trueai": Profile(
+        name="trueai",
+        authorization_prefix="",
+        has_task_list=True,
+        has_cancel=True,
+    ),
+    "newapi": Profile(
+        name="newapi",
+        callbacks_expected=False,
+        poll_interval_s=15.0,
+        image_source="image_endpoint",
+        placeholder_hosts=frozenset({"localhost"}),
+        submit_timeout_s=75.0,
+        code_rules=_rules({
+            21: CodeRule(Outcome.NEEDS_MODAL, "waiting for modal confirm",
+                         when_no_id=(Outcome.REJECTED, "parameter error")),
+            23: CodeRule(Outcome.RETRY_LATER, "system error or queue full"),
+            24: CodeRule(Outcome.REJECTED, "banned prompt",
+                         when_no_banned_word=(Outcome.RETRY_LATER, "account unavailable")),
+            25: CodeRule(Outcome.OUT_OF_CREDIT, "balance insufficient"),
+        }),
+    ),
+    "uniapi": Profile(
+        name="uniapi",
+        mode_via="path_prefix",
+        submit_timeout_s=75.0,
+        # The doc example's image host, a Discord attachment mirror.
+        allowed_image_hosts=DISCORD_CDN_HOSTS | {"img.innk.cc"},
+        code_rules=_rules({
+            23: CodeRule(Outcome.RETRY_LATER, "queue full"),  # even with a result id
+        }),
+    ),
+    "dataeyes": Profile(
+        name="dataeyes",
+        callbacks_expected=False,
+        batch_query=False,
+        batch_size=1,
+        image_source="image_endpoint",
+        placeholder_hosts=frozenset({"www.yourdomain.com", "yourdomain.com"}),
+        has_modal=False,
+        has_image_seed=False,
+        submit_timeout_s=60.0,
+        code_rules=_rules({
+            21: CodeRule(Outcome.ACCEPTED, "task already exists",
+                         when_no_id=(Outcome.REJECTED, "task already exists, no id given")),
+        }),
+    ),
+})
+
+
+def get_profile(profile: Profile | str | None) -> Profile:
+    """A profile by name (or the profile itself); ``None`` gives the default."""
+    if isinstance(profile, Profile):
+        return profile
+    name = (profile or DEFAULT_PROFILE).strip().lower()
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown upstream profile {profile!r}; "
+                         f"choose one of {', '.join(sorted(PROFILES))}") from None
