@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
+import requests
 
 from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
@@ -88,6 +89,11 @@ class Engine:
     @functools.cached_property
     def client(self) -> UpstreamClient:
         return UpstreamClient.from_settings(self.settings)
+
+    @functools.cached_property
+    def http(self) -> requests.Session:
+        """A pooled session for downloads (images) and deliveries."""
+        return requests.Session()
 
     @functools.cached_property
     def sink(self):  # type: ignore[no-untyped-def]

@@ -2,6 +2,7 @@
 (their images and manifest stay in storage)."""
 from __future__ import annotations
 
+from worker.delivery import purge_job_deliveries
 from worker.engine import Engine
 
 
@@ -17,11 +18,9 @@ def purge_job(engine: Engine, job_id: str) -> None:
                 pipe.delete(k.task(s.task_id))
         if job.batch:
             pipe.zrem(k.batch_jobs(job.batch), job_id)
-    for did in engine.r.lrange(k.job_deliveries(job_id), 0, -1):
-        pipe.delete(k.delivery(did), k.delivery_log(did))
-        pipe.zrem(k.deliveries_due(), did)
-    pipe.delete(k.job(job_id), k.job_steps(job_id), k.job_events(job_id), k.job_deliveries(job_id))
+    pipe.delete(k.job(job_id), k.job_steps(job_id), k.job_events(job_id))
     pipe.zrem(k.jobs(), job_id)
     pipe.zrem(k.retention(), job_id)
     pipe.srem(k.jobs_live(), job_id)
     pipe.execute()
+    purge_job_deliveries(engine.r, k, job_id)

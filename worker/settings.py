@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     queue_full_backoff_s: float = Field(default=5.0, gt=0)
     job_retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     tick_interval_s: float = Field(default=1.0, gt=0)
+    redrive_s: float = Field(default=60.0, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     local_run: bool = False

@@ -33,23 +33,27 @@ def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     if step is None or step.status != S.STORING:
         return "not-storing"
     client = engine.client
-    url = client.image_url_for(Task(id=step.task_id or "", imageUrl=step.image_url))
 
     def refresh() -> str | None:
         task = client.fetch(step.task_id or "")
         return client.image_url_for(task) if task else None
 
+    try:
+        url = client.image_url_for(Task(id=step.task_id or "", imageUrl=step.image_url))
+    except PermanentError as exc:
+        _finish(engine, job.id, step_id, S.FAILED, [], f"no image to store: {exc}")
+        return "failed"
     req = StoreRequest(
         job_id=job.id, step_index=step.index, label=step.label, task_id=step.task_id or "",
         prompt=job.spec.get("prompt") or "", image_url=url,
         split_grid=bool(job.spec.get("splitGrid")) and step.task.get("action") != "UPSCALE"
         and step.label not in ("DESCRIBE", "SHORTEN"),
-        refresh_url=refresh, headers=client.download_headers(),
-        allowed_hosts=tuple(engine.settings.allowed_image_hosts) + tuple(client.image_hosts()),
+        refresh_url=refresh, headers={"User-Agent": client.profile.user_agent},
+        allowed_hosts=tuple(client.allowed_image_hosts),
     )
     try:
         images = [] if _no_image(job.spec, step) else store_step_images(
-            engine.sink, client.session, req, settings=engine.settings)
+            engine.sink, engine.http, req, settings=engine.settings)
     except RetryableError as exc:
         attempt = int(engine.r.hincrby(engine.keys.step(step_id), "store_attempts", 1))
         delay = STORE_BACKOFF_S[min(attempt - 1, len(STORE_BACKOFF_S) - 1)]

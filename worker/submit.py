@@ -13,9 +13,7 @@ from typing import Any
 
 from worker.engine import Engine
 from worker.jobs import machine
-from worker.jobs.chains import is_modal_button
-from worker.jobs.model import Job, Step, StepStatus
-from worker.jobs.model import ACTION_PATHS
+from worker.jobs.model import ACTION_PATHS, Job, Step, StepStatus
 from worker.jobs.store import Txn
 from worker.upstream import Answer, Outcome
 
@@ -93,7 +91,8 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
         _fail(engine, job_id, step_id, why)
         return "failed"
     path, body = build_request(engine, job, step)
-    answer = engine.client.submit(path, body, mode=job.spec.get("mode"))
+    mode = job.spec.get("mode")
+    answer = engine.client.submit(path, body, modes=[mode] if mode else None)
     engine.window.record_answer({
         "at": time.time(), "step": step_id, "job": job_id, "path": path,
         "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
@@ -169,7 +168,3 @@ def _requeue(engine: Engine, job_id: str, step_id: str, path: str) -> None:
 def _fail(engine: Engine, job_id: str, step_id: str, reason: str) -> None:
     engine.store.mutate(job_id, lambda tx: machine.move(tx, tx.steps[step_id], S.FAILED,
                                                         reason=reason))
-
-
-def needs_modal_input(custom_id: str | None) -> bool:
-    return is_modal_button(custom_id)

@@ -21,8 +21,6 @@ from worker.polling import after_poll, poll_due
 log = logging.getLogger("mjflow.tick")
 S = StepStatus
 LEASE_MARGIN_S = 120.0
-STORE_REDRIVE_S = 60.0
-FINISH_REDRIVE_S = 60.0
 SWEEP_LIMIT = 200
 RELEASE_LOCK_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -121,14 +119,14 @@ def sweep_deadlines(engine: Engine, now: float) -> int:
 
 
 def sweep_storing(engine: Engine, now: float) -> int:
-    due = _due(engine, engine.keys.storing(), now, STORE_REDRIVE_S)
+    due = _due(engine, engine.keys.storing(), now, engine.settings.redrive_s)
     for step_id in due:
         engine.enqueue.store(step_id)
     return len(due)
 
 
 def sweep_finishing(engine: Engine, now: float) -> int:
-    due = _due(engine, engine.keys.finishing(), now, FINISH_REDRIVE_S)
+    due = _due(engine, engine.keys.finishing(), now, engine.settings.redrive_s)
     for job_id in due:
         engine.enqueue.finish(job_id)
     return len(due)

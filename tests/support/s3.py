@@ -128,6 +128,7 @@ def s3_client(endpoint: str, *, max_attempts: int = 2, timeout_s: float = 5.0) -
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": max_attempts},
+        signature_version="s3v4",
         connect_timeout=timeout_s, read_timeout=timeout_s,
     )
     return session.client("s3", endpoint_url=endpoint, config=config)

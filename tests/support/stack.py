@@ -80,6 +80,7 @@ class Stack:
             "MJFLOW_POLL_INTERVAL_S": "0.5",
             "MJFLOW_TICK_INTERVAL_S": "0.25",
             "MJFLOW_SUBMIT_GRACE_S": "3",
+            "MJFLOW_REDRIVE_S": "5",
             "MJFLOW_HEARTBEAT_PUSH_S": "2",
             "MJFLOW_QUEUE_FULL_BACKOFF_S": "0.5",
             "MJFLOW_STEP_DEADLINE_S": "60",

@@ -61,7 +61,7 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
             if child.status == S.WAITING:
                 why = f"parent step {step.label} {to.value}"
                 move(tx, child, child_fate, now=now, reason=why)
-        if tx.job.open_steps <= 0:
+        if tx.job.open_steps <= 0 and not tx.job.status.finished:
             _finish_job(tx, now)
     return True
 

@@ -76,6 +76,7 @@ def make_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": max_attempts},
+        signature_version="s3v4",
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
     )
@@ -134,10 +135,12 @@ class S3Sink:
         size_bytes = fileobj.tell()
         fileobj.seek(0)
         if self.send_checksum and size_bytes < self.transfer_config.multipart_threshold:
+            # Both: the algorithm header tells the store (and botocore) which checksum this is.
+            extra["ChecksumAlgorithm"] = "SHA256"
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
         with self._translating(f"upload of {self.location(key)}"):
             self.client.upload_fileobj(
-                fileobj, self.bucket, self._full(key), ExtraArgs=extra, Config=self.transfer_config
+                _KeepOpen(fileobj), self.bucket, self._full(key), ExtraArgs=extra, Config=self.transfer_config
             )
 
     def put_json(self, key: str, obj: Any) -> None:
@@ -205,6 +208,35 @@ class S3Sink:
             yield
         except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
             raise translate_s3_error(exc, action) from exc
+
+
+class _KeepOpen(io.RawIOBase):
+    """A read-only view of a seekable file that s3transfer may close without closing it
+    (s3transfer closes the body after ``PutObject``; the caller still needs the file)."""
+
+    def __init__(self, fileobj: IO[bytes]) -> None:
+        super().__init__()
+        self._fileobj = fileobj
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        return self._fileobj.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._fileobj.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fileobj.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fileobj.tell()
 
 
 def translate_s3_error(exc: BaseException, action: str) -> MjflowError:

@@ -290,10 +290,10 @@ def _parse(body: bytes | str | None, content_type: str | None) -> _Body:
     try:
         data = json.loads(text)
     except ValueError:
+        if text[:1] in "{[\"" or ("json" in ctype and text[:1] != "<"):
+            return _Body("truncated", detail=_short(text))
         if "html" in ctype or text[:1] == "<":
             return _Body("html", detail=_html_detail(text))
-        if "json" in ctype or text[:1] in "{[\"":
-            return _Body("truncated", detail=_short(text))
         return _Body("text", detail=_short(text))
     parsed = _Body("json", data=data)
     if isinstance(data, dict):

@@ -1,0 +1,558 @@
+"""The simulator's state model (moto-style: no HTTP here).
+
+:class:`Simulator` holds the tasks, the per-account running slots and queues,
+the clock, the fault knobs, the stats and a scheduler thread that moves tasks
+through their lifecycle and sends callbacks. Every public method is
+thread-safe: one re-entrant lock guards all state.
+
+Concurrency (reference §6.1): each account runs ``core_size`` tasks and keeps
+``queue_size`` waiting (``NOT_START``); a submit beyond that gets the profile's
+queue-full answer. MODAL tasks hold no slot until ``/submit/modal``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import buttons as btn
+from . import images
+from .callbacks import CallbackDispatcher
+from .cdn import DEFAULT_URL_TTL_S, UrlSigner, split_url
+from .faults import Faults
+from .inputs import (
+    describe_prompts,
+    numbered,
+    shorten_analysis,
+    shorten_prompts,
+)
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
+from .stats import Stats
+from .submits import SubmitsMixin
+from .tasks import FAIL_REASONS, Clock, IdGenerator, SimTask, Status, build_plan, duration_ms
+from .views import gateway_view, initial_gateway_row, preview_image_name, upstream_view
+
+DEFAULT_CORE_SIZE = 3
+DEFAULT_QUEUE_SIZE = 10
+DEFAULT_ACCOUNTS = 1
+DEFAULT_PUBLIC_BASE = "http://127.0.0.1"
+SCHEDULER_MAX_SLEEP_S = 0.25
+REORDER_HOLD_MS = 300  # reorder_callbacks: max hold of a non-terminal callback
+GATEWAY_TIMEOUT_REASON = "上游任务超时（超过1小时）"
+CANCEL_REASON = "取消任务"
+ROOT_BASE_INSTANCE_ID = 1118138338562560102
+
+
+@dataclass
+class Account:
+    """One Discord account: running slots and a FIFO of waiting task ids."""
+
+    instance_id: str
+    running: set[str] = field(default_factory=set)
+    waiting: deque[str] = field(default_factory=deque)
+
+    @property
+    def load(self) -> int:
+        return len(self.running) + len(self.waiting)
+
+
+@dataclass
+class ImagePayload:
+    """Bytes in memory, or a path to stream (large images)."""
+
+    data: bytes | None = None
+    path: Path | None = None
+
+
+class Simulator(SubmitsMixin):
+    """A midjourney-proxy-compatible upstream, in memory."""
+
+    def __init__(
+        self,
+        profile: str | Profile = DEFAULT_PROFILE,
+        *,
+        speed: float = 1.0,
+        faults: Faults | dict[str, Any] | None = None,
+        api_key: str = "",
+        core_size: int = DEFAULT_CORE_SIZE,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        accounts: int = DEFAULT_ACCOUNTS,
+        url_ttl_s: float | None = None,
+        public_base: str | None = None,
+        clock: Clock | None = None,
+        autostart: bool = True,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        self.profile = get_profile(profile)
+        self.speed = float(speed)
+        self.api_key = api_key
+        self.core_size = core_size
+        self.queue_size = queue_size
+        self.public_base = public_base
+        self.clock = clock or Clock()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._faults = faults if isinstance(faults, Faults) else Faults.model_validate(faults or {})
+        self._rng = random.Random(self._faults.seed)
+        self.signer = UrlSigner(url_ttl_s if url_ttl_s is not None else DEFAULT_URL_TTL_S / speed)
+        self._ids = IdGenerator()
+        self._accounts = [
+            Account(str(ROOT_BASE_INSTANCE_ID + i)) for i in range(max(1, accounts))
+        ]
+        self._tasks: dict[str, SimTask] = {}
+        self._uploads: dict[str, bytes] = {}
+        self._stats = Stats()
+        self._epoch = 0
+        self._accepted_since_balance = 0
+        self._next_gateway_poll_ms: int | None = None
+        self._closed = False
+        self._dispatcher = CallbackDispatcher(self._on_callback_result)
+        self._thread: threading.Thread | None = None
+        if autostart:
+            self.start()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the scheduler thread (done by the constructor unless ``autostart=False``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="mjsim-scheduler", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the scheduler and the callback pool."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        self._dispatcher.close()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = self.clock.now_ms()
+                due = self._tick_locked(now)
+                wait_s = SCHEDULER_MAX_SLEEP_S if due is None else (due - now) / 1000
+                self._cond.wait(max(0.0, min(wait_s, SCHEDULER_MAX_SLEEP_S)))
+
+    def tick(self) -> None:
+        """Apply everything due now (the scheduler does this; handy with ``autostart=False``)."""
+        with self._lock:
+            self._tick_locked(self.clock.now_ms())
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the simulated clock forward (tasks, URL expiry, gateway polls)."""
+        self.clock.advance(seconds)
+        with self._cond:
+            self._tick_locked(self.clock.now_ms())
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ faults / admin
+    @property
+    def faults(self) -> Faults:
+        with self._lock:
+            return self._faults
+
+    def set_faults(self, patch: Faults | dict[str, Any], *, replace: bool = False) -> Faults:
+        """Merge ``patch`` into the faults (or replace them); returns the new faults."""
+        with self._lock:
+            if isinstance(patch, Faults):
+                new = patch
+            elif replace:
+                new = Faults.model_validate(patch)
+            else:
+                new = self._faults.merged(patch)
+            if new.seed != self._faults.seed or (replace and new.seed is not None):
+                self._rng = random.Random(new.seed)
+            if new.balance_after != self._faults.balance_after:
+                self._accepted_since_balance = 0
+            self._faults = new
+            return new
+
+    def reset(self, *, faults: bool = False) -> None:
+        """Forget all tasks, uploads and stats; also reset faults if ``faults``."""
+        with self._cond:
+            self._epoch += 1
+            self._tasks.clear()
+            self._uploads.clear()
+            for acct in self._accounts:
+                acct.running.clear()
+                acct.waiting.clear()
+            self._stats = Stats()
+            self._accepted_since_balance = 0
+            self._next_gateway_poll_ms = None
+            self._dispatcher.clear()
+            if faults:
+                self._faults = Faults()
+                self._rng = random.Random(None)
+            self._cond.notify_all()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as served by ``GET /_sim/stats``."""
+        with self._lock:
+            by_status = Counter(t.status.value for t in self._tasks.values())
+            running = sum(len(a.running) for a in self._accounts)
+            waiting = sum(len(a.waiting) for a in self._accounts)
+            return self._stats.as_dict(dict(by_status), running, waiting)
+
+    def timeline(self, task_id: str) -> dict[str, Any] | None:
+        """A task's recorded events (state changes, callbacks), or ``None``."""
+        with self._lock:
+            t = self._tasks.get(task_id)
+            if t is None:
+                return None
+            return {
+                "id": t.id, "action": t.action, "mode": t.mode, "state": t.state,
+                "status": t.status.value, "progress": t.progress, "notifyHook": t.notify_hook,
+                "parentId": t.parent_id, "stuck": t.stuck, "willFail": t.will_fail,
+                "account": self._accounts[t.account].instance_id, "events": list(t.events),
+            }
+
+    def get_task(self, task_id: str) -> SimTask | None:
+        """The live task record (read it under no assumptions; it keeps changing)."""
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def wait_for(self, task_id: str, statuses: set[str] | None = None, timeout_s: float = 10.0) -> str | None:
+        """Block until the *upstream* status is in ``statuses`` (default terminal); returns it."""
+        wanted = statuses or {Status.SUCCESS.value, Status.FAILURE.value}
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                t = self._tasks.get(task_id)
+                if t is not None and t.status.value in wanted:
+                    return t.status.value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left, 0.05))
+
+    # ------------------------------------------------------------------ HTTP-side hooks
+    def request_started(self, route: str) -> None:
+        with self._lock:
+            self._stats.requests[route] += 1
+            self._stats.in_flight += 1
+            self._stats.peak_in_flight = max(self._stats.peak_in_flight, self._stats.in_flight)
+
+    def request_finished(self) -> None:
+        with self._lock:
+            self._stats.in_flight = max(0, self._stats.in_flight - 1)
+
+    def roll_http_500(self) -> bool:
+        """Decide whether this request answers 500 (``http_500`` fault)."""
+        with self._lock:
+            hit = self._faults.http_500 > 0 and self._rng.random() < self._faults.http_500
+            if hit:
+                self._stats.faults["http_500"] += 1
+            return hit
+
+    def roll_hung_submit_ms(self) -> int:
+        """Delay to add before answering a submit (``hung_submit`` fault), 0 for none."""
+        with self._lock:
+            f = self._faults
+            if f.hung_submit > 0 and f.hung_submit_ms > 0 and self._rng.random() < f.hung_submit:
+                self._stats.faults["hung_submit"] += 1
+                return f.hung_submit_ms
+            return 0
+
+    def check_key(self, key: str | None) -> bool:
+        """True if no key is configured or ``key`` matches it."""
+        return not self.api_key or key == self.api_key
+
+    # ------------------------------------------------------------------ queries
+    def view(self, task_id: str) -> dict[str, Any] | None:
+        """The task JSON as the profile answers ``/task/{id}/fetch`` (None = unknown)."""
+        with self._lock:
+            t = self._tasks.get(task_id)
+            return None if t is None else self._render(t)
+
+    def views(self, ids: list[str]) -> list[dict[str, Any]]:
+        """``list-by-condition``: known ids only, de-duplicated, in request order."""
+        with self._lock:
+            seen: set[str] = set()
+            out = []
+            for i in ids:
+                i = i.strip() if isinstance(i, str) else ""
+                if i and i not in seen and i in self._tasks:
+                    seen.add(i)
+                    out.append(self._render(self._tasks[i]))
+            return out
+
+    def recent(self, limit: int | None) -> list[dict[str, Any]]:
+        """Tasks newest first (``/task/list``)."""
+        with self._lock:
+            tasks = sorted(self._tasks.values(), key=lambda t: t.id, reverse=True)
+            return [self._render(t) for t in tasks[:limit]]
+
+    def upstream_task(self, task_id: str) -> dict[str, Any] | None:
+        """The upstream JSON regardless of the profile's gateway layer (tests, benchmarks)."""
+        with self._lock:
+            t = self._tasks.get(task_id)
+            return None if t is None else self._upstream(t, self.clock.now_ms())
+
+    def cancel(self, task_id: str) -> bool:
+        """trueai cancel: a non-terminal task becomes FAILURE ``取消任务``."""
+        with self._lock:
+            t = self._tasks.get(task_id)
+            if t is None:
+                return False
+            if not t.terminal:
+                now = self.clock.now_ms()
+                self._release(t)
+                self._set_state(t, Status.FAILURE, "", now, fail_reason=CANCEL_REASON)
+                self._pump(now)
+            return True
+
+    def image_seed(self, task_id: str) -> tuple[str, str | None]:
+        """(``"ok"``, seed) | (``"not_found"``, None) | (``"no_hash"``, None)."""
+        with self._lock:
+            t = self._tasks.get(task_id)
+            if t is None:
+                return "not_found", None
+            h = t.properties.get("messageHash")
+            if not h:
+                return "no_hash", None
+            return "ok", str(int(uuid.UUID(h).int % 4294967295))
+
+    def task_image(self, task_id: str) -> ImagePayload | None:
+        """Bytes behind ``GET /mj/image/{id}`` (None = unknown or no image yet).
+
+        newapi streams the upstream URL it stored at its last poll, so that URL
+        may have expired (then :class:`PermissionError`).
+        """
+        with self._lock:
+            t = self._tasks.get(task_id)
+            if t is None:
+                return None
+            now = self.clock.now_ms()
+            if self.profile.gateway_refresh_s is not None:
+                row = t.gateway_row or {}
+                parts = split_url(row.get("imageUrl") or "")
+                if parts is None:
+                    return None
+                if not self.signer.verify(parts.key, parts.name, parts.ex, parts.is_, parts.hm, now):
+                    raise PermissionError("This content is no longer available.")
+                return self._payload_for(t, parts.name)
+            if not t.has_image or t.image is None:
+                return None
+            name = "final.png" if t.status == Status.SUCCESS else preview_image_name(t)
+            return self._payload_for(t, name)
+
+    def cdn_image(self, key: str, name: str, ex: str, is_: str, hm: str) -> ImagePayload | None:
+        """Bytes behind a signed ``/cdn/attachments/...`` URL (None = refused)."""
+        with self._lock:
+            if not self.signer.verify(key, name, ex, is_, hm, self.clock.now_ms()):
+                return None
+            if key in self._uploads:
+                return ImagePayload(data=self._uploads[key])
+            t = self._tasks.get(key)
+            return None if t is None or t.image is None else self._payload_for(t, name)
+
+    # ------------------------------------------------------------------ internals: running
+    def _pump(self, now: int) -> None:
+        """Start waiting tasks while running slots are free."""
+        for acct in self._accounts:
+            while acct.waiting and len(acct.running) < self.core_size:
+                tid = acct.waiting.popleft()
+                task = self._tasks.get(tid)
+                if task is None or task.status != Status.NOT_START:
+                    continue
+                acct.running.add(tid)
+                self._start(task, now)
+        running = sum(len(a.running) for a in self._accounts)
+        self._stats.peak_running = max(self._stats.peak_running, running)
+
+    def _start(self, task: SimTask, now: int) -> None:
+        f = self._faults
+        fail_reason = None
+        if f.fail > 0 and self._rng.random() < f.fail:
+            fail_reason = self._rng.choice(FAIL_REASONS)
+            task.will_fail = True
+            self._stats.faults["fail"] += 1
+        elif f.stuck > 0 and self._rng.random() < f.stuck:
+            task.stuck = True
+            self._stats.faults["stuck"] += 1
+        timeout_ms = None if f.stuck_timeout_s is None else int(f.stuck_timeout_s * 1000)
+        task.plan = build_plan(
+            task.action, now, duration_ms(task.action, self.speed), stuck=task.stuck,
+            fail_reason=fail_reason, stuck_progress=f.stuck_progress, stuck_timeout_ms=timeout_ms,
+        )
+        task.plan_index = 0
+        task.start_time_ms = now
+        self._advance(task, now)
+
+    def _advance(self, task: SimTask, now: int) -> None:
+        while task.plan_index < len(task.plan) and not task.terminal:
+            step = task.plan[task.plan_index]
+            if step.at_ms > now:
+                return
+            task.plan_index += 1
+            self._set_state(task, step.status, step.progress, now, fail_reason=step.fail_reason)
+            if task.terminal:
+                self._release(task)
+
+    def _release(self, task: SimTask) -> None:
+        acct = self._accounts[task.account]
+        acct.running.discard(task.id)
+        if task.id in acct.waiting:
+            acct.waiting.remove(task.id)
+
+    def _set_state(self, task: SimTask, status: Status, progress: str, now: int,
+                   fail_reason: str | None = None) -> None:
+        task.status, task.progress = status, progress
+        if status == Status.IN_PROGRESS and progress != "0%" and task.produces == "grid":
+            task.has_image = task.image is not None
+        if status == Status.SUCCESS:
+            self._succeed(task, now)
+        elif status == Status.FAILURE:
+            task.fail_reason = fail_reason
+            task.finish_time_ms = now
+        task.record(now, "state", status=status.value, progress=progress)
+        self._notify(task, now)
+        self._cond.notify_all()
+
+    def _succeed(self, task: SimTask, now: int) -> None:
+        job = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+        task.finish_time_ms = now
+        task.has_image = task.image is not None
+        if task.produces == "describe":
+            task.choices = describe_prompts(f"{task.image.seed if task.image else ''}|{task.id}")
+            task.prompt = task.prompt_en = task.final_prompt = numbered(task.choices)
+            task.buttons = btn.describe_buttons()
+        elif task.produces == "shorten":
+            task.choices = shorten_prompts(task.prompt)
+            task.final_prompt = shorten_analysis(task.prompt, task.choices)
+            task.buttons = btn.shorten_buttons(job)
+        elif task.produces == "upscale":
+            task.buttons = btn.upscale_buttons(job)
+        elif task.produces == "upscale_hd":
+            task.buttons = btn.upscale_buttons(job, include_2x=False)
+        elif task.produces == "grid":
+            task.buttons = btn.grid_buttons(job)
+        task.properties.update(
+            {
+                "discordInstanceId": self._accounts[task.account].instance_id,
+                "finalPrompt": task.final_prompt or task.prompt,
+                "messageHash": job,
+                "messageId": str(self._rng.getrandbits(60)),
+                "progressMessageId": str(self._rng.getrandbits(60)),
+                "flags": 0,
+            }
+        )
+        if self.profile.channel_id_property:
+            task.properties["discordChannelId"] = task.properties["discordInstanceId"]
+
+    def _tick_locked(self, now: int) -> int | None:
+        """Apply due plan steps and gateway polls; return the next due time (ms)."""
+        for acct in self._accounts:
+            for tid in list(acct.running):
+                task = self._tasks.get(tid)
+                if task is None:
+                    acct.running.discard(tid)
+                    continue
+                self._advance(task, now)
+        self._pump(now)
+        due: int | None = None
+        for acct in self._accounts:
+            for tid in acct.running:
+                t = self._tasks[tid]
+                if t.plan_index < len(t.plan):
+                    at = t.plan[t.plan_index].at_ms
+                    due = at if due is None else min(due, at)
+        refresh_s = self.profile.gateway_refresh_s
+        if refresh_s is not None:
+            interval_ms = max(1, int(refresh_s * 1000 / self.speed))
+            if self._next_gateway_poll_ms is None:
+                self._next_gateway_poll_ms = now + interval_ms
+            if now >= self._next_gateway_poll_ms:
+                self._gateway_poll(now)
+                self._next_gateway_poll_ms = now + interval_ms
+            due = self._next_gateway_poll_ms if due is None else min(due, self._next_gateway_poll_ms)
+        return due
+
+    def _gateway_poll(self, now: int) -> None:
+        """new-api's poller: copy upstream state into its rows (not for finished rows)."""
+        timeout_ms = int((self.profile.gateway_timeout_s or 0) * 1000 / self.speed)
+        for t in self._tasks.values():
+            row = t.gateway_row
+            if row is not None and row.get("progress") == "100%":
+                continue
+            if row is not None and row.get("status") == Status.FAILURE.value:
+                continue
+            row = self._upstream(t, now)
+            if timeout_ms and now - t.gateway_submit_ms > timeout_ms and not t.terminal:
+                row.update(status=Status.FAILURE.value, progress="100%", failReason=GATEWAY_TIMEOUT_REASON)
+            t.gateway_row = row
+            t.record(now, "gateway_poll", status=row["status"], progress=row["progress"])
+
+    # ------------------------------------------------------------------ internals: views
+    def _base(self) -> str:
+        return self.public_base or DEFAULT_PUBLIC_BASE
+
+    def _upstream(self, t: SimTask, now: int) -> dict[str, Any]:
+        return upstream_view(t, self.profile, self._base(), self.signer, now)
+
+    def _render(self, t: SimTask) -> dict[str, Any]:
+        now = self.clock.now_ms()
+        if self.profile.task_shape != "gateway":
+            return self._upstream(t, now)
+        if self.profile.gateway_refresh_s is not None:
+            row = t.gateway_row if t.gateway_row is not None else initial_gateway_row(t)
+        else:
+            row = self._upstream(t, now)
+        return gateway_view(row, t, self.profile, self._base())
+
+    def _payload_for(self, t: SimTask, name: str) -> ImagePayload | None:
+        if t.image is None:
+            return None
+        if name.startswith("preview_"):
+            pct = name[len("preview_"):].removesuffix(".png")
+            return ImagePayload(data=images.render_preview(t.image, f"{pct}%"))
+        n_bytes = self._faults.large_image_bytes
+        if n_bytes > 0:
+            return ImagePayload(path=images.large_png_path(t.image, n_bytes))
+        return ImagePayload(data=images.render(t.image))
+
+    # ------------------------------------------------------------------ internals: callbacks
+    def _notify(self, task: SimTask, now: int) -> None:
+        if not self.profile.sends_callbacks or not task.notify_hook:
+            return
+        if task.status in (Status.NOT_START, Status.MODAL):
+            return
+        f = self._faults
+        meta = {"epoch": self._epoch, "task_id": task.id, "status": task.status.value,
+                "progress": task.progress}
+        if f.drop_callbacks > 0 and self._rng.random() < f.drop_callbacks:
+            self._stats.callbacks["dropped"] += 1
+            task.record(now, "callback_dropped", status=task.status.value, progress=task.progress)
+            return
+        copies = 1
+        if f.duplicate_callbacks > 0 and self._rng.random() < f.duplicate_callbacks:
+            copies = 2
+            self._stats.callbacks["duplicated"] += 1
+        payload = self._upstream(task, now)
+        for copy in range(copies):
+            delay_ms = self._rng.randint(0, f.delay_callbacks_ms) if f.delay_callbacks_ms else 0
+            if f.reorder_callbacks and not task.terminal:
+                delay_ms += self._rng.randint(REORDER_HOLD_MS // 3, REORDER_HOLD_MS)
+            self._stats.callbacks["scheduled"] += 1
+            self._dispatcher.submit(task.notify_hook, payload, delay_ms, {**meta, "copy": copy})
+
+    def _on_callback_result(self, meta: dict[str, Any], ok: bool, status: int | None,
+                            error: str | None) -> None:
+        with self._lock:
+            if meta.get("epoch") != self._epoch:
+                return
+            self._stats.callbacks["sent"] += 1
+            self._stats.callbacks["delivered" if ok else "failed"] += 1
+            t = self._tasks.get(meta["task_id"])
+            if t is not None:
+                t.record(self.clock.now_ms(), "callback", status=meta["status"],
+                         progress=meta["progress"], ok=ok, httpStatus=status, error=error)

@@ -1,0 +1,128 @@
+"""End to end through real parts: the simulator over HTTP, the web app under gunicorn,
+a Celery worker and beat, the real Redis. Each job ends terminal, the simulator saw no
+duplicate submissions, each side effect happened once."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.support.stack import Stack
+
+CHAIN = {"prompt": "a lighthouse at dawn --ar 3:2", "then": ["U1", "U2", "U3", "U4",
+                                                             {"button": "V2", "then": ["U1"]}]}
+
+
+def assert_clean(stack: Stack, views: list[dict]) -> None:
+    stats = stack.sim_stats()
+    assert stats["duplicate_submissions"]["count"] == 0, stats["duplicate_submissions"]
+    effects = stack.counters("effects")
+    finished = [v for v in views if v["finishedAt"]]
+    assert effects.get("job_finished", 0) == len(finished)
+    steps_stored = sum(1 for v in views for s in v["steps"] if s["status"] == "succeeded")
+    assert effects.get("stored", 0) == steps_stored
+    assert stack.r.zcard(f"{stack.prefix}:slots") == 0
+
+
+def all_succeeded(view: dict) -> bool:
+    return view["status"] == "succeeded" and all(s["status"] == "succeeded" for s in view["steps"])
+
+
+@pytest.mark.parametrize("profile,callbacks", [
+    ("midjourney-proxy", True), ("trueai", True), ("newapi", False), ("uniapi", True),
+    ("dataeyes", False),
+])
+def test_chains_finish_for_every_profile(profile, callbacks):
+    with Stack(profile=profile, speed=100, callbacks=callbacks) as stack:
+        jobs = [stack.submit(CHAIN)["id"] for _ in range(2)]
+        views = stack.wait_jobs(jobs, timeout_s=90)
+        for v in views:
+            assert all_succeeded(v), v
+            labels = [s["label"] for s in v["steps"]]
+            assert labels == ["IMAGINE", "U1", "U2", "U3", "U4", "V2", "U1"]
+            assert all(s["images"] for s in v["steps"])
+            v2 = v["steps"][5]
+            assert v["steps"][6]["parent"] == v2["id"]
+        assert_clean(stack, views)
+        stats = stack.sim_stats()
+        if not callbacks:
+            assert stats["callbacks"]["sent"] == 0
+
+
+def test_faults_dropped_duplicated_reordered_callbacks():
+    with Stack(speed=100) as stack:
+        stack.set_faults(drop_callbacks=0.5, duplicate_callbacks=0.2, reorder_callbacks=True,
+                         delay_callbacks_ms=200, seed=7)
+        jobs = [stack.submit(CHAIN)["id"] for _ in range(4)]
+        views = stack.wait_jobs(jobs, timeout_s=120)
+        assert all(all_succeeded(v) for v in views)
+        assert_clean(stack, views)
+        assert stack.counters("polls").get("recovered", 0) > 0
+
+
+def test_hung_submits_are_not_resent_blindly():
+    with Stack(speed=100) as stack:
+        stack.set_faults(hung_submit=1.0, hung_submit_ms=5000)
+        job = stack.submit({"prompt": "slow answers", "then": ["U1"]})["id"]
+        time.sleep(1.0)
+        stack.set_faults(hung_submit=0.0)
+        views = stack.wait_jobs([job], timeout_s=90)
+        assert all_succeeded(views[0])
+        assert_clean(stack, views)
+        assert stack.counters("submits").get("outcome_unknown", 0) >= 1
+
+
+def test_queue_full_burst_shrinks_window_and_retries():
+    with Stack(speed=100) as stack:
+        stack.set_faults(queue_full_burst=5)
+        jobs = [stack.submit({"prompt": f"burst {i}"})["id"] for i in range(6)]
+        views = stack.wait_jobs(jobs, timeout_s=90)
+        assert all(all_succeeded(v) for v in views)
+        assert stack.sim_stats()["queue_full_answers"] >= 5
+        assert_clean(stack, views)
+
+
+def test_stuck_task_fails_at_deadline():
+    with Stack(speed=100, env_extra={"MJFLOW_STEP_DEADLINE_S": "4"}) as stack:
+        stack.set_faults(stuck=1.0)
+        job = stack.submit({"prompt": "never finishes", "then": ["U1"]})["id"]
+        view = stack.wait_jobs([job], timeout_s=60)[0]
+        assert view["status"] == "failed"
+        assert "timed out" in view["steps"][0]["failReason"]
+        assert view["steps"][1]["status"] == "skipped"
+
+
+def test_balance_exhausted_pauses_then_resumes_without_loss():
+    with Stack(speed=100) as stack:
+        stack.set_faults(balance_after=2)
+        jobs = [stack.submit({"prompt": f"credit {i}"})["id"] for i in range(4)]
+        deadline = time.monotonic() + 30
+        state = {}
+        while time.monotonic() < deadline:
+            state = requests.get(f"{stack.web_url}/v1/upstream", headers=stack.headers, timeout=5).json()
+            if state["paused"]:
+                break
+            time.sleep(0.2)
+        assert state["paused"] and "out_of_credit" in state["reason"]
+        views = [stack.job(j) for j in jobs]
+        assert not any(v["status"] == "failed" for v in views)
+        requests.post(f"{stack.sim.url}/_sim/reset", json={"faults": True}, timeout=5)
+        resp = requests.post(f"{stack.web_url}/v1/upstream/resume", headers=stack.headers, timeout=5)
+        assert resp.status_code == 200 and not resp.json()["paused"]
+        views = stack.wait_jobs(jobs, timeout_s=60)
+        assert all(all_succeeded(v) for v in views)
+
+
+def test_worker_sigkilled_mid_run_loses_nothing():
+    with Stack(speed=30) as stack:
+        jobs = [stack.submit({"prompt": f"kill {i}", "then": ["U1", "U2"]})["id"] for i in range(5)]
+        time.sleep(1.5)
+        stack.kill("worker", signal.SIGKILL)
+        time.sleep(1.0)
+        stack.start_worker()
+        views = stack.wait_jobs(jobs, timeout_s=120)
+        assert all(all_succeeded(v) for v in views)
+        assert_clean(stack, views)
