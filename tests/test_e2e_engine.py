@@ -63,16 +63,24 @@ def test_faults_dropped_duplicated_reordered_callbacks():
         assert stack.counters("polls").get("recovered", 0) > 0
 
 
-def test_hung_submits_are_not_resent_blindly():
-    with Stack(speed=100) as stack:
+@pytest.mark.parametrize("profile,callbacks,found_by", [
+    ("midjourney-proxy", True, "task_adopted"),        # a callback carrying our state
+    ("trueai", False, "recovered_from_list"),           # the upstream's task list
+])
+def test_hung_submits_are_not_resent_blindly(profile, callbacks, found_by):
+    with Stack(profile=profile, callbacks=callbacks, speed=100) as stack:
         stack.set_faults(hung_submit=1.0, hung_submit_ms=5000)
         job = stack.submit({"prompt": "slow answers", "then": ["U1"]})["id"]
-        time.sleep(1.0)
-        stack.set_faults(hung_submit=0.0)
         views = stack.wait_jobs([job], timeout_s=90)
         assert all_succeeded(views[0])
+        deadline = time.monotonic() + 15
+        while stack.counters("submits").get("outcome_unknown", 0) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert stack.counters("submits")["outcome_unknown"] == 2    # both answers were lost
+        found = stack.counters("effects" if found_by == "task_adopted" else "submits")
+        assert found.get(found_by, 0) >= 2
+        assert stack.counters("submits").get("ambiguous_resubmits", 0) == 0
         assert_clean(stack, views)
-        assert stack.counters("submits").get("outcome_unknown", 0) >= 1
 
 
 def test_queue_full_burst_shrinks_window_and_retries():
@@ -109,7 +117,7 @@ def test_balance_exhausted_pauses_then_resumes_without_loss():
         assert state["paused"] and "out_of_credit" in state["reason"]
         views = [stack.job(j) for j in jobs]
         assert not any(v["status"] == "failed" for v in views)
-        requests.post(f"{stack.sim.url}/_sim/reset", json={"faults": True}, timeout=5)
+        stack.set_faults(balance_after=None)
         resp = requests.post(f"{stack.web_url}/v1/upstream/resume", headers=stack.headers, timeout=5)
         assert resp.status_code == 200 and not resp.json()["paused"]
         views = stack.wait_jobs(jobs, timeout_s=60)

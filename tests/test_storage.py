@@ -4,6 +4,7 @@ separate process (tests/support/s3.py), and the file sink on a temporary directo
 No mocks of mjflow's own code: what is refused is refused by the real guard on real
 sockets, what is stored is read back over the S3 API.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,7 +25,14 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.support.s3 import TEST_AWS_ENV, MotoServer, free_port, make_bucket, moto_server, s3_client
+from tests.support.s3 import (
+    TEST_AWS_ENV,
+    MotoServer,
+    free_port,
+    make_bucket,
+    moto_server,
+    s3_client,
+)
 from worker.errors import (
     ImageRejected,
     PermanentError,
@@ -102,7 +110,7 @@ class ImageServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 server.hits[parts.path] += 1
                 server.seen_headers[parts.path] = dict(self.headers.items())
@@ -126,8 +134,9 @@ class ImageServer:
                 elif path == "/photo.jpg":
                     self._send(200, server.jpeg, "image/jpeg")
                 elif path == "/page.html":
-                    self._send(200, b"<!DOCTYPE html><html><body>Access denied</body></html>",
-                               "text/html")
+                    self._send(
+                        200, b"<!DOCTYPE html><html><body>Access denied</body></html>", "text/html"
+                    )
                 elif path == "/mislabelled.png":
                     self._send(200, b"<html>" + b" " * 5000, "image/png")
                 elif path == "/truncated.png":
@@ -158,9 +167,9 @@ class ImageServer:
                         time.sleep(0.05)
                 elif path.startswith("/status/"):
                     self._send(int(path.rsplit("/", 1)[1]), b"no", "text/plain")
-                elif path == "/redirect":
+                elif path in ("/redirect", "/loop"):
                     self.send_response(302)
-                    self.send_header("Location", query["to"][0])
+                    self.send_header("Location", query["to"][0] if path == "/redirect" else "/loop")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 elif path.startswith("/expiring/"):
@@ -221,8 +230,9 @@ def s3_sink(s3_endpoint: str, bucket: str) -> S3Sink:
 
 @pytest.fixture
 def settings(tmp_path: Any) -> Any:
-    return load_settings(allow_private_urls=True, download_timeout_s=5.0,
-                         storage_url=f"file://{tmp_path}/images")
+    return load_settings(
+        allow_private_urls=True, download_timeout_s=5.0, storage_url=f"file://{tmp_path}/images"
+    )
 
 
 @pytest.fixture
@@ -231,30 +241,57 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-def request_for(url: str | None, *, split: bool = False, label: str = "IMAGINE",
-                refresh: Any = lambda: None, job_id: str = "job-1", step_index: int = 0) -> StoreRequest:
-    return StoreRequest(job_id=job_id, step_index=step_index, label=label, task_id="1712345678901234",
-                        prompt=PROMPT, image_url=url, split_grid=split, refresh_url=refresh,
-                        headers={"User-Agent": "mjflow-test"})
+def request_for(
+    url: str | None,
+    *,
+    split: bool = False,
+    label: str = "IMAGINE",
+    refresh: Any = lambda: None,
+    job_id: str = "job-1",
+    step_index: int = 0,
+) -> StoreRequest:
+    return StoreRequest(
+        job_id=job_id,
+        step_index=step_index,
+        label=label,
+        task_id="1712345678901234",
+        prompt=PROMPT,
+        image_url=url,
+        split_grid=split,
+        refresh_url=refresh,
+        headers={"User-Agent": "mjflow-test"},
+    )
 
 
 # --- storing into S3 ----------------------------------------------------------------------
 
 
 def test_store_puts_image_under_template_key_with_metadata_and_checksum(
-    images: ImageServer, s3_sink: S3Sink, raw_s3: Any, bucket: str, session: requests.Session,
+    images: ImageServer,
+    s3_sink: S3Sink,
+    raw_s3: Any,
+    bucket: str,
+    session: requests.Session,
     settings: Any,
 ) -> None:
-    [stored] = store_step_images(s3_sink, session, request_for(images.url("/grid.png")),
-                                 settings=settings)
+    [stored] = store_step_images(
+        s3_sink, session, request_for(images.url("/grid.png")), settings=settings
+    )
 
     expected_sha = hashlib.sha256(images.grid_png).hexdigest()
     assert stored.key == "job-1/00-IMAGINE.png"
-    assert stored.to_dict() == {"key": "job-1/00-IMAGINE.png", "sha256": expected_sha,
-                                "bytes": len(images.grid_png), "width": 256, "height": 192,
-                                "contentType": "image/png", "part": ""}
-    head = raw_s3.head_object(Bucket=bucket, Key="images/job-1/00-IMAGINE.png",
-                              ChecksumMode="ENABLED")
+    assert stored.to_dict() == {
+        "key": "job-1/00-IMAGINE.png",
+        "sha256": expected_sha,
+        "bytes": len(images.grid_png),
+        "width": 256,
+        "height": 192,
+        "contentType": "image/png",
+        "part": "",
+    }
+    head = raw_s3.head_object(
+        Bucket=bucket, Key="images/job-1/00-IMAGINE.png", ChecksumMode="ENABLED"
+    )
     assert head["ContentType"] == "image/png"
     assert head["ChecksumSHA256"] == base64.b64encode(bytes.fromhex(expected_sha)).decode()
     meta = head["Metadata"]
@@ -268,8 +305,14 @@ def test_store_puts_image_under_template_key_with_metadata_and_checksum(
     assert hashlib.sha256(body).hexdigest() == expected_sha
 
 
-def test_store_is_idempotent(images: ImageServer, s3_sink: S3Sink, raw_s3: Any, bucket: str,
-                             session: requests.Session, settings: Any) -> None:
+def test_store_is_idempotent(
+    images: ImageServer,
+    s3_sink: S3Sink,
+    raw_s3: Any,
+    bucket: str,
+    session: requests.Session,
+    settings: Any,
+) -> None:
     req = request_for(images.url("/grid.png"), split=True, label="Upscale (Subtle)", step_index=3)
     first = store_step_images(s3_sink, session, req, settings=settings)
     listed = raw_s3.list_objects_v2(Bucket=bucket)["Contents"]
@@ -277,22 +320,27 @@ def test_store_is_idempotent(images: ImageServer, s3_sink: S3Sink, raw_s3: Any, 
 
     assert [s.to_dict() for s in first] == [s.to_dict() for s in second]
     assert [s.key for s in first] == [
-        "job-1/03-upscale-subtle.png", *(f"job-1/03-upscale-subtle-q{i}.png" for i in range(1, 5))
+        "job-1/03-upscale-subtle.png",
+        *(f"job-1/03-upscale-subtle-q{i}.png" for i in range(1, 5)),
     ]
     again = raw_s3.list_objects_v2(Bucket=bucket)["Contents"]
     assert len(again) == len(listed) == 5
     assert {o["Key"]: o["ETag"] for o in again} == {o["Key"]: o["ETag"] for o in listed}
-    assert {o["Key"]: o["LastModified"] for o in again} == {o["Key"]: o["LastModified"] for o in listed}
+    assert {o["Key"]: o["LastModified"] for o in again} == {
+        o["Key"]: o["LastModified"] for o in listed
+    }
 
 
-def test_grid_split_stores_four_quarters(images: ImageServer, s3_sink: S3Sink,
-                                         session: requests.Session, settings: Any) -> None:
-    stored = store_step_images(s3_sink, session, request_for(images.url("/grid.png"), split=True),
-                               settings=settings)
+def test_grid_split_stores_four_quarters(
+    images: ImageServer, s3_sink: S3Sink, session: requests.Session, settings: Any
+) -> None:
+    stored = store_step_images(
+        s3_sink, session, request_for(images.url("/grid.png"), split=True), settings=settings
+    )
 
     assert [s.part for s in stored] == ["", "q1", "q2", "q3", "q4"]
     grid = Image.open(io.BytesIO(images.grid_png))
-    for part, box in zip(stored[1:], quarter_boxes(*GRID_SIZE)):
+    for part, box in zip(stored[1:], quarter_boxes(*GRID_SIZE), strict=True):
         data = s3_sink.get_bytes(part.key)
         assert hashlib.sha256(data).hexdigest() == part.sha256 and len(data) == part.bytes
         quarter = Image.open(io.BytesIO(data))
@@ -301,16 +349,34 @@ def test_grid_split_stores_four_quarters(images: ImageServer, s3_sink: S3Sink,
         assert s3_sink.head(part.key)["metadata"]["part"] == part.part
 
 
-def test_manifest_is_written_and_readable(images: ImageServer, s3_sink: S3Sink,
-                                          session: requests.Session, settings: Any) -> None:
-    stored = store_step_images(s3_sink, session, request_for(images.url("/grid.png")),
-                               settings=settings)
-    job = {"id": "job-1", "status": "succeeded", "batch": None, "metadata": {"sku": "A-113"},
-           "spec": {"action": "IMAGINE", "prompt": PROMPT}, "createdAt": "2025-01-01T00:00:00Z",
-           "finishedAt": "2025-01-01T00:01:00Z"}
-    steps = [{"id": "s0", "parent": None, "label": "IMAGINE", "action": "IMAGINE",
-              "status": "succeeded", "progress": "100%", "taskId": "1712345678901234",
-              "failReason": None, "images": [dict(s.to_dict(), url="u") for s in stored]}]
+def test_manifest_is_written_and_readable(
+    images: ImageServer, s3_sink: S3Sink, session: requests.Session, settings: Any
+) -> None:
+    stored = store_step_images(
+        s3_sink, session, request_for(images.url("/grid.png")), settings=settings
+    )
+    job = {
+        "id": "job-1",
+        "status": "succeeded",
+        "batch": None,
+        "metadata": {"sku": "A-113"},
+        "spec": {"action": "IMAGINE", "prompt": PROMPT},
+        "createdAt": "2025-01-01T00:00:00Z",
+        "finishedAt": "2025-01-01T00:01:00Z",
+    }
+    steps = [
+        {
+            "id": "s0",
+            "parent": None,
+            "label": "IMAGINE",
+            "action": "IMAGINE",
+            "status": "succeeded",
+            "progress": "100%",
+            "taskId": "1712345678901234",
+            "failReason": None,
+            "images": [dict(s.to_dict(), url="u") for s in stored],
+        }
+    ]
 
     key = write_manifest(s3_sink, "job-1", build_manifest(job, steps))
 
@@ -324,10 +390,12 @@ def test_manifest_is_written_and_readable(images: ImageServer, s3_sink: S3Sink,
     assert s3_sink.list("job-1/") == ["job-1/00-IMAGINE.png", "job-1/manifest.json"]
 
 
-def test_presigned_url_is_downloadable(images: ImageServer, s3_sink: S3Sink,
-                                       session: requests.Session, settings: Any) -> None:
-    [stored] = store_step_images(s3_sink, session, request_for(images.url("/grid.png")),
-                                 settings=settings)
+def test_presigned_url_is_downloadable(
+    images: ImageServer, s3_sink: S3Sink, session: requests.Session, settings: Any
+) -> None:
+    [stored] = store_step_images(
+        s3_sink, session, request_for(images.url("/grid.png")), settings=settings
+    )
     url = s3_sink.url(stored.key, settings.presign_ttl_s)
 
     assert "X-Amz-Signature=" in url
@@ -336,17 +404,21 @@ def test_presigned_url_is_downloadable(images: ImageServer, s3_sink: S3Sink,
     assert hashlib.sha256(answer.content).hexdigest() == stored.sha256
 
 
-def test_expired_url_is_refreshed_once_then_stored(images: ImageServer, s3_sink: S3Sink,
-                                                   session: requests.Session, settings: Any) -> None:
+def test_expired_url_is_refreshed_once_then_stored(
+    images: ImageServer, s3_sink: S3Sink, session: requests.Session, settings: Any
+) -> None:
     calls: list[int] = []
 
     def refresh() -> str:
         calls.append(1)
         return images.url("/expiring/fresh-1.png")
 
-    stored = store_step_images(s3_sink, session,
-                               request_for(images.url("/expiring/old.png"), refresh=refresh),
-                               settings=settings)
+    stored = store_step_images(
+        s3_sink,
+        session,
+        request_for(images.url("/expiring/old.png"), refresh=refresh),
+        settings=settings,
+    )
 
     assert len(calls) == 1
     assert stored[0].sha256 == hashlib.sha256(images.grid_png).hexdigest()
@@ -362,30 +434,36 @@ def test_expired_url_that_refresh_cannot_fix_fails_permanently(
         return images.url("/expiring/still-old.png")
 
     with pytest.raises(SourceGone, match="expired and refresh did not help") as caught:
-        store_step_images(s3_sink, session,
-                          request_for(images.url("/expiring/old.png"), refresh=refresh),
-                          settings=settings)
+        store_step_images(
+            s3_sink,
+            session,
+            request_for(images.url("/expiring/old.png"), refresh=refresh),
+            settings=settings,
+        )
     assert len(calls) == 1
     assert isinstance(caught.value, PermanentError) and isinstance(caught.value, ImageRejected)
     assert s3_sink.list() == []
 
 
-def test_missing_bucket_is_a_permanent_error(images: ImageServer, s3_endpoint: str,
-                                             session: requests.Session, settings: Any) -> None:
+def test_missing_bucket_is_a_permanent_error(
+    images: ImageServer, s3_endpoint: str, session: requests.Session, settings: Any
+) -> None:
     sink = S3Sink("mjflow-no-such-bucket", "images")
     with pytest.raises(StorageRejected, match="NoSuchBucket") as caught:
         store_step_images(sink, session, request_for(images.url("/grid.png")), settings=settings)
     assert isinstance(caught.value, PermanentError)
 
 
-def test_s3_outage_is_retryable_and_the_retry_lands_once(images: ImageServer, session: requests.Session,
-                                                         settings: Any) -> None:
+def test_s3_outage_is_retryable_and_the_retry_lands_once(
+    images: ImageServer, session: requests.Session, settings: Any
+) -> None:
     server = MotoServer(free_port())
     try:
         server.start()
         make_bucket(server.url, "mjflow-outage")
-        sink = S3Sink("mjflow-outage", "out", client=s3_client(server.url, max_attempts=2,
-                                                               timeout_s=2.0))
+        sink = S3Sink(
+            "mjflow-outage", "out", client=s3_client(server.url, max_attempts=2, timeout_s=2.0)
+        )
         req = request_for(images.url("/grid.png"), split=True)
         server.stop()
 
@@ -398,16 +476,19 @@ def test_s3_outage_is_retryable_and_the_retry_lands_once(images: ImageServer, se
         first = store_step_images(sink, session, req, settings=settings)
         second = store_step_images(sink, session, req, settings=settings)
 
-        keys = [o["Key"] for o in s3_client(server.url).list_objects_v2(
-            Bucket="mjflow-outage")["Contents"]]
+        keys = [
+            o["Key"]
+            for o in s3_client(server.url).list_objects_v2(Bucket="mjflow-outage")["Contents"]
+        ]
         assert sorted(keys) == sorted(f"out/{s.key}" for s in first) and len(keys) == 5
         assert [s.to_dict() for s in first] == [s.to_dict() for s in second]
     finally:
         server.close()
 
 
-def test_sink_from_url_builds_each_sink(s3_endpoint: str, bucket: str, tmp_path: Any,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sink_from_url_builds_each_sink(
+    s3_endpoint: str, bucket: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sink = sink_from_url(f"s3://{bucket}/some/prefix/")
     assert isinstance(sink, S3Sink) and sink.prefix == "some/prefix"
     assert s3_endpoint in sink.describe()
@@ -427,8 +508,9 @@ def test_sink_from_url_builds_each_sink(s3_endpoint: str, bucket: str, tmp_path:
 # --- the file sink ------------------------------------------------------------------------
 
 
-def test_file_sink_stores_atomically_and_idempotently(images: ImageServer, tmp_path: Any,
-                                                      session: requests.Session, settings: Any) -> None:
+def test_file_sink_stores_atomically_and_idempotently(
+    images: ImageServer, tmp_path: Any, session: requests.Session, settings: Any
+) -> None:
     sink = FileSink(tmp_path / "store")
     req = request_for(images.url("/grid.png"), split=True, label="🔄")
     first = store_step_images(sink, session, req, settings=settings)
@@ -442,7 +524,9 @@ def test_file_sink_stores_atomically_and_idempotently(images: ImageServer, tmp_p
     assert not [p for p in (tmp_path / "store").rglob(".*")]  # no temporary files left
     head = sink.head(first[0].key)
     assert head["sha256"] == first[0].sha256 and head["size"] == first[0].bytes
-    assert head["metadata"]["prompt"] == PROMPT and head["metadata"]["task-id"] == "1712345678901234"
+    assert (
+        head["metadata"]["prompt"] == PROMPT and head["metadata"]["task-id"] == "1712345678901234"
+    )
     url = sink.url(first[1].key, 60)
     assert url.startswith("file://")
     with open(urlsplit(url).path, "rb") as fh:
@@ -466,25 +550,45 @@ def fetch(session: requests.Session, url: str, **kwargs: Any) -> Any:
 def test_download_reads_format_and_size(images: ImageServer, session: requests.Session) -> None:
     with fetch(session, images.url("/photo.jpg")) as image:
         assert (image.format, image.width, image.height) == ("JPEG", 64, 48)
-        assert (image.content_type, image.ext, image.bytes) == ("image/jpeg", "jpg", len(images.jpeg))
+        assert (image.content_type, image.ext, image.bytes) == (
+            "image/jpeg",
+            "jpg",
+            len(images.jpeg),
+        )
         assert image.file.read() == images.jpeg
 
 
-@pytest.mark.parametrize("url", [
-    "file:///etc/passwd", "ftp://example.com/x.png", "gopher://127.0.0.1:70/_x", "http:///nohost",
-    "http://127.0.0.1/x.png", "http://10.1.2.3/x.png", "http://172.16.5.4/", "http://192.168.1.1/",
-    "http://[::1]/x.png", "http://100.64.0.1/", "http://0.0.0.0/", "http://[::ffff:127.0.0.1]/",
-    "http://224.0.0.1/", "http://169.254.169.254/latest/meta-data/", "http://localhost/x.png",
-    "http://2130706433/", "http://[fe80::1]/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://example.com/x.png",
+        "gopher://127.0.0.1:70/_x",
+        "http:///nohost",
+        "http://127.0.0.1/x.png",
+        "http://10.1.2.3/x.png",
+        "http://172.16.5.4/",
+        "http://192.168.1.1/",
+        "http://[::1]/x.png",
+        "http://100.64.0.1/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://224.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost/x.png",
+        "http://2130706433/",
+        "http://[fe80::1]/",
+    ],
+)
 def test_unsafe_urls_are_refused(url: str) -> None:
     with pytest.raises(UnsafeURL) as caught:
         check_url(url)
     assert "refused URL" in str(caught.value)
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/", "http://[fd00:ec2::254]/",
-                                 "http://224.0.0.1/"])
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest/", "http://[fd00:ec2::254]/", "http://224.0.0.1/"]
+)
 def test_metadata_and_multicast_are_refused_even_when_private_is_allowed(url: str) -> None:
     with pytest.raises(UnsafeURL):
         check_url(url, allow_private=True)
@@ -499,16 +603,18 @@ def test_allowed_hosts_are_enforced() -> None:
         check_url("https://evilexample.com/x.png", allowed_hosts=[".example.com"])
 
 
-def test_loopback_download_refused_without_allow_private(images: ImageServer,
-                                                         session: requests.Session) -> None:
+def test_loopback_download_refused_without_allow_private(
+    images: ImageServer, session: requests.Session
+) -> None:
     before = images.hits["/grid.png"]
     with pytest.raises(UnsafeURL, match="loopback"):
         fetch(session, images.url("/grid.png"), allow_private=False)
     assert images.hits["/grid.png"] == before  # refused before any request was sent
 
 
-def test_redirect_to_metadata_address_is_refused(images: ImageServer,
-                                                 session: requests.Session) -> None:
+def test_redirect_to_metadata_address_is_refused(
+    images: ImageServer, session: requests.Session
+) -> None:
     target = "http://169.254.169.254/latest/meta-data/iam/"
     with pytest.raises(UnsafeURL, match="metadata"):
         fetch(session, images.url(f"/redirect?to={target}"))
@@ -522,24 +628,30 @@ def test_every_redirect_hop_is_checked(images: ImageServer, session: requests.Se
     other_host = images.url("/redirect?to=" + images.url("/grid.png", host="localhost"))
     with pytest.raises(UnsafeURL, match="'localhost' is not in the allowed hosts"):
         fetch(session, other_host, allowed_hosts=allowed)
-    loop = images.url("/redirect?to=" + images.url("/redirect?to=/redirect"))
-    with pytest.raises(UnsafeURL, match="redirects"):
-        fetch(session, loop)
+    with pytest.raises(UnsafeURL, match="more than 5 redirects"):
+        fetch(session, images.url("/loop"))
 
 
-def test_credentials_are_not_forwarded_across_hosts(images: ImageServer,
-                                                    session: requests.Session) -> None:
+def test_credentials_are_not_forwarded_across_hosts(
+    images: ImageServer, session: requests.Session
+) -> None:
     url = images.url("/redirect?to=" + images.url("/photo.jpg", host="localhost"))
-    with guarded_get(session, url, allow_private=True, timeout_s=5,
-                     headers={"Authorization": "Bearer secret", "User-Agent": "ua"}) as answer:
+    with guarded_get(
+        session,
+        url,
+        allow_private=True,
+        timeout_s=5,
+        headers={"Authorization": "Bearer secret", "User-Agent": "ua"},
+    ) as answer:
         assert answer.status_code == 200
     seen = images.seen_headers["/photo.jpg"]
     assert "Authorization" not in seen and seen["User-Agent"] == "ua"
 
 
 @pytest.mark.parametrize("path", ["/page.html", "/mislabelled.png"])
-def test_html_is_rejected_as_not_an_image(images: ImageServer, session: requests.Session,
-                                          path: str) -> None:
+def test_html_is_rejected_as_not_an_image(
+    images: ImageServer, session: requests.Session, path: str
+) -> None:
     with pytest.raises(ImageRejected, match="not an image: an HTML page|not an image: XML/HTML"):
         fetch(session, images.url(path))
 
@@ -549,14 +661,16 @@ def test_truncated_image_is_rejected(images: ImageServer, session: requests.Sess
         fetch(session, images.url("/truncated.png"))
 
 
-def test_declared_oversize_is_refused_before_the_body(images: ImageServer,
-                                                      session: requests.Session) -> None:
+def test_declared_oversize_is_refused_before_the_body(
+    images: ImageServer, session: requests.Session
+) -> None:
     with pytest.raises(ImageRejected, match="image larger than 64 KB limit"):
         fetch(session, images.url("/huge-declared"), max_bytes=64 * 1024)
 
 
-def test_endless_body_is_cut_at_the_limit(images: ImageServer, session: requests.Session,
-                                          settings: Any) -> None:
+def test_endless_body_is_cut_at_the_limit(
+    images: ImageServer, session: requests.Session, settings: Any
+) -> None:
     started = time.monotonic()
     with pytest.raises(ImageRejected, match="image larger than 64 MB limit"):
         fetch(session, images.url("/endless"), max_bytes=settings.max_image_bytes)
@@ -571,13 +685,21 @@ def test_slow_body_hits_the_total_deadline(images: ImageServer, session: request
     assert isinstance(caught.value, RetryableError)
 
 
-@pytest.mark.parametrize(("status", "error"), [
-    (403, SourceExpired), (404, SourceExpired), (410, SourceExpired),
-    (500, DownloadUnavailable), (503, DownloadUnavailable), (429, DownloadUnavailable),
-    (400, ImageRejected),
-])
-def test_status_codes_map_to_error_classes(images: ImageServer, session: requests.Session,
-                                           status: int, error: type[Exception]) -> None:
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (403, SourceExpired),
+        (404, SourceExpired),
+        (410, SourceExpired),
+        (500, DownloadUnavailable),
+        (503, DownloadUnavailable),
+        (429, DownloadUnavailable),
+        (400, ImageRejected),
+    ],
+)
+def test_status_codes_map_to_error_classes(
+    images: ImageServer, session: requests.Session, status: int, error: type[Exception]
+) -> None:
     with pytest.raises(error, match=f"HTTP {status}"):
         fetch(session, images.url(f"/status/{status}"))
 

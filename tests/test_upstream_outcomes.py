@@ -332,7 +332,7 @@ _json_values = st.recursive(
 )
 
 
-@settings(max_examples=20000, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     status=st.one_of(st.none(), st.integers(min_value=-5, max_value=999)),
     body=st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=300),
@@ -352,6 +352,7 @@ def test_classify_never_raises(status: int | None, body: Any, ctype: str | None,
                       headers=headers)
     assert isinstance(answer.outcome, Outcome)
     assert isinstance(answer.message, str) and answer.message
+    assert "could not classify" not in answer.message  # the safety net was not needed
     assert answer.task_id is None or isinstance(answer.task_id, str)
     if answer.outcome is O.ACCEPTED and endpoint not in QUERY_ENDPOINTS \
             and endpoint != "upload-discord-images" and not isinstance(answer.result, list):

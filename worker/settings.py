@@ -60,7 +60,6 @@ class Settings(BaseSettings):
     confirm_terminal_callbacks: bool = True
     callback_max_bytes: int = Field(default=256 * 1024, ge=1024)
     poll_interval_s: float | None = Field(default=None, gt=0)
-    poll_batch_size: int | None = Field(default=None, ge=1, le=500)
     heartbeat_push_s: float = Field(default=60.0, gt=0)
     missing_polls_before_lost: int = Field(default=3, ge=1)
     lost_task_policy: Literal["fail", "resubmit"] = "fail"
@@ -111,6 +110,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"MJFLOW_STORAGE_URL must be s3://bucket/prefix or file:///path, got {value!r}"
             )
+        return value
+
+    @field_validator("key_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        from worker.storage.naming import validate_template
+
+        try:
+            validate_template(value)
+        except ValueError as exc:
+            raise ValueError(f"MJFLOW_KEY_TEMPLATE: {exc}") from None
         return value
 
     @field_validator("webhook_secret")

@@ -10,6 +10,7 @@ For an outage, use :class:`MotoServer` directly: ``stop()`` then ``start()`` bri
 on the same port. moto keeps its state in memory, so a restarted server has no buckets:
 create them again.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,7 +62,9 @@ class MotoServer:
         env = {**os.environ, **TEST_AWS_ENV}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -99,7 +102,7 @@ class MotoServer:
         self.stop()
         self._log.close()
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         self.start()
         return self
 
@@ -129,7 +132,8 @@ def s3_client(endpoint: str, *, max_attempts: int = 2, timeout_s: float = 5.0) -
         response_checksum_validation="when_required",
         retries={"mode": "standard", "max_attempts": max_attempts},
         signature_version="s3v4",
-        connect_timeout=timeout_s, read_timeout=timeout_s,
+        connect_timeout=timeout_s,
+        read_timeout=timeout_s,
     )
     return session.client("s3", endpoint_url=endpoint, config=config)
 

@@ -12,6 +12,7 @@ Modules, one concept each:
 * :mod:`.manifest`  the per-job manifest document
 * :mod:`.errors`    storage's errors, in the tree of :mod:`worker.errors`
 """
+
 from __future__ import annotations
 
 from worker.storage.download import DownloadedImage, download_image
@@ -30,9 +31,29 @@ from worker.storage.ssrf import check_url, guarded_get, guarded_request
 from worker.storage.store import StoredImage, StoreRequest, store_step_images, write_manifest
 
 __all__ = [
-    "DownloadUnavailable", "DownloadedImage", "FileSink", "GridPart", "HostUnresolvable",
-    "S3Sink", "Sink", "SourceGone", "StorageRejected", "StoreRequest", "StoredImage",
-    "build_manifest", "check_url", "download_image", "guarded_get", "guarded_request",
-    "image_key", "make_s3_client", "manifest_key", "sanitize_label", "sink_from_url",
-    "split_grid", "store_step_images", "validate_template", "write_manifest",
+    "DownloadUnavailable",
+    "DownloadedImage",
+    "FileSink",
+    "GridPart",
+    "HostUnresolvable",
+    "S3Sink",
+    "Sink",
+    "SourceGone",
+    "StorageRejected",
+    "StoreRequest",
+    "StoredImage",
+    "build_manifest",
+    "check_url",
+    "download_image",
+    "guarded_get",
+    "guarded_request",
+    "image_key",
+    "make_s3_client",
+    "manifest_key",
+    "sanitize_label",
+    "sink_from_url",
+    "split_grid",
+    "store_step_images",
+    "validate_template",
+    "write_manifest",
 ]

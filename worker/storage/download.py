@@ -16,6 +16,7 @@ Checks, cheapest first:
 7. Pillow reads the header (format, width, height) and ``verify()`` walks the file (for
    PNG: every chunk's CRC). Pixels are never decoded here.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,7 +33,7 @@ from PIL import Image, UnidentifiedImageError
 
 from worker.errors import ImageRejected, SourceExpired
 from worker.storage.errors import DownloadUnavailable
-from worker.storage.ssrf import redact_url, guarded_get
+from worker.storage.ssrf import guarded_get, redact_url
 
 CHUNK_BYTES = 64 * 1024
 SPOOL_MAX_BYTES = 1024 * 1024
@@ -49,8 +50,14 @@ FORMATS: dict[str, tuple[str, str]] = {
     "GIF": ("image/gif", "gif"),
 }
 _PILLOW_ERRORS = (
-    UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, IndexError,
-    struct.error, Image.DecompressionBombError,
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    struct.error,
+    Image.DecompressionBombError,
 )
 
 
@@ -70,7 +77,7 @@ class DownloadedImage:
     def close(self) -> None:
         self.file.close()
 
-    def __enter__(self) -> "DownloadedImage":
+    def __enter__(self) -> DownloadedImage:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -92,8 +99,12 @@ def download_image(
     request_headers = {"Accept": "image/*", "Accept-Encoding": "identity", **(headers or {})}
     try:
         response = guarded_get(
-            session, url, allowed_hosts=allowed_hosts, allow_private=allow_private,
-            timeout_s=(min(timeout_s, CONNECT_TIMEOUT_CAP_S), timeout_s), headers=request_headers,
+            session,
+            url,
+            allowed_hosts=allowed_hosts,
+            allow_private=allow_private,
+            timeout_s=(min(timeout_s, CONNECT_TIMEOUT_CAP_S), timeout_s),
+            headers=request_headers,
         )
     except requests.RequestException as exc:
         raise DownloadUnavailable(f"image host unreachable for {redact_url(url)}: {exc}") from exc
@@ -102,8 +113,9 @@ def download_image(
         with response:
             _check_status(response)
             _check_declared_length(response, max_bytes)
-            digest, size = _stream_body(response, spool, max_bytes=max_bytes, deadline=deadline,
-                                        timeout_s=timeout_s)
+            digest, size = _stream_body(
+                response, spool, max_bytes=max_bytes, deadline=deadline, timeout_s=timeout_s
+            )
         image_format, width, height = _inspect(spool)
     except BaseException:
         spool.close()
@@ -111,8 +123,14 @@ def download_image(
     spool.seek(0)
     content_type, ext = FORMATS[image_format]
     return DownloadedImage(
-        file=spool, sha256=digest, bytes=size, format=image_format, width=width, height=height,
-        content_type=content_type, ext=ext,
+        file=spool,
+        sha256=digest,
+        bytes=size,
+        format=image_format,
+        width=width,
+        height=height,
+        content_type=content_type,
+        ext=ext,
     )
 
 
@@ -160,7 +178,11 @@ def _check_declared_length(response: requests.Response, max_bytes: int) -> None:
 
 
 def _stream_body(
-    response: requests.Response, spool: IO[bytes], *, max_bytes: int, deadline: float,
+    response: requests.Response,
+    spool: IO[bytes],
+    *,
+    max_bytes: int,
+    deadline: float,
     timeout_s: float,
 ) -> tuple[str, int]:
     """Copy the body into ``spool``; return (sha256 hex, byte count)."""

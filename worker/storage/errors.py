@@ -13,6 +13,7 @@ The retry policy follows from the base class, as everywhere in mjflow:
     ├── UnsafeURL               (worker.errors) refused by the SSRF guard
     └── StorageRejected         the store refuses us (AccessDenied, NoSuchBucket, no credentials)
 """
+
 from __future__ import annotations
 
 from worker.errors import ImageRejected, PermanentError, RetryableError

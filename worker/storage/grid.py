@@ -8,6 +8,7 @@ height the right/bottom quarters get the extra pixel.
 Unlike the download, this decodes pixels: a 2048×2048 RGB grid holds about 12 MB while
 it is split. Downloads were already checked by Pillow (size, decompression-bomb limit).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,14 +81,15 @@ def _quarters(grid: Image.Image) -> list[GridPart]:
         grid = grid.convert("RGBA" if "A" in grid.getbands() else "RGB")
     parts: list[GridPart] = []
     try:
-        for suffix, box in zip(QUARTER_SUFFIXES, quarter_boxes(width, height)):
+        for suffix, box in zip(QUARTER_SUFFIXES, quarter_boxes(width, height), strict=True):
             quarter = grid.crop(box)
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MAX_BYTES)
             writer = _HashingWriter(spool)
             quarter.save(writer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)  # type: ignore[arg-type]
             spool.seek(0)
-            parts.append(GridPart(suffix, spool, quarter.width, quarter.height,
-                                  writer.digest.hexdigest()))
+            parts.append(
+                GridPart(suffix, spool, quarter.width, quarter.height, writer.digest.hexdigest())
+            )
     except BaseException:
         for part in parts:
             part.file.close()

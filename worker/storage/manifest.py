@@ -15,14 +15,25 @@ Shape (``manifestVersion`` 1; fields may be added, these keep their names)::
                 "failReason", "submittedAt", "finishedAt",
                 "images": [{"key", "url", "sha256", "bytes", "width", "height", "part"}]}]}
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 MANIFEST_VERSION = 1
-STEP_FIELDS = ("id", "parent", "label", "action", "status", "progress", "taskId", "failReason",
-               "submittedAt", "finishedAt")
+STEP_FIELDS = (
+    "id",
+    "parent",
+    "label",
+    "action",
+    "status",
+    "progress",
+    "taskId",
+    "failReason",
+    "submittedAt",
+    "finishedAt",
+)
 IMAGE_FIELDS = ("key", "url", "sha256", "bytes", "width", "height")
 
 

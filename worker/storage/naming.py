@@ -23,6 +23,7 @@ with ``/``, never contain ``..`` segments, backslashes or control characters.
 The manifest of a job lives at ``{job_id}/manifest.json`` (:func:`manifest_key`).
 Keys are relative to the sink (an S3 sink adds its prefix).
 """
+
 from __future__ import annotations
 
 import re
@@ -62,7 +63,9 @@ def validate_template(template: str) -> None:
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise ValueError(f"MJFLOW_KEY_TEMPLATE {template!r} is not a valid template: {exc}") from None
+        raise ValueError(
+            f"MJFLOW_KEY_TEMPLATE {template!r} is not a valid template: {exc}"
+        ) from None
     bare = {f for f in fields if not f or not f.isidentifier()}
     if bare:
         raise ValueError(f"MJFLOW_KEY_TEMPLATE {template!r}: use named fields only, not {bare}")

@@ -23,6 +23,7 @@ Errors: 5xx, throttling, timeouts and connection failures → :class:`StorageUna
 (retryable); access denied, missing bucket, bad or missing credentials and other 4xx →
 :class:`StorageRejected` (permanent) with a message that says what to check.
 """
+
 from __future__ import annotations
 
 import base64
@@ -51,11 +52,21 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0
 METADATA_MAX_BYTES = 2048
 _METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-_RETRYABLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "RequestTimeout",
-    "RequestLimitExceeded", "InternalError", "ServiceUnavailable", "OperationAborted",
-    "ConditionalRequestConflict", "RequestTimeTooSkewed",
-})
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestTimeout",
+        "RequestLimitExceeded",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "ConditionalRequestConflict",
+        "RequestTimeTooSkewed",
+    }
+)
 _HINTS = {
     "AccessDenied": "check the credentials and the bucket policy",
     "AllAccessDisabled": "check the credentials and the bucket policy",
@@ -68,7 +79,9 @@ _HINTS = {
 
 
 def make_s3_client(
-    *, max_attempts: int = MAX_ATTEMPTS, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
     read_timeout_s: float = READ_TIMEOUT_S,
 ) -> Any:
     """A boto3 S3 client configured for S3-compatible stores (own session: thread-safe)."""
@@ -104,7 +117,12 @@ class S3Sink:
     """Objects under ``s3://{bucket}/{prefix}``; keys given to its methods are relative."""
 
     def __init__(
-        self, bucket: str, prefix: str = "", client: Any = None, *, send_checksum: bool = True,
+        self,
+        bucket: str,
+        prefix: str = "",
+        client: Any = None,
+        *,
+        send_checksum: bool = True,
         multipart_threshold_bytes: int = MULTIPART_THRESHOLD_BYTES,
     ) -> None:
         self.bucket = bucket
@@ -118,18 +136,26 @@ class S3Sink:
         )
 
     def put(
-        self, key: str, fileobj: IO[bytes], *, content_type: str, metadata: Mapping[str, str],
+        self,
+        key: str,
+        fileobj: IO[bytes],
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
         sha256_hex: str,
     ) -> None:
         """Store ``fileobj`` (read from its start) at ``key``; a no-op if already stored."""
-        existing = self.head(key)
+        try:
+            existing = self.head(key)
+        except StorageRejected:  # e.g. a write-only policy: HEAD is denied, PUT is not
+            existing = None
         if existing is not None and existing.get("sha256") == sha256_hex:
             return
         encoded = {k.lower(): encode_metadata_value(str(v)) for k, v in metadata.items()}
         encoded["sha256"] = sha256_hex
         total = sum(len(k) + len(v) for k, v in encoded.items())
         if total > METADATA_MAX_BYTES:
-            raise ValueError(f"S3 metadata for {key!r} is {total} bytes; S3 allows 2 KB")
+            raise StorageRejected(f"S3 metadata for {key!r} is {total} bytes; S3 allows 2 KB")
         extra: dict[str, Any] = {"ContentType": content_type, "Metadata": encoded}
         fileobj.seek(0, io.SEEK_END)
         size_bytes = fileobj.tell()
@@ -140,13 +166,22 @@ class S3Sink:
             extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256_hex)).decode("ascii")
         with self._translating(f"upload of {self.location(key)}"):
             self.client.upload_fileobj(
-                _KeepOpen(fileobj), self.bucket, self._full(key), ExtraArgs=extra, Config=self.transfer_config
+                _KeepOpen(fileobj),
+                self.bucket,
+                self._full(key),
+                ExtraArgs=extra,
+                Config=self.transfer_config,
             )
 
     def put_json(self, key: str, obj: Any) -> None:
         data = json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-        self.put(key, io.BytesIO(data), content_type="application/json", metadata={},
-                 sha256_hex=hashlib.sha256(data).hexdigest())
+        self.put(
+            key,
+            io.BytesIO(data),
+            content_type="application/json",
+            metadata={},
+            sha256_hex=hashlib.sha256(data).hexdigest(),
+        )
 
     def head(self, key: str) -> dict[str, Any] | None:
         """``{"size", "contentType", "metadata", "sha256"}`` of the object, or ``None``."""
@@ -174,7 +209,8 @@ class S3Sink:
         """A presigned GET URL valid for ``ttl_s`` seconds."""
         with self._translating(f"presigning {self.location(key)}"):
             return self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)},
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._full(key)},
                 ExpiresIn=int(ttl_s),
             )
 
@@ -186,7 +222,7 @@ class S3Sink:
                 Bucket=self.bucket, Prefix=self._full(prefix) if prefix else self._base()
             )
             for page in pages:
-                keys.extend(obj["Key"][len(self._base()):] for obj in page.get("Contents", []))
+                keys.extend(obj["Key"][len(self._base()) :] for obj in page.get("Contents", []))
         return sorted(keys)
 
     def location(self, key: str) -> str:
@@ -248,7 +284,9 @@ def translate_s3_error(exc: BaseException, action: str) -> MjflowError:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         message = exc.response.get("Error", {}).get("Message", "")
         if status >= 500 or code in _RETRYABLE_CODES:
-            return StorageUnavailable(f"S3 {action} failed: {code} (HTTP {status}) {message}".strip())
+            return StorageUnavailable(
+                f"S3 {action} failed: {code} (HTTP {status}) {message}".strip()
+            )
         hint = _HINTS.get(code)
         return StorageRejected(
             f"S3 refused {action}: {code} (HTTP {status}) {message}".strip()

@@ -8,6 +8,7 @@
 Every sink is idempotent: putting a key again with the same SHA-256 is a no-op, and a
 key names exactly one object. Keys are relative to the sink (see :mod:`.naming`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,7 +35,12 @@ class Sink(Protocol):
     """A key → object store. ``fileobj`` arguments are seekable and read from their start."""
 
     def put(
-        self, key: str, fileobj: IO[bytes], *, content_type: str, metadata: Mapping[str, str],
+        self,
+        key: str,
+        fileobj: IO[bytes],
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
         sha256_hex: str,
     ) -> None: ...
 
@@ -68,7 +74,12 @@ class FileSink:
         self.root = Path(root).resolve()
 
     def put(
-        self, key: str, fileobj: IO[bytes], *, content_type: str, metadata: Mapping[str, str],
+        self,
+        key: str,
+        fileobj: IO[bytes],
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
         sha256_hex: str,
     ) -> None:
         path = self._path(key)
@@ -76,7 +87,9 @@ class FileSink:
         if existing is not None and existing.get("sha256") == sha256_hex:
             return
         fileobj.seek(0)
-        size_bytes = _atomic_write(path, lambda out: shutil.copyfileobj(fileobj, out, COPY_CHUNK_BYTES))
+        size_bytes = _atomic_write(
+            path, lambda out: shutil.copyfileobj(fileobj, out, COPY_CHUNK_BYTES)
+        )
         sidecar = {
             "contentType": content_type,
             "sha256": sha256_hex,
@@ -88,8 +101,13 @@ class FileSink:
 
     def put_json(self, key: str, obj: Any) -> None:
         data = json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-        self.put(key, io.BytesIO(data), content_type="application/json", metadata={},
-                 sha256_hex=hashlib.sha256(data).hexdigest())
+        self.put(
+            key,
+            io.BytesIO(data),
+            content_type="application/json",
+            metadata={},
+            sha256_hex=hashlib.sha256(data).hexdigest(),
+        )
 
     def head(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
@@ -118,7 +136,11 @@ class FileSink:
             return []
         keys = []
         for path in self.root.rglob("*"):
-            if not path.is_file() or path.name.startswith(".") or path.name.endswith(SIDECAR_SUFFIX):
+            if (
+                not path.is_file()
+                or path.name.startswith(".")
+                or path.name.endswith(SIDECAR_SUFFIX)
+            ):
                 continue
             key = path.relative_to(self.root).as_posix()
             if key.startswith(prefix):
@@ -181,4 +203,3 @@ def _atomic_write(path: Path, write: Any) -> int:
             os.unlink(tmp_name)
         raise
     return size_bytes
-

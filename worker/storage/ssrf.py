@@ -25,6 +25,7 @@ Errors: :class:`~worker.errors.UnsafeURL` (permanent) for refusals;
 :class:`~worker.storage.errors.HostUnresolvable` (retryable) when DNS fails. Network
 errors from ``requests`` propagate unchanged: each caller maps them to its own error.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -64,7 +65,9 @@ def check_url(url: str, *, allowed_hosts: Iterable[str] = (), allow_private: boo
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise UnsafeURL(f"refused URL {redact_url(url)}: scheme {scheme or '(none)'!r} is not http/https")
+        raise UnsafeURL(
+            f"refused URL {redact_url(url)}: scheme {scheme or '(none)'!r} is not http/https"
+        )
     try:
         host = (parts.hostname or "").rstrip(".")
         port = parts.port or (443 if scheme == "https" else 80)
@@ -161,11 +164,17 @@ def guarded_request(
     for _hop in range(max_redirects + 1):
         check_url(url, allowed_hosts=allowed, allow_private=allow_private)
         response = session.request(
-            method, url, headers=hop_headers, timeout=timeout_s, allow_redirects=False,
-            stream=stream, **kwargs,
+            method,
+            url,
+            headers=hop_headers,
+            timeout=timeout_s,
+            allow_redirects=False,
+            stream=stream,
+            **kwargs,
         )
         try:
-            check_peer(response, allow_private=allow_private)
+            if not _proxied(session, url):  # through a proxy the peer is the proxy
+                check_peer(response, allow_private=allow_private)
         except UnsafeURL:
             response.close()
             raise
@@ -175,7 +184,9 @@ def guarded_request(
         response.close()
         next_url = urljoin(url, location)
         if urlsplit(next_url).hostname != urlsplit(url).hostname:
-            hop_headers = {k: v for k, v in hop_headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+            hop_headers = {
+                k: v for k, v in hop_headers.items() if k.lower() not in CREDENTIAL_HEADERS
+            }
         if response.status_code in (301, 302, 303) and method.upper() not in ("GET", "HEAD"):
             method = "GET"
             kwargs.pop("data", None)
@@ -196,8 +207,14 @@ def guarded_get(
 ) -> requests.Response:
     """A streaming GET through :func:`guarded_request`; close the response when done."""
     return guarded_request(
-        session, "GET", url, allowed_hosts=allowed_hosts, allow_private=allow_private,
-        timeout_s=timeout_s, max_redirects=max_redirects, headers=headers,
+        session,
+        "GET",
+        url,
+        allowed_hosts=allowed_hosts,
+        allow_private=allow_private,
+        timeout_s=timeout_s,
+        max_redirects=max_redirects,
+        headers=headers,
     )
 
 
@@ -214,6 +231,15 @@ def check_peer(response: requests.Response, *, allow_private: bool = False) -> N
     reason = address_refusal(peer, allow_private=allow_private)
     if reason:
         raise UnsafeURL(f"refused URL {redact_url(response.url)}: connected to {reason}")
+
+
+def _proxied(session: requests.Session, url: str) -> bool:
+    """Would ``session`` send a request for ``url`` through a proxy?"""
+    scheme = urlsplit(url).scheme.lower()
+    proxies = dict(session.proxies)
+    if session.trust_env:
+        proxies = {**requests.utils.get_environ_proxies(url), **proxies}
+    return bool(proxies.get(scheme) or proxies.get("all"))
 
 
 def redact_url(url: str, limit: int = 200) -> str:

@@ -16,6 +16,7 @@ Object metadata (``x-amz-meta-*`` on S3, the sidecar for files): ``job-id``, ``t
 :data:`PROMPT_METADATA_MAX_BYTES` of UTF-8, with ``prompt-truncated: true``; the manifest
 keeps it whole).
 """
+
 from __future__ import annotations
 
 import io
@@ -81,8 +82,13 @@ class StoredImage:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "key": self.key, "sha256": self.sha256, "bytes": self.bytes, "width": self.width,
-            "height": self.height, "contentType": self.content_type, "part": self.part,
+            "key": self.key,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+            "width": self.width,
+            "height": self.height,
+            "contentType": self.content_type,
+            "part": self.part,
         }
 
 
@@ -92,13 +98,25 @@ def store_step_images(
     """Download the step's image and store it (and its grid quarters); see the module doc."""
     image = _download_with_refresh(session, req, settings)
     with image:
-        key = image_key(settings.key_template, job_id=req.job_id, step_index=req.step_index,
-                        label=req.label, ext=image.ext)
-        sink.put(key, image.file, content_type=image.content_type,
-                 metadata=object_metadata(req, part="", sha256_hex=image.sha256),
-                 sha256_hex=image.sha256)
-        stored = [StoredImage(key, image.sha256, image.bytes, image.width, image.height,
-                              image.content_type)]
+        key = image_key(
+            settings.key_template,
+            job_id=req.job_id,
+            step_index=req.step_index,
+            label=req.label,
+            ext=image.ext,
+        )
+        sink.put(
+            key,
+            image.file,
+            content_type=image.content_type,
+            metadata=object_metadata(req, part="", sha256_hex=image.sha256),
+            sha256_hex=image.sha256,
+        )
+        stored = [
+            StoredImage(
+                key, image.sha256, image.bytes, image.width, image.height, image.content_type
+            )
+        ]
         if req.split_grid:
             stored.extend(_store_quarters(sink, req, settings, image))
     return stored
@@ -115,8 +133,13 @@ def object_metadata(req: StoreRequest, *, part: str, sha256_hex: str) -> dict[st
     """The metadata stored with each image (the sink makes it ASCII-safe if it must)."""
     prompt = _truncate_utf8(req.prompt or "", PROMPT_METADATA_MAX_BYTES)
     metadata = {
-        "job-id": req.job_id, "task-id": req.task_id or "", "step": str(req.step_index),
-        "label": req.label, "part": part, "sha256": sha256_hex, "prompt": prompt,
+        "job-id": req.job_id,
+        "task-id": req.task_id or "",
+        "step": str(req.step_index),
+        "label": req.label,
+        "part": part,
+        "sha256": sha256_hex,
+        "prompt": prompt,
     }
     if prompt != (req.prompt or ""):
         metadata["prompt-truncated"] = "true"
@@ -131,8 +154,13 @@ def _download_with_refresh(
 
     def fetch(url: str) -> DownloadedImage:
         return download_image(
-            session, url, max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s,
-            allowed_hosts=allowed, allow_private=settings.allow_private_urls, headers=req.headers,
+            session,
+            url,
+            max_bytes=settings.max_image_bytes,
+            timeout_s=settings.download_timeout_s,
+            allowed_hosts=allowed,
+            allow_private=settings.allow_private_urls,
+            headers=req.headers,
         )
 
     url = req.image_url
@@ -140,7 +168,9 @@ def _download_with_refresh(
     if not url:
         url, refreshed = req.refresh_url(), True
         if not url:
-            raise SourceGone(f"task {req.task_id} finished without an image URL, even after a refresh")
+            raise SourceGone(
+                f"task {req.task_id} finished without an image URL, even after a refresh"
+            )
     try:
         return fetch(url)
     except SourceExpired as first:
@@ -165,14 +195,27 @@ def _store_quarters(
     try:
         for part in parts:
             name = part.suffix.lstrip("-")
-            key = image_key(settings.key_template, job_id=req.job_id, step_index=req.step_index,
-                            label=req.label, ext="png", suffix=part.suffix)
+            key = image_key(
+                settings.key_template,
+                job_id=req.job_id,
+                step_index=req.step_index,
+                label=req.label,
+                ext="png",
+                suffix=part.suffix,
+            )
             size_bytes = _size(part.file)
-            sink.put(key, part.file, content_type="image/png",
-                     metadata=object_metadata(req, part=name, sha256_hex=part.sha256),
-                     sha256_hex=part.sha256)
-            stored.append(StoredImage(key, part.sha256, size_bytes, part.width, part.height,
-                                      "image/png", name))
+            sink.put(
+                key,
+                part.file,
+                content_type="image/png",
+                metadata=object_metadata(req, part=name, sha256_hex=part.sha256),
+                sha256_hex=part.sha256,
+            )
+            stored.append(
+                StoredImage(
+                    key, part.sha256, size_bytes, part.width, part.height, "image/png", name
+                )
+            )
     finally:
         for part in parts:
             part.file.close()

@@ -163,6 +163,8 @@ class UpstreamClient:
             settings.upstream_url, settings.upstream_key, settings.upstream_profile,
             settings.upstream_mode, timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s, session=session,
+            submit_timeout_s=(settings.upstream_timeout_s
+                              if "upstream_timeout_s" in settings.model_fields_set else None),
             allow_private_urls=settings.allow_private_urls,
             extra_image_hosts=settings.allowed_image_hosts,
         )

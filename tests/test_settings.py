@@ -1,0 +1,50 @@
+"""Settings: typed, from MJFLOW_ variables; a bad value fails at start naming the variable;
+every setting is documented with its default in docs/configuration.md."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.settings import ConfigError, Settings, load_settings
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+@pytest.mark.parametrize("var,value,needle", [
+    ("MJFLOW_UPSTREAM_PROFILE", "nope", "MJFLOW_UPSTREAM_PROFILE"),
+    ("MJFLOW_UPSTREAM_URL", "not a url", "MJFLOW_UPSTREAM_URL"),
+    ("MJFLOW_REDIS_URL", "http://x", "MJFLOW_REDIS_URL"),
+    ("MJFLOW_STORAGE_URL", "ftp://x", "MJFLOW_STORAGE_URL"),
+    ("MJFLOW_MAX_IN_FLIGHT", "0", "MJFLOW_MAX_IN_FLIGHT"),
+    ("MJFLOW_WEBHOOK_SECRET", "plain", "MJFLOW_WEBHOOK_SECRET"),
+    ("MJFLOW_UPSTREAM_MODE", "SLOW", "MJFLOW_UPSTREAM_MODE"),
+])
+def test_bad_values_name_the_variable(monkeypatch, var, value, needle):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert needle in str(err.value)
+
+
+def test_public_url_needs_hook_secret(monkeypatch):
+    monkeypatch.setenv("MJFLOW_PUBLIC_URL", "https://hooks.example.com")
+    monkeypatch.delenv("MJFLOW_HOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="MJFLOW_HOOK_SECRET"):
+        load_settings()
+
+
+def test_env_and_lists(monkeypatch):
+    monkeypatch.setenv("MJFLOW_API_KEYS", "a, b,,c")
+    monkeypatch.setenv("MJFLOW_UPSTREAM_URL", "https://mj.example.com/")
+    s = load_settings()
+    assert s.api_keys == ["a", "b", "c"]
+    assert s.upstream_url == "https://mj.example.com"
+    assert s.broker == s.redis_url
+    assert "a" not in repr(s)     # secrets stay out of repr
+
+
+def test_every_setting_is_documented_with_its_default():
+    text = DOC.read_text()
+    for name in Settings.model_fields:
+        assert f"`MJFLOW_{name.upper()}`" in text, f"MJFLOW_{name.upper()} missing from {DOC.name}"

@@ -1,0 +1,514 @@
+"""Batches: many job specs under one id that can be submitted again and again safely.
+
+    from worker.batches import create_batch
+    view = create_batch(engine, [{"prompt": "a fox"}, "a lighthouse"], name="overnight")
+
+Resume rules. Every item has a key: its own ``key`` or ``line-<n>:<digest>`` (``n`` its
+1-based position or JSONL line, ``digest`` a hash of the item), so the same file gives the
+same keys. The batch id is derived from the name (or, with no name, from the items), so
+submitting the same thing again lands in the same batch. For each item:
+
+* no job yet: the key is claimed (``HSETNX`` of ``~<job id>``, a *pending* claim) before
+  the job is created with that id, then the claim is confirmed (``<job id>``). A crash in
+  between leaves a pending claim; the next submission creates the job with the same id.
+* job queued or running: left alone (never duplicated);
+* job succeeded, or purged by retention after it finished: left alone (not redone);
+* job partial: its failed steps are retried in place (succeeded steps are kept);
+* job failed or cancelled: replaced by a new job (compare-and-set on the key).
+
+Redis: ``batch(id)`` hash (name, created, updated, resumed), ``batch_keys(id)`` item key ->
+job id, ``batch_jobs(id)`` every job ever created for the batch, ``batches()`` by creation.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from typing import Any, Iterable
+
+import redis
+
+from worker.engine import Engine
+from worker.finishing import job_view_by_id
+from worker.jobs.store import new_id
+from worker.jobs.views import iso
+
+MAX_BATCH_ITEMS = 10_000
+MAX_NAME_CHARS = 200
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+THROUGHPUT_WINDOW_S = 600.0
+MIN_RATE_WINDOW_S = 5.0
+CREATE_LOCK_S = 60
+PENDING = "~"
+FINISHED = ("succeeded", "partial", "failed", "cancelled")
+COUNTED = ("queued", "running", "succeeded", "partial", "failed", "cancelled", "expired")
+REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "reason", "createdAt",
+                 "finishedAt")
+
+
+def _api():  # type: ignore[no-untyped-def]
+    from worker import api   # worker.api re-exports this module's functions
+
+    return api
+
+
+# -- ids and keys ----------------------------------------------------------------------------
+def batch_id_for(name: str) -> str:
+    """The batch id of a name: the same name always resumes the same batch."""
+    return "bat_" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def item_digest(item: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in item.items() if k != "key"})).hexdigest()[:16]
+
+
+def default_key(number: int, item: dict[str, Any]) -> str:
+    return f"line-{number}:{item_digest(item)}"
+
+
+# -- input ----------------------------------------------------------------------------------
+def read_jsonl(text: str) -> tuple[list[tuple[int, Any]], list[dict[str, Any]]]:
+    """Split JSONL text into ``(line number, value)`` pairs; blank lines are skipped.
+
+    A line is a JSON object (a spec), a JSON string, or plain text (both taken as the
+    prompt). A line that starts like JSON but does not parse is an error.
+    """
+    entries: list[tuple[int, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        raw = line.strip()
+        if not raw:
+            continue
+        if raw[0] in "{[\"":
+            try:
+                entries.append((number, _loads(raw)))
+            except (ValueError, RecursionError) as exc:
+                errors.append({"path": f"lines[{number}]", "line": number,
+                               "message": f"malformed JSON: {exc}"})
+            continue
+        entries.append((number, raw))
+    return entries, errors
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads(raw: str | bytes) -> Any:
+    """``json.loads`` without NaN/Infinity (they would not round-trip)."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
+            then: list[Any] | None = None, path: str = "items",
+            zero_based: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Turn raw items into validated spec dicts with keys; returns ``(items, errors)``.
+
+    Strings become ``{"prompt": ...}``; ``then`` is the default follow-up list for items
+    without their own. Every error names the item (``items[3].prompt`` or ``lines[4]...``)
+    and, for JSONL, its line number.
+    """
+    api = _api()
+    items: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    for number, raw in entries:
+        where = f"{path}[{number - 1 if zero_based else number}]"
+        extra = {} if zero_based else {"line": number}
+        if isinstance(raw, str):
+            item: dict[str, Any] = {"prompt": raw}
+        elif isinstance(raw, dict):
+            item = dict(raw)
+        else:
+            errors.append({"path": where, "message": "must be a JSON object (a job spec) or a "
+                           "string (a prompt)", **extra})
+            continue
+        if then and "then" not in item:
+            item["then"] = list(then)
+        try:
+            if item.get("key") is None:
+                item["key"] = default_key(number, item)
+            api.parse_spec(item, max_image_bytes=max_image_bytes, prefix=where)
+        except api.SpecError as exc:
+            errors.extend({**e, **extra} for e in exc.errors)
+            continue
+        items.append(item)
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item["key"] in seen:
+            errors.append({"path": f"{path}.key", "message": f"key {item['key']!r} is used "
+                           "by more than one item"})
+        seen[item["key"]] = i
+    return items, errors
+
+
+def check_name(name: str | None) -> None:
+    if name is not None and not (0 < len(name) <= MAX_NAME_CHARS):
+        raise _api().SpecError([{"path": "name", "message": f"must be 1 to {MAX_NAME_CHARS} characters"}])
+
+
+def check_batch_id(batch_id: str) -> None:
+    if not BATCH_ID_RE.match(batch_id):
+        raise _api().SpecError([{"path": "batchId", "message":
+                                 "must be 1 to 100 characters of A-Z a-z 0-9 _ . : -"}])
+
+
+# -- creation --------------------------------------------------------------------------------
+def create_batch(engine: Engine, items: list[Any], name: str | None = None,
+                 batch_id: str | None = None, *, then: list[Any] | None = None) -> dict[str, Any]:
+    """Validate every item, then create (or resume) the batch; returns its view plus
+    ``submitted``: how many items were created, already done, in progress, retried, renewed.
+
+    Nothing is created when any item is invalid (:class:`worker.api.SpecError` lists all).
+    """
+    if not isinstance(items, list):
+        raise _api().SpecError([{"path": "items", "message": "must be a list of job specs"}])
+    return _create(engine, list(enumerate(items, 1)), name=name, batch_id=batch_id, then=then,
+                   path="items", zero_based=True)
+
+
+def create_batch_jsonl(engine: Engine, text: str, name: str | None = None,
+                       batch_id: str | None = None, *, then: list[Any] | None = None) -> dict[str, Any]:
+    """The same from JSONL text (one spec or prompt a line); errors name their line."""
+    entries, errors = read_jsonl(text)
+    return _create(engine, entries, name=name, batch_id=batch_id, then=then, path="lines",
+                   zero_based=False, errors=errors)
+
+
+def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
+            batch_id: str | None, then: list[Any] | None, path: str, zero_based: bool,
+            errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    api = _api()
+    errors = list(errors or [])
+    check_name(name)
+    if batch_id is not None:
+        check_batch_id(batch_id)
+    if len(entries) + len(errors) > MAX_BATCH_ITEMS:
+        raise api.SpecError([{"path": path, "message": f"at most {MAX_BATCH_ITEMS} items per "
+                              "request (send more in further requests with the same name)"}])
+    items, item_errors = prepare(entries, max_image_bytes=engine.settings.max_upload_bytes,
+                                 then=then, path=path, zero_based=zero_based)
+    errors += item_errors
+    if not errors and not items:
+        errors.append({"path": path, "message": "a batch needs at least one item"})
+    if errors:
+        raise api.SpecError(errors)
+    if batch_id is None:
+        batch_id = batch_id_for(name) if name else batch_id_for(
+            "items:" + hashlib.sha256(_canonical(items)).hexdigest())
+    return submit_items(engine, batch_id, items, name=name)
+
+
+def submit_items(engine: Engine, batch_id: str, items: list[dict[str, Any]],
+                 name: str | None = None) -> dict[str, Any]:
+    """Place already validated items (each with a ``key``) into the batch."""
+    api = _api()
+    r, k = engine.r, engine.keys
+    now = time.time()
+    if r.hsetnx(k.batch(batch_id), "created", repr(now)):
+        r.zadd(k.batches(), {batch_id: now})
+    fields = {"id": batch_id, "updated": repr(now)}
+    if name:
+        fields["name"] = name
+    r.hset(k.batch(batch_id), mapping=fields)
+    summary = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
+    for item in items:
+        spec = api.parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes)
+        outcome = place(engine, batch_id, item["key"], spec)
+        summary[outcome] += 1
+    if summary["created"] or summary["retried"] or summary["renewed"]:
+        r.hset(k.batch(batch_id), "resumed", repr(now))
+        from worker.sweeps import dispatch
+
+        dispatch(engine)
+    return batch_view(engine, batch_id) | {"submitted": summary}
+
+
+def place(engine: Engine, batch_id: str, key: str, spec: Any) -> str:
+    """Put one item into the batch per the resume rules; returns what was done."""
+    r, k = engine.r, engine.keys
+    slot = k.batch_keys(batch_id)
+    for _ in range(20):
+        claimed = r.hget(slot, key)
+        if claimed is None:
+            job_id = new_id("job")
+            if r.hsetnx(slot, key, PENDING + job_id):
+                return _create_claimed(engine, batch_id, key, job_id, spec)
+            continue
+        job_id = claimed.removeprefix(PENDING)
+        status = r.hget(k.job(job_id), "status")
+        if claimed.startswith(PENDING):
+            if status is not None:
+                _confirm(engine, batch_id, key, job_id)
+                return "inProgress"
+            return _create_claimed(engine, batch_id, key, job_id, spec)
+        if status is None or status == "succeeded":
+            return "done"                       # finished (purged: finished long ago)
+        if status == "partial":
+            _api().retry_job(engine, job_id, dispatch_now=False)
+            return "retried"
+        if status in ("failed", "cancelled"):
+            fresh = new_id("job")
+            if _swap(r, slot, key, claimed, PENDING + fresh):
+                _create_claimed(engine, batch_id, key, fresh, spec)
+                return "renewed"
+            continue
+        return "inProgress"
+    return "inProgress"
+
+
+def _swap(r: redis.Redis, slot: str, key: str, old: str, new: str) -> bool:
+    with r.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(slot)
+            if pipe.hget(slot, key) != old:
+                pipe.reset()
+                return False
+            pipe.multi()
+            pipe.hset(slot, key, new)
+            pipe.execute()
+            return True
+        except redis.WatchError:
+            return False
+
+
+def _create_claimed(engine: Engine, batch_id: str, key: str, job_id: str, spec: Any) -> str:
+    """Create the job of a pending claim, once even with concurrent submitters."""
+    r, k = engine.r, engine.keys
+    lock = k.lock(f"create:{job_id}")
+    if not r.set(lock, "1", nx=True, ex=CREATE_LOCK_S):
+        return "inProgress"                     # another submitter is creating it right now
+    try:
+        if not r.exists(k.job(job_id)):
+            engine.store.create(spec, batch=batch_id, job_id=job_id)
+        _confirm(engine, batch_id, key, job_id)
+    finally:
+        r.delete(lock)
+    return "created"
+
+
+def _confirm(engine: Engine, batch_id: str, key: str, job_id: str) -> None:
+    slot = engine.keys.batch_keys(batch_id)
+    with engine.r.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(slot)
+            if pipe.hget(slot, key) != PENDING + job_id:
+                pipe.reset()
+                return
+            pipe.multi()
+            pipe.hset(slot, key, job_id)
+            pipe.execute()
+        except redis.WatchError:
+            pass
+
+
+# -- reading --------------------------------------------------------------------------------
+def exists(engine: Engine, batch_id: str) -> bool:
+    return bool(engine.r.exists(engine.keys.batch(batch_id)))
+
+
+def item_jobs(engine: Engine, batch_id: str) -> dict[str, str]:
+    """Item key -> its current job id."""
+    raw = engine.r.hgetall(engine.keys.batch_keys(batch_id))
+    return {key: value.removeprefix(PENDING) for key, value in raw.items()}
+
+
+def _states(engine: Engine, job_ids: list[str]) -> list[tuple[str, float | None, float | None]]:
+    """(status, created, finished) per job, as the job view would say, in two round trips."""
+    r, k = engine.r, engine.keys
+    pipe = r.pipeline(transaction=False)
+    for jid in job_ids:
+        pipe.hmget(k.job(jid), "status", "created_at", "finished_at")
+        pipe.lindex(k.job_steps(jid), 0)
+    raw = pipe.execute()
+    rows = [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
+    pipe = r.pipeline(transaction=False)
+    for (status, _, _), root in rows:
+        if status is not None and status not in FINISHED and root:
+            pipe.hget(k.step(root), "status")
+    roots = iter(pipe.execute())
+    out = []
+    for (status, created, finished), root in rows:
+        if status is None:
+            out.append(("expired", None, None))
+            continue
+        if status not in FINISHED:
+            root_status = next(roots) if root else None
+            status = "queued" if root_status in (None, "waiting", "queued") else "running"
+        out.append((status, float(created) if created else None,
+                    float(finished) if finished else None))
+    return out
+
+
+def batch_status(counts: dict[str, int], total: int) -> str:
+    open_ = counts["queued"] + counts["running"]
+    if open_:
+        return "queued" if counts["queued"] == total else "running"
+    if total and counts["succeeded"] + counts["expired"] == total:
+        return "succeeded"
+    if total and counts["cancelled"] == total:
+        return "cancelled"
+    if counts["succeeded"] or counts["partial"]:
+        return "partial"
+    return "failed"
+
+
+def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> dict[str, Any]:
+    """Counts by status, progress, throughput and ETA of a batch."""
+    now = time.time() if now is None else now
+    h = engine.r.hgetall(engine.keys.batch(batch_id))
+    if not h:
+        raise _api().NotFound(f"no batch {batch_id}")
+    jobs = item_jobs(engine, batch_id)
+    states = _states(engine, list(jobs.values()))
+    counts = {name: 0 for name in COUNTED}
+    for status, _, _ in states:
+        counts[status] += 1
+    total = len(jobs)
+    finished = total - counts["queued"] - counts["running"]
+    finish_times = [f for _, _, f in states if f]
+    created_times = [c for _, c, _ in states if c]
+    done = total > 0 and finished == total
+    rate_per_s: float | None = None
+    if done and finish_times and created_times:
+        span = max(finish_times) - min(created_times)
+        rate_per_s = len(finish_times) / span if span > 0 else None
+    elif finish_times:
+        since = max(now - THROUGHPUT_WINDOW_S, float(h.get("resumed") or h.get("created") or now))
+        window = now - since
+        recent = sum(1 for f in finish_times if f >= since)
+        if window >= MIN_RATE_WINDOW_S and recent:
+            rate_per_s = recent / window
+    eta_s = None
+    if not done and rate_per_s:
+        eta_s = round((total - finished) / rate_per_s, 1)
+    return {
+        "id": batch_id, "name": h.get("name") or None,
+        "status": batch_status(counts, total),
+        "createdAt": iso(float(h["created"])) if h.get("created") else None,
+        "updatedAt": iso(float(h["updated"])) if h.get("updated") else None,
+        "finishedAt": iso(max(finish_times)) if done and finish_times else None,
+        "total": total, "finished": finished, "counts": counts,
+        "progress": round(finished / total, 4) if total else 0.0,
+        "throughputPerMin": round(rate_per_s * 60, 2) if rate_per_s else None,
+        "etaSeconds": eta_s if eta_s is None or math.isfinite(eta_s) else None,
+        "done": done,
+    }
+
+
+def get_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    return batch_view(engine, batch_id)
+
+
+def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) -> dict[str, Any]:
+    """Batches newest first; ``cursor`` is the ``next`` of the previous page."""
+    r, k = engine.r, engine.keys
+    hi: Any = "+inf"
+    skip: str | None = None
+    if cursor:
+        head, _, skip = cursor.partition(":")
+        hi = float(head)
+    rows = r.zrevrangebyscore(k.batches(), hi, "-inf", start=0, num=limit + 50, withscores=True)
+    out: list[dict[str, Any]] = []
+    last = None
+    for batch_id, score in rows:
+        if skip:
+            if batch_id == skip:
+                skip = None
+            elif score == hi:
+                continue
+            else:
+                skip = None
+        if batch_id == (cursor or "").partition(":")[2]:
+            continue
+        try:
+            out.append(batch_view(engine, batch_id))
+        except _api().NotFound:
+            continue
+        last = (score, batch_id)
+        if len(out) >= limit:
+            break
+    nxt = f"{last[0]!r}:{last[1]}" if last and len(out) >= limit else None
+    return {"items": out, "next": nxt}
+
+
+def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
+    """One row per item: key, job id, status, prompt, image keys, failure reason, times."""
+    if not exists(engine, batch_id):
+        raise _api().NotFound(f"no batch {batch_id}")
+    rows = []
+    for key, job_id in sorted(item_jobs(engine, batch_id).items(), key=_key_order):
+        view = job_view_by_id(engine, job_id, urls=False)
+        if view is None:
+            rows.append({"key": key, "jobId": job_id, "status": "expired", "prompt": None,
+                         "imageKeys": [], "reason": "purged after the retention period",
+                         "createdAt": None, "finishedAt": None})
+            continue
+        reasons = [f"{s['label']}: {s['failReason']}" for s in view["steps"] if s["failReason"]]
+        rows.append({"key": key, "jobId": job_id, "status": view["status"],
+                     "prompt": view["prompt"],
+                     "imageKeys": [img["key"] for s in view["steps"] for img in s["images"]],
+                     "reason": "; ".join(reasons) or None, "createdAt": view["createdAt"],
+                     "finishedAt": view["finishedAt"]})
+    return rows
+
+
+def _key_order(pair: tuple[str, str]) -> tuple[int, str]:
+    m = re.match(r"^line-(\d+):", pair[0])
+    return (int(m.group(1)) if m else 1 << 60, pair[0])
+
+
+def report_csv(rows: list[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(REPORT_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "imageKeys": " ".join(row["imageKeys"]),
+                         "reason": row["reason"] or "", "prompt": row["prompt"] or ""})
+    return buf.getvalue()
+
+
+# -- actions ---------------------------------------------------------------------------------
+def retry_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """Retry the failed steps of every failed or partial job of the batch (same job ids)."""
+    api = _api()
+    if not exists(engine, batch_id):
+        raise api.NotFound(f"no batch {batch_id}")
+    jobs = list(item_jobs(engine, batch_id).values())
+    jobs_retried = steps = 0
+    for job_id, (status, _, _) in zip(jobs, _states(engine, jobs)):
+        if status in ("failed", "partial"):
+            count = api.retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
+            jobs_retried += 1 if count else 0
+            steps += count
+    if steps:
+        engine.r.hset(engine.keys.batch(batch_id), "resumed", repr(time.time()))
+        from worker.sweeps import dispatch
+
+        dispatch(engine)
+    return batch_view(engine, batch_id) | {"retried": {"jobs": jobs_retried, "steps": steps}}
+
+
+def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """Cancel every job of the batch that has not finished (in-flight steps finish)."""
+    api = _api()
+    if not exists(engine, batch_id):
+        raise api.NotFound(f"no batch {batch_id}")
+    jobs = list(item_jobs(engine, batch_id).values())
+    cancelled = 0
+    for job_id, (status, _, _) in zip(jobs, _states(engine, jobs)):
+        if status in ("queued", "running"):
+            from worker.jobs import machine
+
+            if engine.store.mutate(job_id, machine.cancel) is not None:
+                cancelled += 1
+    return batch_view(engine, batch_id) | {"cancelled": cancelled}

@@ -1,0 +1,424 @@
+"""Prometheus metrics computed from Redis at scrape time.
+
+Why a custom collector (and why that is multi-process safe)
+-----------------------------------------------------------
+mjflow runs as many processes: gunicorn workers for the web app, Celery workers (prefork
+children) and beat. The usual ``prometheus_client`` objects (``Counter``, ``Gauge``...) keep
+their values in the memory of the process that increments them, so every process would
+export its own partial numbers and a scrape would hit one of them at random
+(``prometheus_client``'s ``multiprocess`` mode works around that with mmap files and only
+for one host).
+
+mjflow keeps all of its state in Redis already, and every counter the workers need is a
+Redis hash (``{p}:counter:{name}``, incremented with ``HINCRBY`` by whichever process did
+the work). So the exporter holds **no** state of its own: :class:`RedisCollector` reads
+Redis when ``/metrics`` is scraped and yields metric families built from what it read.
+Any process that can reach Redis (any gunicorn worker) gives the same, complete answer;
+workers need no HTTP endpoint; restarts lose nothing. The web app registers the collector
+in a fresh ``CollectorRegistry`` of its own (never the global ``REGISTRY``), so several
+apps in one process (tests) do not clash and no per-process default metrics leak in.
+
+Everything here costs a bounded number of Redis calls (``SCARD``/``ZCARD``/``HGETALL`` on
+small hashes, pipelined), independent of the number of jobs. The one exception-free
+guarantee: if Redis does not answer, the scrape still succeeds with ``mjflow_redis_up 0``.
+
+Step durations are histograms kept in Redis too: :func:`observe_step_duration` adds one
+observation (bucket counter + sum + count, in one ``MULTI``) to the hash
+``{p}:counter:step_duration:{action}`` and counts the action in ``{p}:counter:step_duration``
+(the index the collector reads to find the actions). Call it with ``tx.pipe`` from inside
+``JobStore.mutate`` to count a step exactly once, together with its transition.
+
+Metrics (all prefixed ``mjflow_``)
+----------------------------------
+Gauges: ``jobs_live`` (SCARD jobs:live), ``jobs_stored`` (ZCARD jobs, i.e. not yet purged
+by retention), ``jobs_finishing``, ``steps{state=queued|submitting|in_flight|storing}``,
+``lanes``, ``slots_in_use``, ``window_size``, ``window_max``, ``dispatch_paused``,
+``dispatch_cooldown_seconds``, ``deliveries_pending``, ``deliveries_failed``,
+``oldest_in_flight_step_age_seconds``, ``redis_up``, ``scrape_duration_seconds``.
+
+Counters: ``effects_total{effect}``, ``callbacks_received_total``,
+``callbacks_accepted_total``, ``callbacks_rejected_total{reason}``,
+``callbacks_reconciled_total{result}``, ``poll_rounds_total``, ``polled_tasks_total``,
+``steps_recovered_total``, ``steps_lost_total``, ``poll_failures_total``,
+``submit_outcome_unknown_total``, ``ambiguous_resubmits_total``,
+``submits_recovered_from_list_total``, ``upstream_answers_total{outcome}``,
+``storage_bytes_total``, ``storage_images_total``, ``storage_failures_total{kind}``,
+``webhook_attempts_total{result}``; fields of these hashes that are not mapped to a name
+above appear in a catch-all family (``poll_events_total{event}``,
+``submit_events_total{event}``, ``storage_events_total{event}``).
+
+Histogram: ``step_duration_seconds{action}``.
+
+Oldest in-flight step age: ``{p}:deadline`` scores are ``accepted time + deadline_s`` and
+``deadline_s`` is either ``step_deadline_s`` or ``upscale_deadline_s``. The step accepted
+first therefore has a score at most ``|step_deadline_s - upscale_deadline_s|`` above the
+lowest score, so the collector reads only that window (capped at
+``OLDEST_SCAN_LIMIT`` members), takes ``min(times.submitting, times.submitted)`` of each and
+reports ``now - oldest``. Steps still submitting (``{p}:pending-submit``) are included from
+the head of that zset (also capped). 0 when nothing is in flight.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from typing import Any, Iterable, Iterator
+
+import redis
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from worker.keys import Keys
+
+PREFIX = "mjflow_"
+# Midjourney steps take seconds (upscales) to many minutes (relax mode imagines).
+STEP_DURATION_BUCKETS: tuple[float, ...] = (
+    5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 450, 600, 900, 1800, 3600,
+)
+STEP_DURATION = "step_duration"      # index hash: action -> observations
+OLDEST_SCAN_LIMIT = 200
+PENDING_SCAN_LIMIT = 25
+_ACTION_RE = re.compile(r"[^a-z0-9_.-]+")
+
+# counter hash -> ({field: (metric name, help)}, catch-all (name, label, help) or None)
+_SIMPLE_COUNTERS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, str, str] | None]] = {
+    "polls": (
+        {
+            "rounds": ("poll_rounds", "Poll rounds run by the beat tick."),
+            "tasks": ("polled_tasks", "Upstream tasks fetched by polling."),
+            "recovered": ("steps_recovered", "Steps whose state polling recovered "
+                                             "(e.g. a missed callback)."),
+            "lost": ("steps_lost", "Steps whose upstream task went missing."),
+            "failed": ("poll_failures", "Poll requests that failed."),
+        },
+        ("poll_events", "event", "Other polling events."),
+    ),
+    "submits": (
+        {
+            "outcome_unknown": ("submit_outcome_unknown", "Submits whose answer was lost."),
+            "ambiguous_resubmits": ("ambiguous_resubmits",
+                                    "Steps resubmitted after an unknown submit outcome."),
+            "recovered_from_list": ("submits_recovered_from_list",
+                                    "Lost submits found again in the upstream task list."),
+        },
+        ("submit_events", "event", "Other submit events."),
+    ),
+    "storage": (
+        {
+            "bytes": ("storage_bytes", "Bytes of images written to storage (S3 or files)."),
+            "images": ("storage_images", "Images written to storage."),
+        },
+        ("storage_events", "event", "Other storage events."),
+    ),
+}
+_STORAGE_FAILURES = {"retryable_failures": "retryable", "permanent_failures": "permanent"}
+
+
+def _action_label(action: str) -> str:
+    return _ACTION_RE.sub("_", str(action).strip().lower())[:40] or "unknown"
+
+
+def _bucket_field(bound: float) -> str:
+    return f"le:{floatToGoString(bound)}"
+
+
+def observe_step_duration(r: Any, keys: Keys, action: str, seconds: float,
+                          *, buckets: Iterable[float] = STEP_DURATION_BUCKETS) -> None:
+    """Add one step duration (seconds) to the histogram of ``action``.
+
+    ``r`` is a Redis client or a pipeline. With a client the writes go out in their own
+    ``MULTI`` (a scrape never sees the count without its bucket). With a pipeline (e.g.
+    ``tx.pipe`` inside ``JobStore.mutate``) the commands are only queued: they commit with
+    the transition, so a retried transaction never counts twice.
+
+    Buckets are stored non-cumulatively (``le:<bound>`` = observations in
+    ``(previous bound, bound]``; above the last bound only ``count`` grows); the collector
+    accumulates them. Negative durations count as 0; NaN/inf are ignored.
+    """
+    try:
+        seconds = float(seconds)
+    except (TypeError, ValueError):
+        return
+    if math.isnan(seconds) or math.isinf(seconds):
+        return
+    seconds = max(0.0, seconds)
+    label = _action_label(action)
+    key = keys.counter(f"{STEP_DURATION}:{label}")
+    bucket = next((b for b in sorted(float(b) for b in buckets) if seconds <= b), None)
+    own = not isinstance(r, redis.client.Pipeline)
+    pipe = r.pipeline(transaction=True) if own else r
+    if bucket is not None:
+        pipe.hincrby(key, _bucket_field(bucket), 1)
+    pipe.hincrbyfloat(key, "sum", seconds)
+    pipe.hincrby(key, "count", 1)
+    pipe.hincrby(keys.counter(STEP_DURATION), label, 1)
+    if own:
+        pipe.execute()
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _histogram_buckets(h: dict[str, str], defaults: Iterable[float] = STEP_DURATION_BUCKETS
+                       ) -> tuple[list[tuple[str, float]], float, int]:
+    """Non-cumulative ``le:<bound>`` fields -> cumulative Prometheus buckets.
+
+    Every default bound is exposed (so all series share the same ``le`` values, as
+    ``histogram_quantile`` over aggregated series needs), plus any other bound found.
+    """
+    counts: dict[float, int] = {float(b): 0 for b in defaults}
+    for f, v in h.items():
+        if f.startswith("le:"):
+            try:
+                bound = float(f[3:])
+            except ValueError:
+                continue
+            counts[bound] = counts.get(bound, 0) + _int(v)
+    count = _int(h.get("count"))
+    out: list[tuple[str, float]] = []
+    acc = 0
+    for bound in sorted(counts):
+        if math.isinf(bound) or math.isnan(bound):
+            continue
+        acc += counts[bound]
+        out.append((floatToGoString(bound), acc))
+    out.append(("+Inf", max(count, acc)))
+    return out, _float(h.get("sum")), max(count, acc)
+
+
+class RedisCollector(Collector):
+    """Yields mjflow's metric families, computed from Redis on every ``collect()``."""
+
+    COUNTER_HASHES = ("effects", "callbacks", "polls", "submits", "answers", "storage",
+                      "webhook_attempts", STEP_DURATION)
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    # prometheus_client calls describe() at registration when present; returning nothing
+    # keeps registration free of Redis calls (and the metric names unchecked, which is
+    # fine: the registry is ours alone).
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        start = time.perf_counter()
+        try:
+            families = self._families(time.time())
+            up = 1
+        except (redis.RedisError, OSError):
+            families, up = [], 0
+        yield from families
+        yield GaugeMetricFamily(PREFIX + "redis_up",
+                                "1 if Redis answered this scrape, else 0.", value=up)
+        yield GaugeMetricFamily(PREFIX + "scrape_duration_seconds",
+                                "Time spent reading Redis for this scrape.",
+                                value=time.perf_counter() - start)
+
+    # -- reading ----------------------------------------------------------------------
+    def _families(self, now: float) -> list[Metric]:
+        e = self.engine
+        r: redis.Redis = e.r
+        k: Keys = e.keys
+        p = r.pipeline(transaction=False)
+        p.scard(k.jobs_live())
+        p.zcard(k.jobs())
+        p.zcard(k.finishing())
+        p.zrange(k.lanes(), 0, -1)
+        p.zcard(k.poll())
+        p.zcard(k.storing())
+        p.zcard(k.pending_submit())
+        p.zrange(k.deadline(), 0, 0, withscores=True)
+        p.zrange(k.pending_submit(), 0, PENDING_SCAN_LIMIT - 1)
+        for name in self.COUNTER_HASHES:
+            p.hgetall(k.counter(name))
+        res = p.execute()
+        live, stored, finishing, lanes, polling, storing, pending, head, pend_head = res[:9]
+        counters = dict(zip(self.COUNTER_HASHES, res[9:]))
+
+        # second round: per-lane queue sizes, per-action histograms, the deadline window
+        actions = sorted(counters[STEP_DURATION])
+        p = r.pipeline(transaction=False)
+        for lane in lanes:
+            p.zcard(k.ready(lane))
+        for action in actions:
+            p.hgetall(k.counter(f"{STEP_DURATION}:{action}"))
+        if head:
+            s = e.settings
+            spread = abs(float(s.step_deadline_s) - float(s.upscale_deadline_s))
+            p.zrangebyscore(k.deadline(), "-inf", head[0][1] + spread,
+                            start=0, num=OLDEST_SCAN_LIMIT)
+        res = p.execute()
+        queued = sum(int(n) for n in res[:len(lanes)])
+        hists = dict(zip(actions, res[len(lanes):len(lanes) + len(actions)]))
+        candidates = list(res[-1]) if head else []
+        candidates += [sid for sid in pend_head if sid not in candidates]
+        oldest_age = self._oldest_age(candidates, now)
+
+        out: list[Metric] = []
+        g = GaugeMetricFamily
+        out.append(g(PREFIX + "jobs_live", "Jobs not yet finished (SCARD jobs:live).",
+                     value=int(live)))
+        out.append(g(PREFIX + "jobs_stored", "Jobs kept in Redis, finished or not "
+                     "(ZCARD jobs; shrinks when retention purges).", value=int(stored)))
+        out.append(g(PREFIX + "jobs_finishing", "Finished jobs whose manifest/event is not "
+                     "written yet.", value=int(finishing)))
+        steps = g(PREFIX + "steps", "Steps by dispatch state: queued (waiting for a slot), "
+                  "submitting, in_flight (accepted upstream, polled), storing.",
+                  labels=["state"])
+        steps.add_metric(["queued"], queued)
+        steps.add_metric(["submitting"], int(pending))
+        steps.add_metric(["in_flight"], int(polling))
+        steps.add_metric(["storing"], int(storing))
+        out.append(steps)
+        out.append(g(PREFIX + "lanes", "Lanes (batches, interactive) with queued steps.",
+                     value=len(lanes)))
+        out.append(g(PREFIX + "oldest_in_flight_step_age_seconds",
+                     "Seconds since the oldest in-flight step was submitted (0 if none).",
+                     value=oldest_age))
+
+        out += self._window(now)
+        out += self._deliveries()
+        out += self._counters(counters)
+        out.append(self._histogram(hists))
+        return out
+
+    def _oldest_age(self, step_ids: list[str], now: float) -> float:
+        if not step_ids:
+            return 0.0
+        p = self.engine.r.pipeline(transaction=False)
+        for sid in step_ids:
+            p.hget(self.engine.keys.step(sid), "times")
+        oldest: float | None = None
+        for raw in p.execute():
+            try:
+                times = json.loads(raw) if raw else {}
+            except ValueError:
+                continue
+            started = [float(times[n]) for n in ("submitting", "submitted") if times.get(n)]
+            if started and (oldest is None or min(started) < oldest):
+                oldest = min(started)
+        return max(0.0, now - oldest) if oldest is not None else 0.0
+
+    def _window(self, now: float) -> list[Metric]:
+        st = self.engine.window.state()
+        g = GaugeMetricFamily
+        cooldown = max(0.0, (st.get("cooldownUntil") or 0.0) - now)
+        return [
+            g(PREFIX + "slots_in_use", "Dispatch slots leased (steps at the upstream).",
+              value=int(st["inUse"])),
+            g(PREFIX + "window_size", "Current adaptive (AIMD) dispatch window size.",
+              value=float(st["size"])),
+            g(PREFIX + "window_max", "Maximum dispatch window (MJFLOW_MAX_IN_FLIGHT).",
+              value=float(st["max"])),
+            g(PREFIX + "dispatch_paused", "1 while dispatch is paused (out of credit, auth "
+              "failure) until an operator resumes it.", value=1 if st["paused"] else 0),
+            g(PREFIX + "dispatch_cooldown_seconds", "Seconds left in the queue-full "
+              "cool-down (0 if none).", value=cooldown),
+        ]
+
+    def _deliveries(self) -> list[Metric]:
+        from worker.delivery import failed_count, pending_count
+
+        e = self.engine
+        g = GaugeMetricFamily
+        return [
+            g(PREFIX + "deliveries_pending", "Outgoing webhooks scheduled or being sent.",
+              value=pending_count(e.r, e.keys)),
+            g(PREFIX + "deliveries_failed", "Outgoing webhooks that gave up (replayable).",
+              value=failed_count(e.r, e.keys)),
+        ]
+
+    @staticmethod
+    def _labelled(name: str, help_: str, label: str, items: Iterable[tuple[str, Any]]
+                  ) -> CounterMetricFamily:
+        fam = CounterMetricFamily(PREFIX + name, help_, labels=[label])
+        for value, n in sorted(items):
+            fam.add_metric([value], _int(n))
+        return fam
+
+    def _counters(self, c: dict[str, dict[str, str]]) -> list[Metric]:
+        out: list[Metric] = []
+        C = CounterMetricFamily
+        out.append(self._labelled("effects", "Side effects done by the job state machine.",
+                                  "effect", c["effects"].items()))
+
+        cb = c["callbacks"]
+        accepted = _int(cb.get("accepted"))
+        rejected = {f[len("rejected_"):]: v for f, v in cb.items() if f.startswith("rejected_")}
+        reconciled = {f[len("reconciled_"):]: v for f, v in cb.items()
+                      if f.startswith("reconciled_")}
+        out.append(C(PREFIX + "callbacks_received", "Upstream callbacks received "
+                     "(accepted + rejected).",
+                     value=accepted + sum(_int(v) for v in rejected.values())))
+        out.append(C(PREFIX + "callbacks_accepted", "Upstream callbacks accepted and "
+                     "enqueued.", value=accepted))
+        out.append(self._labelled("callbacks_rejected", "Upstream callbacks rejected, by "
+                                  "reason.", "reason", rejected.items()))
+        out.append(self._labelled("callbacks_reconciled", "Callback snapshots reconciled, "
+                                  "by result.", "result", reconciled.items()))
+
+        for hash_name, (named, catch_all) in _SIMPLE_COUNTERS.items():
+            h = dict(c[hash_name])
+            if hash_name == "storage":
+                fails = C(PREFIX + "storage_failures", "Image storage failures, by kind.",
+                          labels=["kind"])
+                for field_, kind in _STORAGE_FAILURES.items():
+                    fails.add_metric([kind], _int(h.pop(field_, 0)))
+                out.append(fails)
+            for field_, (name, help_) in named.items():
+                out.append(C(PREFIX + name, help_, value=_int(h.pop(field_, 0))))
+            if catch_all:
+                name, label, help_ = catch_all
+                out.append(self._labelled(name, help_, label, h.items()))
+
+        out.append(self._labelled("upstream_answers", "Upstream submit answers, by outcome.",
+                                  "outcome", c["answers"].items()))
+        out.append(self._labelled("webhook_attempts", "Outgoing webhook attempts, by "
+                                  "result (2xx/4xx/5xx/timeout/error...).", "result",
+                                  c["webhook_attempts"].items()))
+        return out
+
+    @staticmethod
+    def _histogram(hists: dict[str, dict[str, str]]) -> Metric:
+        fam = HistogramMetricFamily(PREFIX + "step_duration_seconds",
+                                    "Step duration by action (observe_step_duration).",
+                                    labels=["action"])
+        for action, h in sorted(hists.items()):
+            if not h:
+                continue
+            buckets, total, _ = _histogram_buckets(h)
+            fam.add_metric([action], buckets, sum_value=total)
+        return fam
+
+
+def make_registry(engine: Any) -> CollectorRegistry:
+    """A fresh registry holding only a :class:`RedisCollector` for ``engine``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(engine))
+    return registry
+
+
+def render(engine: Any) -> bytes:
+    """The Prometheus text exposition for ``engine`` (CLI, debugging)."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(make_registry(engine))
