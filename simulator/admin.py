@@ -34,9 +34,14 @@ def admin_blueprint(sim: Simulator) -> Blueprint:
     @bp.get("/info")
     def info() -> Response:
         return jsonify(
-            profile=sim.profile.name, summary=sim.profile.summary, speed=sim.speed,
-            core_size=sim.core_size, queue_size=sim.queue_size, url_ttl_s=sim.signer.ttl_s,
-            public_base=sim.public_base, auth=bool(sim.api_key),
+            profile=sim.profile.name,
+            summary=sim.profile.summary,
+            speed=sim.speed,
+            core_size=sim.core_size,
+            queue_size=sim.queue_size,
+            url_ttl_s=sim.signer.ttl_s,
+            public_base=sim.public_base,
+            auth=bool(sim.api_key),
         )
 
     @bp.get("/stats")

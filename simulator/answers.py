@@ -25,7 +25,12 @@ MODAL_DESCRIPTION = "Waiting for window confirm"
 
 
 def _vo(code: int, description: str, result: Any = None, properties: dict | None = None) -> dict:
-    return {"code": code, "description": description, "result": result, "properties": properties or {}}
+    return {
+        "code": code,
+        "description": description,
+        "result": result,
+        "properties": properties or {},
+    }
 
 
 def _instance(profile: Profile, out: Outcome) -> dict[str, Any]:
@@ -52,12 +57,20 @@ def render_outcome(profile: Profile, out: Outcome) -> HttpAnswer:
         code = CODE_EXISTED
         if profile.rewrite_modal_to_success and not out.gateway_keeps_21:
             code = CODE_SUCCESS
-        return HttpAnswer(200, _vo(code, MODAL_DESCRIPTION, out.task_id, {**inst, **out.properties}))
+        return HttpAnswer(
+            200, _vo(code, MODAL_DESCRIPTION, out.task_id, {**inst, **out.properties})
+        )
     if k == OutcomeKind.EXISTED:
-        return HttpAnswer(200, _vo(CODE_EXISTED, out.message, out.task_id, {**inst, **out.properties}))
+        return HttpAnswer(
+            200, _vo(CODE_EXISTED, out.message, out.task_id, {**inst, **out.properties})
+        )
     if k == OutcomeKind.QUEUE_FULL:
-        body = _vo(profile.queue_full_code, profile.queue_full_description, out.task_id,
-                   inst if out.task_id else {})
+        body = _vo(
+            profile.queue_full_code,
+            profile.queue_full_description,
+            out.task_id,
+            inst if out.task_id else {},
+        )
         return HttpAnswer(200, body)
     if k == OutcomeKind.BALANCE:
         return profile.balance_answer
@@ -72,7 +85,9 @@ def render_outcome(profile: Profile, out: Outcome) -> HttpAnswer:
 
 def gateway_error(description: str, code: int = CODE_VALIDATION, status: int = 400) -> HttpAnswer:
     """new-api's MJ-style error (note the trailing space it appends)."""
-    return HttpAnswer(status, {"description": f"{description} ", "type": "upstream_error", "code": code})
+    return HttpAnswer(
+        status, {"description": f"{description} ", "type": "upstream_error", "code": code}
+    )
 
 
 def validation_error(profile: Profile, message: str, status: int = 400) -> HttpAnswer:
@@ -89,6 +104,6 @@ def not_found(profile: Profile, message: str = "关联任务不存在或已失�
 def with_timestamp(body: Any) -> Any:
     """Fill ``"timestamp": None`` in envelope bodies with the current time."""
     if isinstance(body, dict) and "timestamp" in body and body["timestamp"] is None:
-        now = dt.datetime.now(dt.timezone.utc).astimezone()
+        now = dt.datetime.now(dt.UTC).astimezone()
         return {**body, "timestamp": now.isoformat(timespec="milliseconds")}
     return body

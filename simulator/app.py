@@ -23,16 +23,21 @@ from . import answers
 from . import profiles as p
 from .admin import admin_blueprint
 from .cdn import EXPIRED_BODY
+from .images import ImageRecipe
 from .inputs import MAX_NOTIFY_HOOK_CHARS, MAX_STATE_CHARS
-from .models import ImagePayload, Simulator
+from .models import Simulator
 from .outcomes import Outcome, OutcomeKind, SubmitContext
 from .profiles import MISSING_USER_AGENT, HttpAnswer
 
 MODE_PREFIXES = {"mj-fast": "FAST", "mj-relax": "RELAX", "mj-turbo": "TURBO"}
 MODE_CHOICES = ",".join(f'"{m}"' for m in MODE_PREFIXES)
 ACCOUNT_MODES = frozenset(MODE_PREFIXES.values())
-BOT_TYPES = {"MID_JOURNEY": "MID_JOURNEY", "NIJI_JOURNEY": "NIJI_JOURNEY",
-             "mj": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
+BOT_TYPES = {
+    "MID_JOURNEY": "MID_JOURNEY",
+    "NIJI_JOURNEY": "NIJI_JOURNEY",
+    "mj": "MID_JOURNEY",
+    "niji": "NIJI_JOURNEY",
+}
 UNAUTHENTICATED_ENDPOINTS = frozenset({"mj_image", "cdn"})
 ADMIN_PREFIX = "/_sim"
 
@@ -52,10 +57,12 @@ def respond(ans: HttpAnswer) -> Response:
             del resp.headers["Content-Type"]
         return resp
     if isinstance(body, str):
-        return Response(body, status=ans.status,
-                        content_type=ans.content_type or "text/plain; charset=utf-8")
-    return Response(json.dumps(body, ensure_ascii=False), status=ans.status,
-                    content_type="application/json")
+        return Response(
+            body, status=ans.status, content_type=ans.content_type or "text/plain; charset=utf-8"
+        )
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=ans.status, content_type="application/json"
+    )
 
 
 def _json_body() -> dict[str, Any]:
@@ -80,10 +87,12 @@ def _api_key() -> str | None:
     return request.headers.get("mj-api-secret") or None
 
 
-def _image_response(payload: ImagePayload) -> Response:
-    if payload.path is not None:
-        return send_file(payload.path, mimetype="image/png", conditional=False, max_age=0)
-    return Response(payload.data or b"", mimetype="image/png")
+def _image_response(recipe: ImageRecipe) -> Response:
+    """Render (outside the simulator lock) and send; large images stream from disk."""
+    data, path = recipe.materialize()
+    if path is not None:
+        return send_file(path, mimetype="image/png", conditional=False, max_age=0)
+    return Response(data or b"", mimetype="image/png")
 
 
 def create_app(sim: Simulator) -> Flask:
@@ -107,8 +116,12 @@ def create_app(sim: Simulator) -> Flask:
         filt = body.get("accountFilter")
         if run_mode is None and isinstance(filt, dict) and isinstance(filt.get("modes"), list):
             run_mode = next((m for m in filt["modes"] if m in ACCOUNT_MODES), None)
-        return SubmitContext(mode=run_mode, state=state, notify_hook=hook,
-                             bot_type=BOT_TYPES.get(bot) if bot else None)
+        return SubmitContext(
+            mode=run_mode,
+            state=state,
+            notify_hook=hook,
+            bot_type=BOT_TYPES.get(bot) if bot else None,
+        )
 
     def submit(fn: Any) -> Any:
         """Wrap a submit handler: parse body + context, apply hung_submit, render."""
@@ -127,8 +140,7 @@ def create_app(sim: Simulator) -> Flask:
 
     def add(rule: str, endpoint: str, view: Any, methods: list[str]) -> None:
         app.add_url_rule(f"/mj{rule}", endpoint, view, methods=methods, defaults={"mode": None})
-        app.add_url_rule(f"/<any({MODE_CHOICES}):mode>/mj{rule}", endpoint, view,
-                         methods=methods)
+        app.add_url_rule(f"/<any({MODE_CHOICES}):mode>/mj{rule}", endpoint, view, methods=methods)
 
     def has(route: str) -> bool:
         return route in profile.routes
@@ -171,8 +183,12 @@ def create_app(sim: Simulator) -> Flask:
         return sim.imagine(body.get("prompt"), ctx, base64_array=arr)
 
     def action(body: dict, ctx: SubmitContext) -> Outcome:
-        return sim.action(body.get("taskId"), body.get("customId"), ctx,
-                          enable_remix=body.get("enableRemix") is True)
+        return sim.action(
+            body.get("taskId"),
+            body.get("customId"),
+            ctx,
+            enable_remix=body.get("enableRemix") is True,
+        )
 
     def modal(body: dict, ctx: SubmitContext) -> Outcome:
         return sim.modal(body.get("taskId"), body.get("prompt"), body.get("maskBase64"))
@@ -193,8 +209,11 @@ def create_app(sim: Simulator) -> Flask:
         return sim.simple_change(body.get("content"), ctx)
 
     def swap_face(body: dict, ctx: SubmitContext) -> Outcome:
-        return sim.swap_face(body.get("sourceBase64") or body.get("sourceUrl"),
-                             body.get("targetBase64") or body.get("targetUrl"), ctx)
+        return sim.swap_face(
+            body.get("sourceBase64") or body.get("sourceUrl"),
+            body.get("targetBase64") or body.get("targetUrl"),
+            ctx,
+        )
 
     def upload(body: dict, ctx: SubmitContext) -> Outcome:
         return sim.upload(body.get("base64Array"))
@@ -240,10 +259,20 @@ def create_app(sim: Simulator) -> Flask:
         if status == "not_found":
             return respond(answers.not_found(profile))
         if status == "no_hash":
-            return respond(HttpAnswer(400, {"code": 4, "description": "任务未完成，没有 seed",
-                                            "result": None, "properties": {}}))
-        return respond(HttpAnswer(200, {"code": 1, "description": "成功", "result": seed,
-                                        "properties": {}}))
+            return respond(
+                HttpAnswer(
+                    400,
+                    {
+                        "code": 4,
+                        "description": "任务未完成，没有 seed",
+                        "result": None,
+                        "properties": {},
+                    },
+                )
+            )
+        return respond(
+            HttpAnswer(200, {"code": 1, "description": "成功", "result": seed, "properties": {}})
+        )
 
     def mj_image(task_id: str, mode: str | None = None) -> Response:
         try:

@@ -24,8 +24,16 @@ SHORTEN_PROMPT_COUNT = 5
 DESCRIBE_PROMPT_COUNT = 4
 
 
-def _button(custom_id: str, label: str = "", emoji: str = "", style: int = BUTTON_STYLE_SECONDARY) -> dict:
-    return {"customId": custom_id, "emoji": emoji, "label": label, "style": style, "type": BUTTON_TYPE}
+def _button(
+    custom_id: str, label: str = "", emoji: str = "", style: int = BUTTON_STYLE_SECONDARY
+) -> dict:
+    return {
+        "customId": custom_id,
+        "emoji": emoji,
+        "label": label,
+        "style": style,
+        "type": BUTTON_TYPE,
+    }
 
 
 def grid_buttons(job_hash: str) -> list[dict]:
@@ -41,8 +49,16 @@ def upscale_buttons(job_hash: str, *, include_2x: bool = True) -> list[dict]:
     out: list[dict] = []
     if include_2x:
         out += [
-            _button(f"MJ::JOB::upsample_v6_2x_subtle::1::{job_hash}::SOLO", "Upscale (Subtle)", "upscale_1"),
-            _button(f"MJ::JOB::upsample_v6_2x_creative::1::{job_hash}::SOLO", "Upscale (Creative)", "upscale_1"),
+            _button(
+                f"MJ::JOB::upsample_v6_2x_subtle::1::{job_hash}::SOLO",
+                "Upscale (Subtle)",
+                "upscale_1",
+            ),
+            _button(
+                f"MJ::JOB::upsample_v6_2x_creative::1::{job_hash}::SOLO",
+                "Upscale (Creative)",
+                "upscale_1",
+            ),
         ]
     out += [
         _button(f"MJ::JOB::low_variation::1::{job_hash}::SOLO", "Vary (Subtle)", "🪄"),
@@ -90,30 +106,49 @@ class ActionSpec:
 
 _H = r"[0-9A-Za-z-]+"
 _PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
-    (re.compile(rf"^MJ::JOB::upsample::([1-4])::{_H}$"),
-     lambda m: ActionSpec("UPSCALE", "upscale", int(m[1]))),
-    (re.compile(rf"^MJ::JOB::variation::([1-4])::{_H}$"),
-     lambda m: ActionSpec("VARIATION", "grid", int(m[1]), remixable=True)),
-    (re.compile(rf"^MJ::JOB::reroll::0::{_H}::SOLO$"),
-     lambda m: ActionSpec("REROLL", "grid", remixable=True)),
-    (re.compile(rf"^MJ::JOB::(low|high)_variation::1::{_H}::SOLO$"),
-     lambda m: ActionSpec("VARIATION", "grid", 1, remixable=True)),
-    (re.compile(rf"^MJ::Inpaint::1::{_H}::SOLO$"),
-     lambda m: ActionSpec("INPAINT", "grid", modal=True, needs_mask=True, gateway_keeps_21=True)),
-    (re.compile(rf"^MJ::Outpaint::(50|75)::1::{_H}::SOLO$"),
-     lambda m: ActionSpec("ZOOM", "grid")),
-    (re.compile(rf"^MJ::CustomZoom::(?:1::)?{_H}$"),
-     lambda m: ActionSpec("ZOOM", "grid", modal=True, gateway_keeps_21=True)),
-    (re.compile(rf"^MJ::JOB::pan_(left|right|up|down)::1::{_H}::SOLO$"),
-     lambda m: ActionSpec("PAN", "grid", remixable=True)),
-    (re.compile(rf"^MJ::JOB::upsample_v\d+(?:r\d+)?_2x_(subtle|creative)::1::{_H}::SOLO$"),
-     lambda m: ActionSpec("UPSCALE_HD", "upscale_hd", 1)),
+    (
+        re.compile(rf"^MJ::JOB::upsample::([1-4])::{_H}$"),
+        lambda m: ActionSpec("UPSCALE", "upscale", int(m[1])),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::variation::([1-4])::{_H}$"),
+        lambda m: ActionSpec("VARIATION", "grid", int(m[1]), remixable=True),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::reroll::0::{_H}::SOLO$"),
+        lambda m: ActionSpec("REROLL", "grid", remixable=True),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::(low|high)_variation::1::{_H}::SOLO$"),
+        lambda m: ActionSpec("VARIATION", "grid", 1, remixable=True),
+    ),
+    (
+        re.compile(rf"^MJ::Inpaint::1::{_H}::SOLO$"),
+        lambda m: ActionSpec("INPAINT", "grid", modal=True, needs_mask=True, gateway_keeps_21=True),
+    ),
+    (re.compile(rf"^MJ::Outpaint::(50|75)::1::{_H}::SOLO$"), lambda m: ActionSpec("ZOOM", "grid")),
+    (
+        re.compile(rf"^MJ::CustomZoom::(?:1::)?{_H}$"),
+        lambda m: ActionSpec("ZOOM", "grid", modal=True, gateway_keeps_21=True),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::pan_(left|right|up|down)::1::{_H}::SOLO$"),
+        lambda m: ActionSpec("PAN", "grid", remixable=True),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::upsample_v\d+(?:r\d+)?_2x_(subtle|creative)::1::{_H}::SOLO$"),
+        lambda m: ActionSpec("UPSCALE_HD", "upscale_hd", 1),
+    ),
     (re.compile(rf"^MJ::BOOKMARK::{_H}$"), lambda m: ActionSpec("BOOKMARK", "bookmark")),
-    (re.compile(r"^MJ::Job::PicReader::([1-4])$"),
-     lambda m: ActionSpec("IMAGINE", "prompt", int(m[1]), modal=True)),
+    (
+        re.compile(r"^MJ::Job::PicReader::([1-4])$"),
+        lambda m: ActionSpec("IMAGINE", "prompt", int(m[1]), modal=True),
+    ),
     (re.compile(r"^MJ::Picread::Retry$"), lambda m: ActionSpec("DESCRIBE", "describe")),
-    (re.compile(rf"^MJ::Job::PromptAnalyzer::{_H}::([1-5])$"),
-     lambda m: ActionSpec("IMAGINE", "prompt", int(m[1]), modal=True)),
+    (
+        re.compile(rf"^MJ::Job::PromptAnalyzer::{_H}::([1-5])$"),
+        lambda m: ActionSpec("IMAGINE", "prompt", int(m[1]), modal=True),
+    ),
 )
 
 

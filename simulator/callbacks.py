@@ -14,9 +14,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -59,7 +60,9 @@ class CallbackDispatcher:
         self._thread = threading.Thread(target=self._run, name="mjsim-callback-timer", daemon=True)
         self._thread.start()
 
-    def submit(self, url: str, payload: dict[str, Any], delay_ms: int, meta: dict[str, Any]) -> None:
+    def submit(
+        self, url: str, payload: dict[str, Any], delay_ms: int, meta: dict[str, Any]
+    ) -> None:
         """Queue one POST of ``payload`` to ``url`` after ``delay_ms``."""
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         item = _Pending(time.monotonic() + delay_ms / 1000, next(self._seq), url, body, meta)

@@ -19,7 +19,9 @@ DEFAULT_CLI_PORT = 8090
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="mjflow sim", description="midjourney-proxy upstream simulator")
+    ap = argparse.ArgumentParser(
+        prog="mjflow sim", description="midjourney-proxy upstream simulator"
+    )
     ap.add_argument("--port", type=int, default=DEFAULT_CLI_PORT, help="0 = any free port")
     ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES))
@@ -29,7 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--core-size", type=int, default=DEFAULT_CORE_SIZE)
     ap.add_argument("--queue-size", type=int, default=DEFAULT_QUEUE_SIZE)
     ap.add_argument("--accounts", type=int, default=1)
-    ap.add_argument("--url-ttl-s", type=float, default=None, help="CDN URL lifetime (default 24h/speed)")
+    ap.add_argument(
+        "--url-ttl-s", type=float, default=None, help="CDN URL lifetime (default 24h/speed)"
+    )
     ap.add_argument("--public-base", default=None, help="base URL put into generated URLs")
     ap.add_argument("--verbose", action="store_true", help="log every request")
     return ap.parse_args(argv)
@@ -44,9 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     faults = load_faults(args.faults) if args.faults else None
     srv = build(
-        port=args.port, host=args.host, profile=args.profile, speed=args.speed, faults=faults,
-        api_key=args.api_key, core_size=args.core_size, queue_size=args.queue_size,
-        url_ttl_s=args.url_ttl_s, public_base=args.public_base, accounts=args.accounts,
+        port=args.port,
+        host=args.host,
+        profile=args.profile,
+        speed=args.speed,
+        faults=faults,
+        api_key=args.api_key,
+        core_size=args.core_size,
+        queue_size=args.queue_size,
+        url_ttl_s=args.url_ttl_s,
+        public_base=args.public_base,
+        accounts=args.accounts,
         quiet=not args.verbose,
     )
     print(f"mjflow simulator: {srv.url}  profile={args.profile}  speed={args.speed}", flush=True)
@@ -54,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited as ignored
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        srv.serve_forever()
+        srv.serve_forever()  # werkzeug returns quietly on KeyboardInterrupt
     except KeyboardInterrupt:
-        print("stopping", file=sys.stderr)
+        pass
     finally:
         srv.sim.close()
+    print("simulator stopped", file=sys.stderr)
     return 0
 
 

@@ -7,9 +7,10 @@ The same :class:`Faults` is set at start (``--faults file.json|.yaml``, or
 Probabilities are 0..1 and rolled per event with the simulator's RNG
 (``seed`` makes runs reproducible). Durations carry their unit in the name.
 
-Out-of-credit answers used by ``balance_after`` (chosen per profile):
+Out-of-credit answers of ``balance_after``, per profile:
 
-* midjourney-proxy, uniapi, dataeyes: HTTP 200 ``{"code":25,"description":"余额不足","result":null}``
+* midjourney-proxy, uniapi, dataeyes: HTTP 200
+  ``{"code":25,"description":"余额不足","result":null}``
   (code 25 as listed by the reseller docs in seed 000);
 * newapi: HTTP 400 ``{"description":"quota_not_enough ","type":"upstream_error","code":4}``;
 * trueai: HTTP 200 ``{"success":false,"code":-1,"message":"余额不足","timestamp":"…"}``.
@@ -42,7 +43,9 @@ class Faults(BaseModel):
     stuck: float = Field(0.0, ge=0, le=1, description="P(a task stays IN_PROGRESS forever)")
     stuck_progress: str = Field(DEFAULT_STUCK_PROGRESS, description="progress a stuck task shows")
     stuck_timeout_s: float | None = Field(
-        None, ge=0, description="if set, stuck tasks fail with 任务超时 after this many real seconds"
+        None,
+        ge=0,
+        description="if set, stuck tasks fail with 任务超时 after this many real seconds",
     )
     fail: float = Field(0.0, ge=0, le=1, description="P(a task ends FAILURE with an MJ error)")
     http_500: float = Field(0.0, ge=0, le=1, description="P(any upstream API request answers 500)")
@@ -77,5 +80,5 @@ def load_faults(path: str | Path) -> Faults:
     else:
         data = json.loads(text or "{}")
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: faults must be a mapping, got {type(data).__name__}")
+        raise TypeError(f"{p}: faults must be a mapping, got {type(data).__name__}")
     return Faults.model_validate(data)

@@ -96,8 +96,14 @@ def _compose(spec: ImageSpec) -> Image.Image:
         img = parent.crop(box).resize((w, h), Image.Resampling.BICUBIC)
         if spec.label:
             draw = ImageDraw.Draw(img)
-            draw.text((16, 16), spec.label, fill=(255, 255, 255), font=_font(48),
-                      stroke_width=3, stroke_fill=(0, 0, 0))
+            draw.text(
+                (16, 16),
+                spec.label,
+                fill=(255, 255, 255),
+                font=_font(48),
+                stroke_width=3,
+                stroke_fill=(0, 0, 0),
+            )
         return img
     return _panel(spec.seed, "single", w, h, spec.label)
 
@@ -117,7 +123,11 @@ def render(spec: ImageSpec) -> bytes:
 @lru_cache(maxsize=IMAGE_CACHE_ITEMS)
 def render_preview(spec: ImageSpec, progress: str) -> bytes:
     """A coarse in-progress preview of ``spec`` showing ``progress``."""
-    small = _compose(spec).resize((PREVIEW_SIZE_PX, PREVIEW_SIZE_PX)).filter(ImageFilter.GaussianBlur(6))
+    small = (
+        _compose(spec)
+        .resize((PREVIEW_SIZE_PX, PREVIEW_SIZE_PX))
+        .filter(ImageFilter.GaussianBlur(6))
+    )
     img = small.point(lambda v: v // 2)
     draw = ImageDraw.Draw(img)
     draw.text((8, 8), progress, fill=(255, 255, 255), font=_font(32))
@@ -153,3 +163,23 @@ def clear_large_cache() -> None:
         if _large_dir is not None and _large_dir.exists():
             for p in _large_dir.iterdir():
                 p.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """What to serve, decided under the simulator lock; rendered later, outside it."""
+
+    spec: ImageSpec | None = None
+    preview: str | None = None  # progress text for a preview, None for the final image
+    large_bytes: int = 0
+    data: bytes | None = None  # stored bytes (uploads)
+
+    def materialize(self) -> tuple[bytes | None, Path | None]:
+        """``(png_bytes, None)`` or ``(None, path_to_stream)``."""
+        if self.data is not None or self.spec is None:
+            return self.data or b"", None
+        if self.preview is not None:
+            return render_preview(self.spec, self.preview), None
+        if self.large_bytes > 0:
+            return None, large_png_path(self.spec, self.large_bytes)
+        return render(self.spec), None

@@ -14,12 +14,21 @@ import hashlib
 import re
 from urllib.parse import urlsplit
 
-DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.+)$", re.S)
+DATA_URL_RE = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.+)$", re.DOTALL)
 MAX_STATE_CHARS = 255
 MAX_NOTIFY_HOOK_CHARS = 2000
 NUMBER_EMOJIS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣")
 
-_ADJECTIVES = ("luminous", "weathered", "serene", "surreal", "cinematic", "misty", "vivid", "ornate")
+_ADJECTIVES = (
+    "luminous",
+    "weathered",
+    "serene",
+    "surreal",
+    "cinematic",
+    "misty",
+    "vivid",
+    "ornate",
+)
 _SUBJECTS = ("lighthouse", "fox", "city street", "mountain lake", "robot", "garden", "portrait")
 _STYLES = ("oil painting", "watercolor", "35mm photograph", "digital illustration", "ukiyo-e print")
 _LIGHTS = ("golden hour light", "soft overcast light", "neon glow", "dramatic rim lighting")
@@ -49,7 +58,7 @@ def is_http_url(value: object) -> bool:
 def find_banned_word(prompt: str, banned: list[str]) -> str | None:
     """The first banned word found in ``prompt`` as a whole word (case-insensitive)."""
     for word in banned:
-        if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt, re.I):
+        if word and re.search(rf"(?<!\w){re.escape(word)}(?!\w)", prompt, re.IGNORECASE):
             return word
     return None
 

@@ -8,6 +8,10 @@ thread-safe: one re-entrant lock guards all state.
 Concurrency (reference §6.1): each account runs ``core_size`` tasks and keeps
 ``queue_size`` waiting (``NOT_START``); a submit beyond that gets the profile's
 queue-full answer. MODAL tasks hold no slot until ``/submit/modal``.
+
+The submit operations live in :mod:`simulator.submits` and the running engine
+(plans, slots, callbacks, new-api polls) in :mod:`simulator.engine`; both are
+mixins of :class:`Simulator` sharing its state and lock.
 """
 
 from __future__ import annotations
@@ -18,33 +22,30 @@ import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from . import buttons as btn
-from . import images
 from .callbacks import CallbackDispatcher
 from .cdn import DEFAULT_URL_TTL_S, UrlSigner, split_url
+from .engine import EngineMixin
 from .faults import Faults
-from .inputs import (
-    describe_prompts,
-    numbered,
-    shorten_analysis,
-    shorten_prompts,
-)
+from .images import ImageRecipe
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .stats import Stats
 from .submits import SubmitsMixin
-from .tasks import FAIL_REASONS, Clock, IdGenerator, SimTask, Status, build_plan, duration_ms
-from .views import gateway_view, initial_gateway_row, preview_image_name, upstream_view
+from .tasks import Clock, IdGenerator, SimTask, Status
+from .views import (
+    PREVIEW_PREFIX,
+    gateway_view,
+    initial_gateway_row,
+    preview_image_name,
+    upstream_view,
+)
 
 DEFAULT_CORE_SIZE = 3
 DEFAULT_QUEUE_SIZE = 10
 DEFAULT_ACCOUNTS = 1
 DEFAULT_PUBLIC_BASE = "http://127.0.0.1"
 SCHEDULER_MAX_SLEEP_S = 0.25
-REORDER_HOLD_MS = 300  # reorder_callbacks: max hold of a non-terminal callback
-GATEWAY_TIMEOUT_REASON = "上游任务超时（超过1小时）"
 CANCEL_REASON = "取消任务"
 ROOT_BASE_INSTANCE_ID = 1118138338562560102
 
@@ -62,15 +63,7 @@ class Account:
         return len(self.running) + len(self.waiting)
 
 
-@dataclass
-class ImagePayload:
-    """Bytes in memory, or a path to stream (large images)."""
-
-    data: bytes | None = None
-    path: Path | None = None
-
-
-class Simulator(SubmitsMixin):
+class Simulator(SubmitsMixin, EngineMixin):
     """A midjourney-proxy-compatible upstream, in memory."""
 
     def __init__(
@@ -103,9 +96,7 @@ class Simulator(SubmitsMixin):
         self._rng = random.Random(self._faults.seed)
         self.signer = UrlSigner(url_ttl_s if url_ttl_s is not None else DEFAULT_URL_TTL_S / speed)
         self._ids = IdGenerator()
-        self._accounts = [
-            Account(str(ROOT_BASE_INSTANCE_ID + i)) for i in range(max(1, accounts))
-        ]
+        self._accounts = [Account(str(ROOT_BASE_INSTANCE_ID + i)) for i in range(max(1, accounts))]
         self._tasks: dict[str, SimTask] = {}
         self._uploads: dict[str, bytes] = {}
         self._stats = Stats()
@@ -209,10 +200,18 @@ class Simulator(SubmitsMixin):
             if t is None:
                 return None
             return {
-                "id": t.id, "action": t.action, "mode": t.mode, "state": t.state,
-                "status": t.status.value, "progress": t.progress, "notifyHook": t.notify_hook,
-                "parentId": t.parent_id, "stuck": t.stuck, "willFail": t.will_fail,
-                "account": self._accounts[t.account].instance_id, "events": list(t.events),
+                "id": t.id,
+                "action": t.action,
+                "mode": t.mode,
+                "state": t.state,
+                "status": t.status.value,
+                "progress": t.progress,
+                "notifyHook": t.notify_hook,
+                "parentId": t.parent_id,
+                "stuck": t.stuck,
+                "willFail": t.will_fail,
+                "account": self._accounts[t.account].instance_id,
+                "events": list(t.events),
             }
 
     def get_task(self, task_id: str) -> SimTask | None:
@@ -220,7 +219,9 @@ class Simulator(SubmitsMixin):
         with self._lock:
             return self._tasks.get(task_id)
 
-    def wait_for(self, task_id: str, statuses: set[str] | None = None, timeout_s: float = 10.0) -> str | None:
+    def wait_for(
+        self, task_id: str, statuses: set[str] | None = None, timeout_s: float = 10.0
+    ) -> str | None:
         """Block until the *upstream* status is in ``statuses`` (default terminal); returns it."""
         wanted = statuses or {Status.SUCCESS.value, Status.FAILURE.value}
         deadline = time.monotonic() + timeout_s
@@ -321,7 +322,7 @@ class Simulator(SubmitsMixin):
                 return "no_hash", None
             return "ok", str(int(uuid.UUID(h).int % 4294967295))
 
-    def task_image(self, task_id: str) -> ImagePayload | None:
+    def task_image(self, task_id: str) -> ImageRecipe | None:
         """Bytes behind ``GET /mj/image/{id}`` (None = unknown or no image yet).
 
         newapi streams the upstream URL it stored at its last poll, so that URL
@@ -337,7 +338,9 @@ class Simulator(SubmitsMixin):
                 parts = split_url(row.get("imageUrl") or "")
                 if parts is None:
                     return None
-                if not self.signer.verify(parts.key, parts.name, parts.ex, parts.is_, parts.hm, now):
+                if not self.signer.verify(
+                    parts.key, parts.name, parts.ex, parts.is_, parts.hm, now
+                ):
                     raise PermissionError("This content is no longer available.")
                 return self._payload_for(t, parts.name)
             if not t.has_image or t.image is None:
@@ -345,152 +348,15 @@ class Simulator(SubmitsMixin):
             name = "final.png" if t.status == Status.SUCCESS else preview_image_name(t)
             return self._payload_for(t, name)
 
-    def cdn_image(self, key: str, name: str, ex: str, is_: str, hm: str) -> ImagePayload | None:
+    def cdn_image(self, key: str, name: str, ex: str, is_: str, hm: str) -> ImageRecipe | None:
         """Bytes behind a signed ``/cdn/attachments/...`` URL (None = refused)."""
         with self._lock:
             if not self.signer.verify(key, name, ex, is_, hm, self.clock.now_ms()):
                 return None
             if key in self._uploads:
-                return ImagePayload(data=self._uploads[key])
+                return ImageRecipe(data=self._uploads[key])
             t = self._tasks.get(key)
             return None if t is None or t.image is None else self._payload_for(t, name)
-
-    # ------------------------------------------------------------------ internals: running
-    def _pump(self, now: int) -> None:
-        """Start waiting tasks while running slots are free."""
-        for acct in self._accounts:
-            while acct.waiting and len(acct.running) < self.core_size:
-                tid = acct.waiting.popleft()
-                task = self._tasks.get(tid)
-                if task is None or task.status != Status.NOT_START:
-                    continue
-                acct.running.add(tid)
-                self._start(task, now)
-        running = sum(len(a.running) for a in self._accounts)
-        self._stats.peak_running = max(self._stats.peak_running, running)
-
-    def _start(self, task: SimTask, now: int) -> None:
-        f = self._faults
-        fail_reason = None
-        if f.fail > 0 and self._rng.random() < f.fail:
-            fail_reason = self._rng.choice(FAIL_REASONS)
-            task.will_fail = True
-            self._stats.faults["fail"] += 1
-        elif f.stuck > 0 and self._rng.random() < f.stuck:
-            task.stuck = True
-            self._stats.faults["stuck"] += 1
-        timeout_ms = None if f.stuck_timeout_s is None else int(f.stuck_timeout_s * 1000)
-        task.plan = build_plan(
-            task.action, now, duration_ms(task.action, self.speed), stuck=task.stuck,
-            fail_reason=fail_reason, stuck_progress=f.stuck_progress, stuck_timeout_ms=timeout_ms,
-        )
-        task.plan_index = 0
-        task.start_time_ms = now
-        self._advance(task, now)
-
-    def _advance(self, task: SimTask, now: int) -> None:
-        while task.plan_index < len(task.plan) and not task.terminal:
-            step = task.plan[task.plan_index]
-            if step.at_ms > now:
-                return
-            task.plan_index += 1
-            self._set_state(task, step.status, step.progress, now, fail_reason=step.fail_reason)
-            if task.terminal:
-                self._release(task)
-
-    def _release(self, task: SimTask) -> None:
-        acct = self._accounts[task.account]
-        acct.running.discard(task.id)
-        if task.id in acct.waiting:
-            acct.waiting.remove(task.id)
-
-    def _set_state(self, task: SimTask, status: Status, progress: str, now: int,
-                   fail_reason: str | None = None) -> None:
-        task.status, task.progress = status, progress
-        if status == Status.IN_PROGRESS and progress != "0%" and task.produces == "grid":
-            task.has_image = task.image is not None
-        if status == Status.SUCCESS:
-            self._succeed(task, now)
-        elif status == Status.FAILURE:
-            task.fail_reason = fail_reason
-            task.finish_time_ms = now
-        task.record(now, "state", status=status.value, progress=progress)
-        self._notify(task, now)
-        self._cond.notify_all()
-
-    def _succeed(self, task: SimTask, now: int) -> None:
-        job = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
-        task.finish_time_ms = now
-        task.has_image = task.image is not None
-        if task.produces == "describe":
-            task.choices = describe_prompts(f"{task.image.seed if task.image else ''}|{task.id}")
-            task.prompt = task.prompt_en = task.final_prompt = numbered(task.choices)
-            task.buttons = btn.describe_buttons()
-        elif task.produces == "shorten":
-            task.choices = shorten_prompts(task.prompt)
-            task.final_prompt = shorten_analysis(task.prompt, task.choices)
-            task.buttons = btn.shorten_buttons(job)
-        elif task.produces == "upscale":
-            task.buttons = btn.upscale_buttons(job)
-        elif task.produces == "upscale_hd":
-            task.buttons = btn.upscale_buttons(job, include_2x=False)
-        elif task.produces == "grid":
-            task.buttons = btn.grid_buttons(job)
-        task.properties.update(
-            {
-                "discordInstanceId": self._accounts[task.account].instance_id,
-                "finalPrompt": task.final_prompt or task.prompt,
-                "messageHash": job,
-                "messageId": str(self._rng.getrandbits(60)),
-                "progressMessageId": str(self._rng.getrandbits(60)),
-                "flags": 0,
-            }
-        )
-        if self.profile.channel_id_property:
-            task.properties["discordChannelId"] = task.properties["discordInstanceId"]
-
-    def _tick_locked(self, now: int) -> int | None:
-        """Apply due plan steps and gateway polls; return the next due time (ms)."""
-        for acct in self._accounts:
-            for tid in list(acct.running):
-                task = self._tasks.get(tid)
-                if task is None:
-                    acct.running.discard(tid)
-                    continue
-                self._advance(task, now)
-        self._pump(now)
-        due: int | None = None
-        for acct in self._accounts:
-            for tid in acct.running:
-                t = self._tasks[tid]
-                if t.plan_index < len(t.plan):
-                    at = t.plan[t.plan_index].at_ms
-                    due = at if due is None else min(due, at)
-        refresh_s = self.profile.gateway_refresh_s
-        if refresh_s is not None:
-            interval_ms = max(1, int(refresh_s * 1000 / self.speed))
-            if self._next_gateway_poll_ms is None:
-                self._next_gateway_poll_ms = now + interval_ms
-            if now >= self._next_gateway_poll_ms:
-                self._gateway_poll(now)
-                self._next_gateway_poll_ms = now + interval_ms
-            due = self._next_gateway_poll_ms if due is None else min(due, self._next_gateway_poll_ms)
-        return due
-
-    def _gateway_poll(self, now: int) -> None:
-        """new-api's poller: copy upstream state into its rows (not for finished rows)."""
-        timeout_ms = int((self.profile.gateway_timeout_s or 0) * 1000 / self.speed)
-        for t in self._tasks.values():
-            row = t.gateway_row
-            if row is not None and row.get("progress") == "100%":
-                continue
-            if row is not None and row.get("status") == Status.FAILURE.value:
-                continue
-            row = self._upstream(t, now)
-            if timeout_ms and now - t.gateway_submit_ms > timeout_ms and not t.terminal:
-                row.update(status=Status.FAILURE.value, progress="100%", failReason=GATEWAY_TIMEOUT_REASON)
-            t.gateway_row = row
-            t.record(now, "gateway_poll", status=row["status"], progress=row["progress"])
 
     # ------------------------------------------------------------------ internals: views
     def _base(self) -> str:
@@ -509,50 +375,10 @@ class Simulator(SubmitsMixin):
             row = self._upstream(t, now)
         return gateway_view(row, t, self.profile, self._base())
 
-    def _payload_for(self, t: SimTask, name: str) -> ImagePayload | None:
+    def _payload_for(self, t: SimTask, name: str) -> ImageRecipe | None:
         if t.image is None:
             return None
-        if name.startswith("preview_"):
-            pct = name[len("preview_"):].removesuffix(".png")
-            return ImagePayload(data=images.render_preview(t.image, f"{pct}%"))
-        n_bytes = self._faults.large_image_bytes
-        if n_bytes > 0:
-            return ImagePayload(path=images.large_png_path(t.image, n_bytes))
-        return ImagePayload(data=images.render(t.image))
-
-    # ------------------------------------------------------------------ internals: callbacks
-    def _notify(self, task: SimTask, now: int) -> None:
-        if not self.profile.sends_callbacks or not task.notify_hook:
-            return
-        if task.status in (Status.NOT_START, Status.MODAL):
-            return
-        f = self._faults
-        meta = {"epoch": self._epoch, "task_id": task.id, "status": task.status.value,
-                "progress": task.progress}
-        if f.drop_callbacks > 0 and self._rng.random() < f.drop_callbacks:
-            self._stats.callbacks["dropped"] += 1
-            task.record(now, "callback_dropped", status=task.status.value, progress=task.progress)
-            return
-        copies = 1
-        if f.duplicate_callbacks > 0 and self._rng.random() < f.duplicate_callbacks:
-            copies = 2
-            self._stats.callbacks["duplicated"] += 1
-        payload = self._upstream(task, now)
-        for copy in range(copies):
-            delay_ms = self._rng.randint(0, f.delay_callbacks_ms) if f.delay_callbacks_ms else 0
-            if f.reorder_callbacks and not task.terminal:
-                delay_ms += self._rng.randint(REORDER_HOLD_MS // 3, REORDER_HOLD_MS)
-            self._stats.callbacks["scheduled"] += 1
-            self._dispatcher.submit(task.notify_hook, payload, delay_ms, {**meta, "copy": copy})
-
-    def _on_callback_result(self, meta: dict[str, Any], ok: bool, status: int | None,
-                            error: str | None) -> None:
-        with self._lock:
-            if meta.get("epoch") != self._epoch:
-                return
-            self._stats.callbacks["sent"] += 1
-            self._stats.callbacks["delivered" if ok else "failed"] += 1
-            t = self._tasks.get(meta["task_id"])
-            if t is not None:
-                t.record(self.clock.now_ms(), "callback", status=meta["status"],
-                         progress=meta["progress"], ok=ok, httpStatus=status, error=error)
+        if name.startswith(PREVIEW_PREFIX):
+            pct = name[len(PREVIEW_PREFIX) :].removesuffix(".png")
+            return ImageRecipe(t.image, preview=f"{pct}%")
+        return ImageRecipe(t.image, large_bytes=self._faults.large_image_bytes)

@@ -73,7 +73,12 @@ class HttpAnswer:
 OPENAI_BAD_KEY = HttpAnswer(
     401, {"error": {"message": "无效的令牌", "type": "new_api_error", "code": ""}}
 )
-TRUEAI_ENVELOPE_FAIL: dict[str, Any] = {"success": False, "code": -1, "message": "", "timestamp": None}
+TRUEAI_ENVELOPE_FAIL: dict[str, Any] = {
+    "success": False,
+    "code": -1,
+    "message": "",
+    "timestamp": None,
+}
 
 
 def trueai_envelope(message: str) -> dict[str, Any]:

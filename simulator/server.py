@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Self
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -23,6 +23,7 @@ from .models import DEFAULT_CORE_SIZE, DEFAULT_QUEUE_SIZE, Simulator
 from .profiles import DEFAULT_PROFILE
 
 DEFAULT_HOST = "127.0.0.1"
+SHUTDOWN_POLL_S = 0.05  # how often serve_forever checks for stop()
 
 
 class SimServer:
@@ -32,9 +33,7 @@ class SimServer:
         self.sim = sim
         self.url = url
         self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="mjsim-http", daemon=True
-        )
+        self._thread = threading.Thread(target=server.serve_forever, name="mjsim-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -46,7 +45,7 @@ class SimServer:
 
     def serve_forever(self) -> None:
         """Serve in the calling thread (the CLI); returns after :meth:`stop`."""
-        self._server.serve_forever()
+        self._server.serve_forever(poll_interval=SHUTDOWN_POLL_S)
 
     def stop(self) -> None:
         """Stop serving and shut the simulator's threads down."""
@@ -54,10 +53,10 @@ class SimServer:
         self._server.server_close()
         self.sim.close()
 
-    def __enter__(self) -> SimServer:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -77,8 +76,14 @@ def build(
 ) -> SimServer:
     """Create the simulator and bind its server without serving yet."""
     sim = Simulator(
-        profile, speed=speed, faults=faults, api_key=api_key, core_size=core_size,
-        queue_size=queue_size, accounts=accounts, url_ttl_s=url_ttl_s,
+        profile,
+        speed=speed,
+        faults=faults,
+        api_key=api_key,
+        core_size=core_size,
+        queue_size=queue_size,
+        accounts=accounts,
+        url_ttl_s=url_ttl_s,
     )
     app = create_app(sim)
     if quiet:
@@ -104,6 +109,15 @@ def start(
 ) -> SimServer:
     """Start a simulator on ``host:port`` (0 = a free port) in a background thread."""
     return build(
-        port, host, profile, speed, faults, api_key, core_size, queue_size, url_ttl_s,
-        public_base, accounts,
+        port,
+        host,
+        profile,
+        speed,
+        faults,
+        api_key,
+        core_size,
+        queue_size,
+        url_ttl_s,
+        public_base,
+        accounts,
     )._start()

@@ -43,16 +43,25 @@ class Stats:
         ids.append(task_id)
         if len(ids) > 1:
             self.duplicates.append(
-                {"kind": "action", "parentId": parent_id, "customId": custom_id,
-                 "taskIds": list(ids)}
+                {
+                    "kind": "action",
+                    "parentId": parent_id,
+                    "customId": custom_id,
+                    "taskIds": list(ids),
+                }
             )
 
-    def as_dict(self, tasks_by_status: dict[str, int], running: int, waiting: int) -> dict[str, Any]:
+    def as_dict(
+        self, tasks_by_status: dict[str, int], running: int, waiting: int
+    ) -> dict[str, Any]:
         cb = self.callbacks
         return {
             "submissions": dict(self.submissions),
             "answers": dict(self.answers),
-            "duplicate_submissions": {"count": len(self.duplicates), "items": list(self.duplicates)},
+            "duplicate_submissions": {
+                "count": len(self.duplicates),
+                "items": list(self.duplicates),
+            },
             "callbacks": {
                 k: cb.get(k, 0)
                 for k in ("scheduled", "sent", "delivered", "dropped", "duplicated", "failed")

@@ -63,9 +63,11 @@ class SubmitsMixin:
         ctx = ctx or SubmitContext()
         if not isinstance(prompt, str) or not prompt.strip():
             return self._answer(Outcome(OutcomeKind.INVALID, message="prompt不能为空"))
-        if base64_array is not None:
-            if not isinstance(base64_array, list) or any(decode_data_url(b) is None for b in base64_array):
-                return self._answer(Outcome(OutcomeKind.INVALID, message="base64格式错误"))
+        if base64_array is not None and (
+            not isinstance(base64_array, list)
+            or any(decode_data_url(b) is None for b in base64_array)
+        ):
+            return self._answer(Outcome(OutcomeKind.INVALID, message="base64格式错误"))
         prompt = prompt.strip()
         with self._lock:
             refused = self._precheck(prompt)
@@ -84,11 +86,15 @@ class SubmitsMixin:
             refused = self._precheck(None)
             if refused:
                 return self._answer(refused)
-            task = self._new_task("SHORTEN", ctx, prompt=prompt.strip(), command=f"/shorten {prompt}")
+            task = self._new_task(
+                "SHORTEN", ctx, prompt=prompt.strip(), command=f"/shorten {prompt}"
+            )
             task.produces = "shorten"
             return self._answer(self._admit(task, root=True))
 
-    def describe(self, base64: Any = None, link: Any = None, ctx: SubmitContext | None = None) -> Outcome:
+    def describe(
+        self, base64: Any = None, link: Any = None, ctx: SubmitContext | None = None
+    ) -> Outcome:
         """``/submit/describe`` with a data-URL ``base64`` or an http(s) ``link``."""
         ctx = ctx or SubmitContext()
         if base64:
@@ -112,7 +118,9 @@ class SubmitsMixin:
             task.image = ImageSpec("single", seed, label="?")
             return self._answer(self._admit(task, root=True))
 
-    def blend(self, base64_array: Any, dimensions: Any = None, ctx: SubmitContext | None = None) -> Outcome:
+    def blend(
+        self, base64_array: Any, dimensions: Any = None, ctx: SubmitContext | None = None
+    ) -> Outcome:
         """``/submit/blend``: 2..5 data-URLs, dimensions PORTRAIT/SQUARE/LANDSCAPE."""
         ctx = ctx or SubmitContext()
         if not isinstance(base64_array, list) or not 2 <= len(base64_array) <= 5:
@@ -170,15 +178,30 @@ class SubmitsMixin:
                 self._uploads[key] = data or b""
                 urls.append(self.signer.sign(self._base(), key, "upload.png", now))
             self._stats.submissions["UPLOAD"] += 1
-            return self._answer(Outcome(OutcomeKind.ACCEPTED, result_list=urls,
-                                        instance_id=self._accounts[0].instance_id))
+            return self._answer(
+                Outcome(
+                    OutcomeKind.ACCEPTED,
+                    result_list=urls,
+                    instance_id=self._accounts[0].instance_id,
+                )
+            )
 
     def action(
-        self, task_id: Any, custom_id: Any, ctx: SubmitContext | None = None, *, enable_remix: bool = False
+        self,
+        task_id: Any,
+        custom_id: Any,
+        ctx: SubmitContext | None = None,
+        *,
+        enable_remix: bool = False,
     ) -> Outcome:
         """``/submit/action``: click a button of a SUCCESS parent."""
         ctx = ctx or SubmitContext()
-        if not isinstance(task_id, str) or not task_id or not isinstance(custom_id, str) or not custom_id:
+        if (
+            not isinstance(task_id, str)
+            or not task_id
+            or not isinstance(custom_id, str)
+            or not custom_id
+        ):
             return self._answer(Outcome(OutcomeKind.INVALID, message="参数错误"))
         with self._lock:
             parent = self._tasks.get(task_id)
@@ -188,14 +211,18 @@ class SubmitsMixin:
             assert parent is not None
             return self._answer(self._click(parent, custom_id, ctx, bool(enable_remix)))
 
-    def change(self, task_id: Any, action: Any, index: Any = None, ctx: SubmitContext | None = None) -> Outcome:
+    def change(
+        self, task_id: Any, action: Any, index: Any = None, ctx: SubmitContext | None = None
+    ) -> Outcome:
         """``/submit/change``: UPSCALE/VARIATION index 1..4 or REROLL on a grid parent."""
         ctx = ctx or SubmitContext()
         if not isinstance(task_id, str) or not task_id:
             return self._answer(Outcome(OutcomeKind.INVALID, message="taskId不能为空"))
         if action not in btn.CHANGE_ACTIONS:
             return self._answer(Outcome(OutcomeKind.INVALID, message="action参数错误"))
-        if action != "REROLL" and (not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 4):
+        if action != "REROLL" and (
+            not isinstance(index, int) or isinstance(index, bool) or not 1 <= index <= 4
+        ):
             return self._answer(Outcome(OutcomeKind.INVALID, message="index参数错误"))
         with self._lock:
             parent = self._tasks.get(task_id)
@@ -217,7 +244,9 @@ class SubmitsMixin:
         if op == "R":
             return self.change(parts[0], "REROLL", None, ctx)
         if len(op) == 2 and op[0] in "UV" and op[1] in "1234":
-            return self.change(parts[0], "UPSCALE" if op[0] == "U" else "VARIATION", int(op[1]), ctx)
+            return self.change(
+                parts[0], "UPSCALE" if op[0] == "U" else "VARIATION", int(op[1]), ctx
+            )
         return self._answer(Outcome(OutcomeKind.INVALID, message="content参数错误"))
 
     def modal(self, task_id: Any, prompt: Any = None, mask_base64: Any = None) -> Outcome:
@@ -227,7 +256,9 @@ class SubmitsMixin:
         with self._lock:
             task = self._tasks.get(task_id)
             if task is None:
-                return self._answer(Outcome(OutcomeKind.NOT_FOUND, message="关联任务不存在或已失效"))
+                return self._answer(
+                    Outcome(OutcomeKind.NOT_FOUND, message="关联任务不存在或已失效")
+                )
             if task.status != Status.MODAL:
                 return self._answer(Outcome(OutcomeKind.INVALID, message="任务状态错误"))
             if task.needs_mask:
@@ -258,8 +289,11 @@ class SubmitsMixin:
 
     def _banned(self, prompt: str, word: str) -> Outcome:
         self._stats.faults["banned_words"] += 1
-        return Outcome(OutcomeKind.BANNED, message="可能包含敏感词",
-                       properties={"promptEn": prompt, "bannedWord": word})
+        return Outcome(
+            OutcomeKind.BANNED,
+            message="可能包含敏感词",
+            properties={"promptEn": prompt, "bannedWord": word},
+        )
 
     def _precheck(self, prompt: str | None) -> Outcome | None:
         """Balance, banned words and queue-full bursts, before any capacity check."""
@@ -295,16 +329,25 @@ class SubmitsMixin:
         now = self.clock.now_ms()
         hook = None if self.profile.strips_notify_hook else (ctx.notify_hook or None)
         task = SimTask(
-            id=self._ids.next(now), action=action, prompt=prompt, prompt_en=prompt,
-            description=command, state=ctx.state, mode=ctx.mode,
-            bot_type=ctx.bot_type or "MID_JOURNEY", submit_time_ms=now, notify_hook=hook,
+            id=self._ids.next(now),
+            action=action,
+            prompt=prompt,
+            prompt_en=prompt,
+            description=command,
+            state=ctx.state,
+            mode=ctx.mode,
+            bot_type=ctx.bot_type or "MID_JOURNEY",
+            submit_time_ms=now,
+            notify_hook=hook,
         )
         if self.profile.times_zero:
             task.start_time_ms = task.finish_time_ms = 0
         task.properties = {"notifyHook": hook or "", "nonce": str(self._rng.getrandbits(60))}
         return task
 
-    def _click(self, parent: SimTask, custom_id: str, ctx: SubmitContext, enable_remix: bool) -> Outcome:
+    def _click(
+        self, parent: SimTask, custom_id: str, ctx: SubmitContext, enable_remix: bool
+    ) -> Outcome:
         if not any(b.get("customId") == custom_id for b in parent.buttons):
             return Outcome(OutcomeKind.INVALID, message="未知的 Action 类型")
         spec = btn.parse_custom_id(custom_id)
@@ -319,8 +362,13 @@ class SubmitsMixin:
                 prior = self._tasks.get(tid)
                 if prior is not None and prior.status != Status.FAILURE:
                     self._stats.note_action(parent.id, custom_id, tid)
-                    return Outcome(OutcomeKind.EXISTED, task_id=tid, message="任务已存在",
-                                   instance_id=acct, properties={"status": prior.status.value})
+                    return Outcome(
+                        OutcomeKind.EXISTED,
+                        task_id=tid,
+                        message="任务已存在",
+                        instance_id=acct,
+                        properties={"status": prior.status.value},
+                    )
         refused = self._precheck(None)
         if refused:
             return refused
@@ -330,18 +378,31 @@ class SubmitsMixin:
         task.needs_mask, task.gateway_keeps_21 = spec.needs_mask, spec.gateway_keeps_21
         n = spec.index
         task.description = {
-            "UPSCALE": f"/up {parent.id} U{n}", "REROLL": f"/up {parent.id} R",
-        }.get(spec.action, f"/up {parent.id} V{n}" if spec.action == "VARIATION" else
-                f"/{spec.action.lower()} {parent.id}")
+            "UPSCALE": f"/up {parent.id} U{n}",
+            "REROLL": f"/up {parent.id} R",
+        }.get(
+            spec.action,
+            f"/up {parent.id} V{n}"
+            if spec.action == "VARIATION"
+            else f"/{spec.action.lower()} {parent.id}",
+        )
         pimg = parent.image
         if spec.produces == "upscale" and pimg is not None:
             task.produces = "upscale"
-            task.image = ImageSpec("upscale", task.id, pimg.width, pimg.height,
-                                   index=n, parent=pimg, label=f"U{n}")
+            task.image = ImageSpec(
+                "upscale", task.id, pimg.width, pimg.height, index=n, parent=pimg, label=f"U{n}"
+            )
         elif spec.produces == "upscale_hd" and pimg is not None:
             task.produces = "upscale_hd"
-            task.image = ImageSpec("upscale", task.id, pimg.width * 2, pimg.height * 2,
-                                   index=pimg.index, parent=pimg.parent or pimg, label="2x")
+            task.image = ImageSpec(
+                "upscale",
+                task.id,
+                pimg.width * 2,
+                pimg.height * 2,
+                index=pimg.index,
+                parent=pimg.parent or pimg,
+                label="2x",
+            )
         elif spec.produces == "describe":
             task.produces, task.prompt, task.prompt_en = "describe", "", ""
             task.image = pimg
@@ -365,10 +426,14 @@ class SubmitsMixin:
         final = "" if task.needs_mask else (task.final_prompt or parent.prompt)
         task.final_prompt = final
         self._store(task, now)
-        return Outcome(OutcomeKind.MODAL, task_id=task.id, message="Waiting for window confirm",
-                       properties={"finalPrompt": final, "remix": True},
-                       instance_id=self._accounts[task.account].instance_id,
-                       gateway_keeps_21=task.gateway_keeps_21)
+        return Outcome(
+            OutcomeKind.MODAL,
+            task_id=task.id,
+            message="Waiting for window confirm",
+            properties={"finalPrompt": final, "remix": True},
+            instance_id=self._accounts[task.account].instance_id,
+            gateway_keeps_21=task.gateway_keeps_21,
+        )
 
     def _pick_account(self) -> int | None:
         capacity = self.core_size + self.queue_size
@@ -422,7 +487,9 @@ class SubmitsMixin:
         out = Outcome(kind, task_id=task.id, number_of_queues=ahead, instance_id=acct.instance_id)
         if self.profile.gateway_refresh_s is not None or self.profile.task_shape == "gateway":
             task.gateway_description = (
-                self.profile.queued_description.format(n=ahead) if kind == OutcomeKind.QUEUED else "提交成功"
+                self.profile.queued_description.format(n=ahead)
+                if kind == OutcomeKind.QUEUED
+                else "提交成功"
             )
         self._cond.notify_all()
         return out

@@ -59,10 +59,14 @@ FAIL_AT = 0.5  # fraction of the duration when a failing task fails
 TIMEOUT_REASON = "任务超时"
 FAIL_REASONS = (
     "[Invalid parameter] Unrecognized parameter(s): `--foo`",
-    "[Job action restricted] Sorry! Our AI moderators feel your prompt might be against our "
-    "community standards.",
-    "[Banned prompt detected] Sorry! Our AI moderator thinks this prompt is probably against "
-    "our community standards.",
+    (
+        "[Job action restricted] Sorry! Our AI moderators feel your prompt might be against "
+        "our community standards."
+    ),
+    (
+        "[Banned prompt detected] Sorry! Our AI moderator thinks this prompt is probably "
+        "against our community standards."
+    ),
     "[Internal Server Error] Sorry, something went wrong. The error has been logged.",
 )
 

@@ -35,13 +35,13 @@ def test_public_url_needs_hook_secret(monkeypatch):
 
 
 def test_env_and_lists(monkeypatch):
-    monkeypatch.setenv("MJFLOW_API_KEYS", "a, b,,c")
+    monkeypatch.setenv("MJFLOW_API_KEYS", "key-alpha9, b,,c")
     monkeypatch.setenv("MJFLOW_UPSTREAM_URL", "https://mj.example.com/")
     s = load_settings()
-    assert s.api_keys == ["a", "b", "c"]
+    assert s.api_keys == ["key-alpha9", "b", "c"]
     assert s.upstream_url == "https://mj.example.com"
     assert s.broker == s.redis_url
-    assert "a" not in repr(s)     # secrets stay out of repr
+    assert "key-alpha9" not in repr(s)     # secrets stay out of repr
 
 
 def test_every_setting_is_documented_with_its_default():

@@ -50,8 +50,12 @@ class Upstream:
     def fetch(self, task_id: str) -> dict[str, Any]:
         return self.get(f"/mj/task/{task_id}/fetch").json()
 
-    def wait(self, task_id: str, statuses: tuple[str, ...] = ("SUCCESS", "FAILURE"),
-             timeout_s: float = 8.0) -> dict[str, Any]:
+    def wait(
+        self,
+        task_id: str,
+        statuses: tuple[str, ...] = ("SUCCESS", "FAILURE"),
+        timeout_s: float = 8.0,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
             task = self.fetch(task_id)
@@ -101,10 +105,11 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.calls.append({"ctype": self.headers.get("Content-Type"),
-                                    "body": json.loads(raw)})
+                outer.calls.append(
+                    {"ctype": self.headers.get("Content-Type"), "body": json.loads(raw)}
+                )
                 self.send_response(outer.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -114,7 +119,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def for_task(self, task_id: str) -> list[dict[str, Any]]:
         return [c["body"] for c in self.calls if c["body"]["id"] == task_id]
@@ -123,7 +130,9 @@ class Receiver:
         deadline = time.monotonic() + timeout_s
         while sum(b["status"] == status for b in self.for_task(task_id)) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {status} callback for {task_id}: {self.for_task(task_id)}")
+                raise AssertionError(
+                    f"no {status} callback for {task_id}: {self.for_task(task_id)}"
+                )
             time.sleep(0.02)
 
 
@@ -160,9 +169,16 @@ def test_imagine_upscale_lifecycle(upstream: Any, profile: str) -> None:
     child = up.wait(ans["result"])
     assert child["action"] == "UPSCALE" and child["status"] == "SUCCESS"
     labels = [b["label"] or b["emoji"] for b in child["buttons"]]
-    assert labels[:8] == ["Upscale (Subtle)", "Upscale (Creative)", "Vary (Subtle)",
-                          "Vary (Strong)", "Vary (Region)", "Zoom Out 2x", "Zoom Out 1.5x",
-                          "Custom Zoom"]
+    assert labels[:8] == [
+        "Upscale (Subtle)",
+        "Upscale (Creative)",
+        "Vary (Subtle)",
+        "Vary (Strong)",
+        "Vary (Region)",
+        "Zoom Out 2x",
+        "Zoom Out 1.5x",
+        "Custom Zoom",
+    ]
     assert labels[8:] == ["⬅️", "➡️", "⬆️", "⬇️", "❤️"]
     assert up.button(child, "Custom Zoom").startswith("MJ::CustomZoom::")
 
@@ -199,27 +215,35 @@ def test_preview_url_while_in_progress(upstream: Any) -> None:
 def test_custom_zoom_and_inpaint_modal(upstream: Any) -> None:
     up = upstream("trueai")
     grid = up.imagine_done()
-    ups = up.wait(up.post("/mj/submit/action", {"taskId": grid["id"],
-                                                "customId": up.button(grid, "U2")}).json()["result"])
-    ans = up.post("/mj/submit/action", {"taskId": ups["id"],
-                                        "customId": up.button(ups, "Custom Zoom")}).json()
+    ups = up.wait(
+        up.post(
+            "/mj/submit/action", {"taskId": grid["id"], "customId": up.button(grid, "U2")}
+        ).json()["result"]
+    )
+    ans = up.post(
+        "/mj/submit/action", {"taskId": ups["id"], "customId": up.button(ups, "Custom Zoom")}
+    ).json()
     assert ans["code"] == 21 and ans["properties"]["remix"] is True
     assert ans["properties"]["finalPrompt"]
     assert up.fetch(ans["result"])["status"] == "MODAL"
-    modal = up.post("/mj/submit/modal", {"taskId": ans["result"],
-                                         "prompt": "a red fox --zoom 1.8 --ar 1:1"}).json()
+    modal = up.post(
+        "/mj/submit/modal", {"taskId": ans["result"], "prompt": "a red fox --zoom 1.8 --ar 1:1"}
+    ).json()
     assert modal["code"] == 1 and modal["result"] == ans["result"]
     done = up.wait(ans["result"])
     assert done["status"] == "SUCCESS" and done["action"] == "ZOOM"
     assert [b["label"] for b in done["buttons"]][:4] == ["U1", "U2", "U3", "U4"]
 
-    inpaint = up.post("/mj/submit/action", {"taskId": ups["id"],
-                                            "customId": up.button(ups, "Vary (Region)")}).json()
+    inpaint = up.post(
+        "/mj/submit/action", {"taskId": ups["id"], "customId": up.button(ups, "Vary (Region)")}
+    ).json()
     assert inpaint["code"] == 21
     no_mask = up.post("/mj/submit/modal", {"taskId": inpaint["result"], "prompt": "a hat"}).json()
     assert no_mask["code"] == 4
-    ok = up.post("/mj/submit/modal", {"taskId": inpaint["result"], "prompt": "a hat",
-                                      "maskBase64": data_url()}).json()
+    ok = up.post(
+        "/mj/submit/modal",
+        {"taskId": inpaint["result"], "prompt": "a hat", "maskBase64": data_url()},
+    ).json()
     assert ok["code"] == 1
     assert up.wait(inpaint["result"])["action"] == "INPAINT"
     missing = up.post("/mj/submit/modal", {"taskId": "1234567890123456"})
@@ -231,14 +255,24 @@ def test_action_validation(upstream: Any) -> None:
     missing = up.post("/mj/submit/action", {"taskId": "1", "customId": "MJ::JOB::upsample::1::x"})
     assert missing.status_code == 404 and missing.json()["code"] == 3
     running = up.imagine()["result"]
-    not_done = up.post("/mj/submit/action", {"taskId": running, "customId": "MJ::JOB::upsample::1::x"})
+    not_done = up.post(
+        "/mj/submit/action", {"taskId": running, "customId": "MJ::JOB::upsample::1::x"}
+    )
     assert not_done.json()["code"] == 4
     task = up.wait(running)
-    bad = up.post("/mj/submit/action", {"taskId": running, "customId": "MJ::JOB::upsample::1::nope"})
-    assert bad.json() == {"code": 4, "description": "未知的 Action 类型", "result": None,
-                          "properties": {}}
-    remix = up.post("/mj/submit/action", {"taskId": task["id"], "customId": up.button(task, "V1"),
-                                          "enableRemix": True}).json()
+    bad = up.post(
+        "/mj/submit/action", {"taskId": running, "customId": "MJ::JOB::upsample::1::nope"}
+    )
+    assert bad.json() == {
+        "code": 4,
+        "description": "未知的 Action 类型",
+        "result": None,
+        "properties": {},
+    }
+    remix = up.post(
+        "/mj/submit/action",
+        {"taskId": task["id"], "customId": up.button(task, "V1"), "enableRemix": True},
+    ).json()
     assert remix["code"] == 21
     plain = upstream("midjourney-proxy")
     assert plain.post("/mj/submit/action", {"taskId": "1", "customId": "x"}).json()["code"] == 3
@@ -253,33 +287,48 @@ def test_describe_shorten_blend_swap_upload(upstream: Any) -> None:
     assert desc["prompt"].startswith("1️⃣ ") and "\n\n4️⃣ " in desc["prompt"]
     assert desc["properties"]["finalPrompt"] == desc["prompt"]
     assert up.button(desc, "1️⃣") == "MJ::Job::PicReader::1"
-    pick = up.post("/mj/submit/action", {"taskId": desc["id"], "customId": "MJ::Job::PicReader::2"}).json()
+    pick = up.post(
+        "/mj/submit/action", {"taskId": desc["id"], "customId": "MJ::Job::PicReader::2"}
+    ).json()
     assert pick["code"] == 21
     assert up.post("/mj/submit/modal", {"taskId": pick["result"]}).json()["code"] == 1
     assert up.wait(pick["result"])["action"] == "IMAGINE"
     assert up.post("/mj/submit/describe", {"link": "ftp://x"}).json()["code"] == 4
     assert up.post("/mj/submit/describe", {"link": "https://example.com/a.png"}).json()["code"] == 1
 
-    s = up.post("/mj/submit/shorten", {"prompt": "a very detailed red fox in deep snow --v 6"}).json()
+    s = up.post(
+        "/mj/submit/shorten", {"prompt": "a very detailed red fox in deep snow --v 6"}
+    ).json()
     short = up.wait(s["result"])
     assert short["action"] == "SHORTEN" and "2️⃣" in short["properties"]["finalPrompt"]
     assert short["buttons"][0]["customId"].startswith("MJ::Job::PromptAnalyzer::")
 
     assert up.post("/mj/submit/blend", {"base64Array": [data_url()]}).json()["code"] == 4
-    assert up.post("/mj/submit/blend", {"base64Array": [data_url()] * 2,
-                                        "dimensions": "WIDE"}).json()["code"] == 4
-    b = up.post("/mj/submit/blend", {"base64Array": [data_url(), data_url((0, 0, 255))],
-                                     "dimensions": "PORTRAIT"}).json()
+    assert (
+        up.post("/mj/submit/blend", {"base64Array": [data_url()] * 2, "dimensions": "WIDE"}).json()[
+            "code"
+        ]
+        == 4
+    )
+    b = up.post(
+        "/mj/submit/blend",
+        {"base64Array": [data_url(), data_url((0, 0, 255))], "dimensions": "PORTRAIT"},
+    ).json()
     blend = up.wait(b["result"])
     assert blend["action"] == "BLEND" and len(blend["buttons"]) == 9
     assert Image.open(io.BytesIO(up.http.get(blend["imageUrl"]).content)).size == (896, 1344)
 
-    sw = up.post("/mj/insight-face/swap", {"sourceBase64": data_url(),
-                                           "targetBase64": data_url((0, 255, 0))}).json()
+    sw = up.post(
+        "/mj/insight-face/swap", {"sourceBase64": data_url(), "targetBase64": data_url((0, 255, 0))}
+    ).json()
     swap = up.wait(sw["result"])
     assert swap["action"] == "SWAP_FACE" and swap["botType"] == "INSIGHT_FACE"
-    assert up.post("/mj/insight-face/swap", {"sourceBase64": data_url(),
-                                             "targetBase64": data_url()}).json()["code"] == 4
+    assert (
+        up.post(
+            "/mj/insight-face/swap", {"sourceBase64": data_url(), "targetBase64": data_url()}
+        ).json()["code"]
+        == 4
+    )
 
     upl = up.post("/mj/submit/upload-discord-images", {"base64Array": [data_url()]}).json()
     assert upl["code"] == 1 and isinstance(upl["result"], list)
@@ -289,13 +338,17 @@ def test_describe_shorten_blend_swap_upload(upstream: Any) -> None:
 def test_change_and_simple_change(upstream: Any) -> None:
     up = upstream("uniapi")
     grid = up.imagine_done()
-    ans = up.post("/mj/submit/change", {"taskId": grid["id"], "action": "UPSCALE", "index": 2}).json()
+    ans = up.post(
+        "/mj/submit/change", {"taskId": grid["id"], "action": "UPSCALE", "index": 2}
+    ).json()
     assert up.wait(ans["result"])["action"] == "UPSCALE"
     ans = up.post("/mj/submit/simple-change", {"content": f"{grid['id']} V3"}).json()
     var = up.wait(ans["result"])
     assert var["action"] == "VARIATION" and len(var["buttons"]) == 9
     assert up.post("/mj/submit/simple-change", {"content": "nonsense"}).json()["code"] == 4
-    assert up.post("/mj/submit/change", {"taskId": grid["id"], "action": "ZOOM"}).json()["code"] == 4
+    assert (
+        up.post("/mj/submit/change", {"taskId": grid["id"], "action": "ZOOM"}).json()["code"] == 4
+    )
 
 
 def test_mode_prefixes_recorded(upstream: Any) -> None:
@@ -317,17 +370,29 @@ def test_mode_prefixes_recorded(upstream: Any) -> None:
     [
         ("midjourney-proxy", 401, ""),
         ("trueai", 403, "未登录"),
-        ("newapi", 401, '{"error": {"message": "无效的令牌", "type": "new_api_error", "code": ""}}'),
+        (
+            "newapi",
+            401,
+            '{"error": {"message": "无效的令牌", "type": "new_api_error", "code": ""}}',
+        ),
     ],
 )
 def test_auth_failures(upstream: Any, profile: str, status: int, body: str) -> None:
     up = upstream(profile, key="sk-right")
-    wrong = requests.post(up.url + "/mj/submit/imagine", json={"prompt": "x"},
-                          headers={**UA, "mj-api-secret": "sk-wrong"}, timeout=5)
+    wrong = requests.post(
+        up.url + "/mj/submit/imagine",
+        json={"prompt": "x"},
+        headers={**UA, "mj-api-secret": "sk-wrong"},
+        timeout=5,
+    )
     assert wrong.status_code == status and wrong.text == body
     assert requests.get(up.url + "/mj/task/1/fetch", headers=UA, timeout=5).status_code == status
-    by_secret = requests.post(up.url + "/mj/submit/imagine", json={"prompt": "x"},
-                              headers={**UA, "mj-api-secret": "sk-right"}, timeout=5)
+    by_secret = requests.post(
+        up.url + "/mj/submit/imagine",
+        json={"prompt": "x"},
+        headers={**UA, "mj-api-secret": "sk-right"},
+        timeout=5,
+    )
     assert by_secret.json()["code"] == 1
     assert up.imagine()["code"] == 1  # Authorization: Bearer
 
@@ -341,8 +406,9 @@ def test_newapi_gateway_behaviour(upstream: Any, receiver: Receiver) -> None:
     assert first["buttons"] is None and first["properties"] is None and first["startTime"] == 0
     # the upstream is already running while the gateway still shows ""
     assert up.srv.sim.upstream_task(ans["result"])["status"] in ("SUBMITTED", "IN_PROGRESS")
-    early = up.post("/mj/submit/action", {"taskId": ans["result"],
-                                          "customId": "MJ::JOB::upsample::1::x"})
+    early = up.post(
+        "/mj/submit/action", {"taskId": ans["result"], "customId": "MJ::JOB::upsample::1::x"}
+    )
     assert early.status_code == 400 and early.json()["description"] == "task_status_not_success "
     task = up.wait(ans["result"])
     assert task["imageUrl"] == f"{up.url}/mj/image/{task['id']}"
@@ -354,8 +420,10 @@ def test_newapi_gateway_behaviour(upstream: Any, receiver: Receiver) -> None:
     assert unknown.status_code == 400
     assert unknown.json() == {"description": "task_no_found ", "type": "upstream_error", "code": 4}
     # Custom Zoom keeps 21; a remixed variation is rewritten to 1
-    cz = up.post("/mj/submit/action", {"taskId": task["id"], "customId": up.button(task, "V1"),
-                                       "enableRemix": True}).json()
+    cz = up.post(
+        "/mj/submit/action",
+        {"taskId": task["id"], "customId": up.button(task, "V1"), "enableRemix": True},
+    ).json()
     assert cz["code"] == 1
     time.sleep(0.3)
     assert receiver.calls == [] and up.srv.sim.stats()["callbacks"]["scheduled"] == 0
@@ -364,17 +432,22 @@ def test_newapi_gateway_behaviour(upstream: Any, receiver: Receiver) -> None:
 def test_newapi_keeps_21_for_custom_zoom(upstream: Any) -> None:
     up = upstream("newapi", speed=400)
     grid = up.imagine_done()
-    ups = up.wait(up.post("/mj/submit/action", {"taskId": grid["id"],
-                                                "customId": up.button(grid, "U1")}).json()["result"])
-    ans = up.post("/mj/submit/action", {"taskId": ups["id"],
-                                        "customId": up.button(ups, "Custom Zoom")}).json()
+    ups = up.wait(
+        up.post(
+            "/mj/submit/action", {"taskId": grid["id"], "customId": up.button(grid, "U1")}
+        ).json()["result"]
+    )
+    ans = up.post(
+        "/mj/submit/action", {"taskId": ups["id"], "customId": up.button(ups, "Custom Zoom")}
+    ).json()
     assert ans["code"] == 21
 
 
 def test_dataeyes_behaviour(upstream: Any) -> None:
     up = upstream("dataeyes")
-    no_ua = requests.post(up.url + "/mj/submit/imagine", json={"prompt": "x"},
-                          headers={"User-Agent": ""}, timeout=5)  # urllib3 adds one if absent
+    no_ua = requests.post(
+        up.url + "/mj/submit/imagine", json={"prompt": "x"}, headers={"User-Agent": ""}, timeout=5
+    )  # urllib3 adds one if absent
     assert no_ua.status_code == 403 and no_ua.text == "error code: 1010"
     assert no_ua.headers["Content-Type"].startswith("text/plain")
     task = up.imagine_done()
@@ -400,8 +473,9 @@ def test_dataeyes_behaviour(upstream: Any) -> None:
         ("dataeyes", 1, 23, False),
     ],
 )
-def test_queue_full(upstream: Any, profile: str, queued_code: int, full_code: int,
-                    full_has_id: bool) -> None:
+def test_queue_full(
+    upstream: Any, profile: str, queued_code: int, full_code: int, full_has_id: bool
+) -> None:
     up = upstream(profile, speed=1, core_size=1, queue_size=1)
     a, b, c = (up.imagine(f"cat {i}") for i in range(3))
     assert a["code"] == 1
@@ -425,10 +499,13 @@ def test_callbacks_arrive(upstream: Any, receiver: Receiver) -> None:
     final = next(b for b in bodies if b["status"] == "SUCCESS")
     assert final["properties"]["notifyHook"] == receiver.url and final["buttons"]
     # a child without its own notifyHook never calls back; with one it does
-    silent = up.post("/mj/submit/action", {"taskId": task["id"],
-                                           "customId": up.button(task, "U1")}).json()["result"]
-    loud = up.post("/mj/submit/action", {"taskId": task["id"], "customId": up.button(task, "U2"),
-                                         "notifyHook": receiver.url}).json()["result"]
+    silent = up.post(
+        "/mj/submit/action", {"taskId": task["id"], "customId": up.button(task, "U1")}
+    ).json()["result"]
+    loud = up.post(
+        "/mj/submit/action",
+        {"taskId": task["id"], "customId": up.button(task, "U2"), "notifyHook": receiver.url},
+    ).json()["result"]
     up.wait(silent)
     receiver.wait_for(loud, "SUCCESS")
     assert receiver.for_task(silent) == []
@@ -454,8 +531,9 @@ def test_fault_drop_and_duplicate(upstream: Any, receiver: Receiver) -> None:
     time.sleep(0.15)
     assert receiver.for_task(t1["id"]) == []
     assert up.get("/_sim/stats").json()["callbacks"]["dropped"] >= 3
-    assert up.http.put(up.url + "/_sim/faults", json={"drop_callbacks": 0,
-                                                      "duplicate_callbacks": 1.0}).ok
+    assert up.http.put(
+        up.url + "/_sim/faults", json={"drop_callbacks": 0, "duplicate_callbacks": 1.0}
+    ).ok
     t2 = up.imagine_done(notifyHook=receiver.url)
     receiver.wait_for(t2["id"], "SUCCESS", count=2)
     assert up.get("/_sim/stats").json()["callbacks"]["duplicated"] >= 3
@@ -560,6 +638,14 @@ def test_signed_url_expiry_and_resign(upstream: Any) -> None:
     assert fresh != url and up.http.get(fresh).content.startswith(PNG_MAGIC)
     assert up.http.get(fresh).content == up.http.get(fresh).content
 
+    # new-api stores the upstream URL once and streams it: after expiry /mj/image breaks
+    gw = upstream("newapi", url_ttl_s=60)
+    done = gw.imagine_done()
+    assert gw.get(f"/mj/image/{done['id']}").status_code == 200
+    gw.srv.sim.advance_clock(120)
+    broken = gw.get(f"/mj/image/{done['id']}")
+    assert broken.status_code == 404 and "no longer available" in broken.json()["error"]
+
 
 # ----------------------------------------------------------------------------- queries, stats
 def test_queries_cancel_seed(upstream: Any) -> None:
@@ -585,13 +671,20 @@ def test_queries_cancel_seed(upstream: Any) -> None:
 def test_bad_input_is_400_not_500(upstream: Any) -> None:
     for profile in PROFILES:
         up = upstream(profile)
-        r = up.http.post(up.url + "/mj/submit/imagine", data="{not json",
-                         headers={"Content-Type": "application/json"}, timeout=5)
+        r = up.http.post(
+            up.url + "/mj/submit/imagine",
+            data="{not json",
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        )
         assert r.status_code == 400 and r.json()["code"] == 4
         r = up.post("/mj/submit/imagine", [1, 2])
         assert r.status_code == 400
         assert up.imagine("   ")["code"] == 4
-        assert up.post("/mj/submit/imagine", {"prompt": "x", "base64Array": ["nope"]}).json()["code"] == 4
+        assert (
+            up.post("/mj/submit/imagine", {"prompt": "x", "base64Array": ["nope"]}).json()["code"]
+            == 4
+        )
         assert up.post("/mj/submit/action", {"taskId": 5, "customId": None}).json()["code"] == 4
         assert up.post("/mj/submit/imagine", {"prompt": "x", "state": {"a": 1}}).json()["code"] == 4
 

@@ -1,16 +1,30 @@
-"""The ``/v1`` jobs API: thin views over :mod:`worker.api`."""
+"""The ``/v1`` API (jobs, batches, upstream): thin views over :mod:`worker.api`.
+
+Every input problem becomes a 4xx with ``{"error", "message", "details": [{path, message}]}``
+(400: the body or a parameter as a whole, 422: a field of a valid JSON body); a Redis
+outage is a 503. Nothing a client sends can produce a 500.
+"""
 from __future__ import annotations
 
-import json
+import math
+from datetime import datetime
 from typing import Any
 
+import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
 from webhook.auth import authorized
 from worker import api as jobs_api
+from worker import batches
+from worker.jobs.model import JobStatus
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 MAX_PAGE = 200
+MAX_IDEMPOTENCY_KEY_CHARS = 200
+JSON_TYPES = ("application/json",)
+JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonl",
+               "application/jsonlines", "application/x-jsonlines")
+BATCH_OBJECT_FIELDS = {"name", "items", "batchId", "then"}
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -19,6 +33,10 @@ def _engine():  # type: ignore[no-untyped-def]
 
 def error(status: int, code: str, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"error": code, "message": message, **extra}), status
+
+
+def bad(path: str, message: str) -> jobs_api.SpecError:
+    return jobs_api.SpecError([{"path": path, "message": message}])
 
 
 @bp.before_request
@@ -30,18 +48,31 @@ def _auth():  # type: ignore[no-untyped-def]
     return None
 
 
-def json_body() -> Any:
-    if request.mimetype != "application/json":
-        raise jobs_api.SpecError([{"path": "body", "message": "Content-Type must be application/json"}])
+def _text_body() -> str:
     try:
-        return json.loads(request.get_data(cache=False) or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise jobs_api.SpecError([{"path": "body", "message": f"malformed JSON: {exc}"}]) from None
+        return request.get_data(cache=False).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad("body", f"not UTF-8: {exc}") from None
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return batches._loads(text or "null")
+    except (ValueError, RecursionError) as exc:
+        raise bad("body", f"malformed JSON: {exc}") from None
+
+
+def json_body() -> Any:
+    if request.mimetype not in JSON_TYPES:
+        raise bad("body", "Content-Type must be application/json")
+    return _parse_json(_text_body())
 
 
 @bp.errorhandler(jobs_api.SpecError)
 def _spec_error(exc: jobs_api.SpecError):  # type: ignore[no-untyped-def]
-    status = 400 if any(e["path"] == "body" for e in exc.errors) else 422
+    whole = {"body", "cursor", "limit", "status", "created_from", "created_to", "format",
+             "Idempotency-Key"}
+    status = 400 if any(e["path"] in whole for e in exc.errors) else 422
     return error(status, "invalid_request", str(exc), details=exc.errors)
 
 
@@ -55,11 +86,60 @@ def _conflict(exc: jobs_api.Conflict):  # type: ignore[no-untyped-def]
     return error(409, "conflict", str(exc))
 
 
+@bp.errorhandler(redis.RedisError)
+def _redis_down(exc: redis.RedisError):  # type: ignore[no-untyped-def]
+    current_app.logger.warning("redis error in /v1: %s", exc)
+    return error(503, "unavailable", "the job store is unreachable; retry later")
+
+
+# -- query parameters -------------------------------------------------------------------------
+def _limit(default: int) -> int:
+    raw = request.args.get("limit")
+    try:
+        limit = default if raw is None else int(raw)
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= MAX_PAGE:
+        raise bad("limit", f"must be an integer 1..{MAX_PAGE}")
+    return limit
+
+
+def _time_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise bad(name, "must be a unix time or ISO-8601") from None
+    if not math.isfinite(value):
+        raise bad(name, "must be a unix time or ISO-8601")
+    return value
+
+
+def _cursor() -> str | None:
+    cursor = request.args.get("cursor")
+    if cursor is None:
+        return None
+    head = cursor.partition(":")[0]
+    try:
+        ok = math.isfinite(float(head))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise bad("cursor", "not a cursor this API returned")
+    return cursor
+
+
+# -- jobs ----------------------------------------------------------------------------------------
 @bp.post("/jobs")
 def create_job():  # type: ignore[no-untyped-def]
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= 200):
-        return error(400, "invalid_request", "Idempotency-Key must be 1 to 200 characters")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY_CHARS):
+        raise bad("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters")
     view = jobs_api.create_job(_engine(), json_body(), idempotency_key=key)
     status = 200 if view.pop("replayed", False) else 202
     resp = jsonify(view)
@@ -73,42 +153,16 @@ def get_job(job_id: str):  # type: ignore[no-untyped-def]
     return jsonify(jobs_api.get_job(_engine(), job_id))
 
 
-def _float_arg(name: str) -> float | None:
-    from datetime import datetime
-
-    raw = request.args.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise jobs_api.SpecError([{"path": name, "message": "must be a unix time or ISO-8601"}]) from None
-
-
 @bp.get("/jobs")
 def list_jobs():  # type: ignore[no-untyped-def]
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= MAX_PAGE:
-        return error(400, "invalid_request", f"limit must be 1..{MAX_PAGE}")
+    limit = _limit(50)
     status = request.args.get("status")
-    cursor = request.args.get("cursor")
-    if cursor is not None:
-        head = cursor.split(":", 1)[0]
-        try:
-            float(head)
-        except ValueError:
-            return error(400, "invalid_request", "cursor is not one this API returned")
+    if status is not None and status not in {s.value for s in JobStatus}:
+        raise bad("status", "must be one of " + ", ".join(s.value for s in JobStatus))
     page = jobs_api.list_jobs(
         _engine(), batch=request.args.get("batch"), status=status,
-        created_from=_float_arg("created_from"), created_to=_float_arg("created_to"),
-        cursor=cursor, limit=limit,
+        created_from=_time_arg("created_from"), created_to=_time_arg("created_to"),
+        cursor=_cursor(), limit=limit,
     )
     return jsonify(page)
 
@@ -123,6 +177,90 @@ def retry_job(job_id: str):  # type: ignore[no-untyped-def]
     return jsonify(jobs_api.retry_job(_engine(), job_id))
 
 
+# -- batches --------------------------------------------------------------------------------------
+def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
+    """(kind, items or text, name, batch id, then) from a JSON array/object or JSONL body."""
+    name = request.args.get("name")
+    if request.mimetype in JSONL_TYPES:
+        return "jsonl", _text_body(), name, None, None
+    if request.mimetype not in JSON_TYPES:
+        raise bad("body", "Content-Type must be application/json (an array of specs or "
+                  "{name, items}) or application/x-ndjson (one spec or prompt a line)")
+    body = json_body()
+    if isinstance(body, list):
+        return "items", body, name, None, None
+    if not isinstance(body, dict):
+        raise bad("body", "must be an array of job specs or an object with items")
+    unknown = sorted(set(body) - BATCH_OBJECT_FIELDS)
+    if unknown:
+        raise jobs_api.SpecError([{"path": u, "message": "Extra inputs are not permitted"}
+                                  for u in unknown])
+    if "items" not in body:
+        raise bad("items", "Field required")
+    body_name = body.get("name")
+    if body_name is not None and not isinstance(body_name, str):
+        raise bad("name", "must be a string")
+    if body_name is not None and name is not None and body_name != name:
+        raise bad("name", "given twice (query and body) with different values")
+    batch_id = body.get("batchId")
+    if batch_id is not None and not isinstance(batch_id, str):
+        raise bad("batchId", "must be a string")
+    then = body.get("then")
+    if then is not None and not isinstance(then, list):
+        raise bad("then", "must be a list of follow-ups")
+    return "items", body["items"], body_name or name, batch_id, then
+
+
+@bp.post("/batches")
+def create_batch():  # type: ignore[no-untyped-def]
+    kind, payload, name, batch_id, then = _batch_request()
+    engine = _engine()
+    if kind == "jsonl":
+        view = batches.create_batch_jsonl(engine, payload, name=name, batch_id=batch_id)
+    else:
+        view = batches.create_batch(engine, payload, name=name, batch_id=batch_id, then=then)
+    sub = view["submitted"]
+    created = sub["created"] + sub["retried"] + sub["renewed"]
+    resp = jsonify(view)
+    resp.status_code = 202 if created else 200
+    resp.headers["Location"] = url_for("v1.get_batch", batch_id=view["id"])
+    return resp
+
+
+@bp.get("/batches")
+def list_batches():  # type: ignore[no-untyped-def]
+    return jsonify(batches.list_batches(_engine(), cursor=_cursor(), limit=_limit(20)))
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(batches.get_batch(_engine(), batch_id))
+
+
+@bp.get("/batches/<batch_id>/report")
+def batch_report(batch_id: str):  # type: ignore[no-untyped-def]
+    fmt = request.args.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise bad("format", "must be csv or json")
+    rows = batches.report(_engine(), batch_id)
+    if fmt == "csv":
+        resp = Response(batches.report_csv(rows), mimetype="text/csv")
+        resp.headers["Content-Disposition"] = f'attachment; filename="{batch_id}.csv"'
+        return resp
+    return jsonify({"batch": batch_id, "items": rows})
+
+
+@bp.post("/batches/<batch_id>/retry")
+def retry_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(batches.retry_batch(_engine(), batch_id))
+
+
+@bp.post("/batches/<batch_id>/cancel")
+def cancel_batch(batch_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(batches.cancel_batch(_engine(), batch_id))
+
+
+# -- upstream ----------------------------------------------------------------------------------
 @bp.get("/upstream")
 def upstream_state():  # type: ignore[no-untyped-def]
     engine = _engine()
@@ -139,3 +277,9 @@ def upstream_resume():  # type: ignore[no-untyped-def]
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    from webhook import openapi
+
+    openapi.init_app(app)
+
+
+__all__ = ["bp", "init_app", "json_body", "error"]

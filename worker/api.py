@@ -1,14 +1,23 @@
 """The plain functions behind every front door (HTTP, Celery, CLI, Python).
 
+    from worker.api import submit, wait
+    job = submit({"prompt": "a lighthouse", "then": ["U1"]})   # workers do the rest
+    job = wait(job["id"])                                       # optional
+
+    # or with an engine of your own (tests, scripts):
     from worker.api import create_job
     from worker.engine import build_engine
     job = create_job(build_engine(), {"prompt": "a lighthouse", "then": ["U1"]})
+
+Batches (:mod:`worker.batches`) are re-exported here: ``create_batch``, ``get_batch``,
+``list_batches``, ``batch_report``, ``retry_batch``, ``cancel_batch``.
 
 Errors: :class:`SpecError` (invalid spec, carries field paths), :class:`Conflict`
 (an Idempotency-Key reused with another body), :class:`NotFound`.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -58,11 +67,23 @@ def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
     if not isinstance(data, dict):
         raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
     try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError([{"path": prefix or "body",
+                          "message": "text contains an unpaired surrogate (not valid Unicode)"}]) from None
+    except (TypeError, ValueError, RecursionError):
+        raise SpecError([{"path": prefix or "body",
+                          "message": "must be plain JSON, nested at most 100 levels"}]) from None
+    try:
         spec = JobSpec.model_validate(data)
+    except RecursionError:
+        raise SpecError([{"path": prefix or "body", "message": "nested too deeply"}]) from None
     except ValidationError as exc:
         errors = []
         for err in exc.errors(include_url=False):
             path = _loc(tuple(err["loc"]))
+            if prefix and path == "body":
+                path = ""
             errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
                            "message": err["msg"].removeprefix("Value error, ")})
         raise SpecError(errors) from None
@@ -128,7 +149,7 @@ def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
     return get_job(engine, job_id)
 
 
-def retry_job(engine: Engine, job_id: str) -> dict[str, Any]:
+def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict[str, Any]:
     """Run the failed steps of a finished job again (their children too)."""
     loaded = engine.store.load(job_id)
     if loaded is None:
@@ -138,7 +159,7 @@ def retry_job(engine: Engine, job_id: str) -> dict[str, Any]:
         return machine.retry_failed(tx)
 
     count = engine.store.mutate(job_id, fn) or 0
-    if count:
+    if count and dispatch_now:
         from worker.sweeps import dispatch
 
         dispatch(engine)
@@ -149,11 +170,29 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
               created_from: float | None = None, created_to: float | None = None,
               cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
     """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
+    import math
+
+    for name, value in (("created_from", created_from), ("created_to", created_to)):
+        if value is not None and not math.isfinite(value):
+            raise SpecError([{"path": name, "message": "must be a finite unix time"}])
+    if cursor is not None:
+        try:
+            if not math.isfinite(float(cursor.partition(":")[0])):
+                raise ValueError
+        except ValueError:
+            raise SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
     k = engine.keys
     index = k.batch_jobs(batch) if batch else k.jobs()
-    hi = float(cursor.split(":")[0]) if cursor else (created_to if created_to is not None else "+inf")
+    cursor_score: float | None = None
+    skip_id: str | None = None
+    if cursor:
+        head, _, skip_id = cursor.partition(":")
+        cursor_score = float(head)
+    hi: Any = cursor_score if cursor_score is not None else (
+        created_to if created_to is not None else "+inf")
+    if cursor_score is not None and created_to is not None:
+        hi = min(cursor_score, created_to)
     lo = created_from if created_from is not None else "-inf"
-    skip_id = cursor.split(":", 1)[1] if cursor and ":" in cursor else None
     out: list[dict[str, Any]] = []
     offset = 0
     page = max(limit * 2, 50)
@@ -165,9 +204,12 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
         offset += len(rows)
         for job_id, score in rows:
             if skip_id is not None:
-                if job_id == skip_id:
-                    skip_id = None
-                continue
+                if score == cursor_score:
+                    # ties with the cursor: skip up to and including the cursor job
+                    if job_id == skip_id:
+                        skip_id = None
+                    continue
+                skip_id = None          # the cursor job is gone; carry on below its score
             view = job_view_by_id(engine, job_id, urls=False)
             if view is None or (status and view["status"] != status):
                 continue
@@ -175,8 +217,6 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
             last_score = (score, job_id)
             if len(out) >= limit:
                 break
-        if skip_id is not None and cursor:
-            skip_id = None   # the cursor job was purged; carry on from its score
     nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
     return {"items": out, "next": nxt}
 
@@ -188,5 +228,70 @@ def step_counts(views: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+# -- for services that import mjflow -------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def default_engine() -> Engine:
+    """The engine of this process, from ``MJFLOW_*`` settings; work goes to Celery."""
+    from worker.engine import build_engine
+    from worker.tasks import CeleryEnqueue
+
+    return build_engine(enqueue=CeleryEnqueue())
+
+
+def submit(spec: dict[str, Any], *, idempotency_key: str | None = None,
+           engine: Engine | None = None) -> dict[str, Any]:
+    """Create a job from a spec (the JSON of ``POST /v1/jobs``); returns the job view.
+
+    Raises :class:`SpecError` (``.errors`` lists ``{path, message}``) or :class:`Conflict`.
+    The Celery workers do the work; the caller does not wait.
+    """
+    return create_job(engine or default_engine(), spec, idempotency_key=idempotency_key)
+
+
+def wait(job_id: str, *, timeout_s: float = 1800.0, poll_s: float = 1.0,
+         engine: Engine | None = None) -> dict[str, Any]:
+    """Poll until the job finishes (or ``timeout_s`` passes); returns the last view."""
+    engine = engine or default_engine()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        view = get_job(engine, job_id)
+        if view["finishedAt"] or time.monotonic() >= deadline:
+            return view
+        time.sleep(poll_s)
+
+
+def _batches():  # type: ignore[no-untyped-def]
+    from worker import batches
+
+    return batches
+
+
+def create_batch(engine: Engine, items: list[Any], name: str | None = None,
+                 batch_id: str | None = None, **kw: Any) -> dict[str, Any]:
+    """See :func:`worker.batches.create_batch`."""
+    return _batches().create_batch(engine, items, name=name, batch_id=batch_id, **kw)
+
+
+def get_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    return _batches().get_batch(engine, batch_id)
+
+
+def list_batches(engine: Engine, **kw: Any) -> dict[str, Any]:
+    return _batches().list_batches(engine, **kw)
+
+
+def batch_report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
+    return _batches().report(engine, batch_id)
+
+
+def retry_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    return _batches().retry_batch(engine, batch_id)
+
+
+def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    return _batches().cancel_batch(engine, batch_id)
+
+
 __all__ = ["create_job", "get_job", "cancel_job", "retry_job", "list_jobs", "parse_spec",
-           "SpecError", "Conflict", "NotFound", "StepStatus"]
+           "submit", "wait", "create_batch", "get_batch", "list_batches", "batch_report",
+           "retry_batch", "cancel_batch", "SpecError", "Conflict", "NotFound", "StepStatus"]

@@ -37,7 +37,7 @@ from worker.jobs.views import iso
 
 MAX_BATCH_ITEMS = 10_000
 MAX_NAME_CHARS = 200
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 THROUGHPUT_WINDOW_S = 600.0
 MIN_RATE_WINDOW_S = 5.0
 CREATE_LOCK_S = 60
@@ -156,7 +156,7 @@ def check_name(name: str | None) -> None:
 def check_batch_id(batch_id: str) -> None:
     if not BATCH_ID_RE.match(batch_id):
         raise _api().SpecError([{"path": "batchId", "message":
-                                 "must be 1 to 100 characters of A-Z a-z 0-9 _ . : -"}])
+                                 "must be 1 to 100 characters of A-Z a-z 0-9 _ -"}])
 
 
 # -- creation --------------------------------------------------------------------------------
@@ -198,7 +198,7 @@ def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
     if not errors and not items:
         errors.append({"path": path, "message": "a batch needs at least one item"})
     if errors:
-        raise api.SpecError(errors)
+        raise api.SpecError(sorted(errors, key=lambda e: e.get("line", 0)))
     if batch_id is None:
         batch_id = batch_id_for(name) if name else batch_id_for(
             "items:" + hashlib.sha256(_canonical(items)).hexdigest())
@@ -410,23 +410,22 @@ def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) 
     """Batches newest first; ``cursor`` is the ``next`` of the previous page."""
     r, k = engine.r, engine.keys
     hi: Any = "+inf"
-    skip: str | None = None
+    after: str | None = None
     if cursor:
-        head, _, skip = cursor.partition(":")
-        hi = float(head)
+        head, _, after = cursor.partition(":")
+        try:
+            hi = float(head)
+            if not math.isfinite(hi):
+                raise ValueError
+        except ValueError:
+            raise _api().SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
     rows = r.zrevrangebyscore(k.batches(), hi, "-inf", start=0, num=limit + 50, withscores=True)
+    ids = [batch_id for batch_id, _ in rows]
+    if after and after in ids:
+        rows = rows[ids.index(after) + 1:]
     out: list[dict[str, Any]] = []
     last = None
     for batch_id, score in rows:
-        if skip:
-            if batch_id == skip:
-                skip = None
-            elif score == hi:
-                continue
-            else:
-                skip = None
-        if batch_id == (cursor or "").partition(":")[2]:
-            continue
         try:
             out.append(batch_view(engine, batch_id))
         except _api().NotFound:

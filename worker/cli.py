@@ -1,27 +1,51 @@
 """``mjflow``: the command line, thin over the same functions as the HTTP API.
 
 Exit codes (scripts can rely on them):
-    0  everything asked for succeeded
+    0  everything asked for succeeded (for status/batch/submit --wait: the job or every
+       job of the batch succeeded)
     1  some job failed, was cancelled or finished partial
-    2  bad input (invalid spec, unreadable file, bad option)
-    3  configuration error or a needed service unreachable
-    4  not found
+    2  bad input (invalid spec, unreadable file, bad lines in a batch file, bad option)
+    3  configuration error or a needed service (Redis) unreachable
+    4  not found (no such job or batch)
+    5  not finished yet (status of a queued/running job or batch; a --timeout that ran out)
     130 interrupted (Ctrl-C); the work goes on in the workers
+
+Every command takes ``--json`` (machine-readable output on stdout; progress bars off).
+A batch is named by its id (``bat_...``), its name, or the path of its JSONL file.
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
-from worker import api
+from worker import api, batches
 from worker.settings import ConfigError
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
+EXIT_PENDING, EXIT_INTERRUPTED = 5, 130
 JOB_OK = ("succeeded",)
+SUBMIT_CHUNK = 20          # items per create call while submitting a batch file
+WATCH_INTERVAL_S = 1.0
+PLAIN_LOG_INTERVAL_S = 10.0
+
+
+def fail(code: int, message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from worker.settings import get_settings
+
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        fail(EXIT_CONFIG, str(exc.code))
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -30,14 +54,14 @@ def _engine():  # type: ignore[no-untyped-def]
     from worker.engine import build_engine
     from worker.tasks import CeleryEnqueue
 
+    settings = _settings()
     try:
-        engine = build_engine(enqueue=CeleryEnqueue())
+        engine = build_engine(settings, enqueue=CeleryEnqueue())
         engine.r.ping()
     except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(EXIT_CONFIG, str(exc.code))
     except redis.RedisError as exc:
-        click.echo(f"error: Redis unreachable at {engine.settings.redis_url}: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+        fail(EXIT_CONFIG, f"Redis unreachable at {settings.redis_url}: {exc}")
     return engine
 
 
@@ -56,11 +80,62 @@ def job_images(view: dict[str, Any]) -> list[str]:
             for s in view["steps"] for img in s["images"]]
 
 
+def job_exit(view: dict[str, Any]) -> int:
+    if not view["finishedAt"]:
+        return EXIT_PENDING
+    return EXIT_OK if view["status"] in JOB_OK else EXIT_FAILED
+
+
+def batch_exit(view: dict[str, Any]) -> int:
+    if not view["done"]:
+        return EXIT_PENDING
+    return EXIT_OK if view["status"] == "succeeded" else EXIT_FAILED
+
+
+def batch_lines(view: dict[str, Any]) -> list[str]:
+    c = view["counts"]
+    rate = f"{view['throughputPerMin']}/min" if view["throughputPerMin"] else "-"
+    eta = _duration(view["etaSeconds"]) if view["etaSeconds"] is not None else "-"
+    head = f"{view['id']}  {view['status']:<10} {view['finished']}/{view['total']} finished"
+    if view.get("name"):
+        head += f"  ({view['name']})"
+    counts = "  ".join(f"{k} {v}" for k, v in c.items() if v)
+    return [head, f"  {counts or 'empty'}", f"  throughput {rate}  eta {eta}"]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def resolve(engine, ident: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """("job"|"batch", id) for a job id, a batch id, a batch name or a batch file path."""
+    if ident.startswith("job_"):
+        return "job", ident
+    if ident.startswith("bat_"):
+        return "batch", ident
+    path = Path(ident)
+    if path.is_file():
+        return "batch", batches.batch_id_for(default_batch_name(path))
+    by_name = batches.batch_id_for(ident)
+    if batches.exists(engine, by_name):
+        return "batch", by_name
+    return "job", ident
+
+
+def default_batch_name(path: Path) -> str:
+    """A batch file's default name: its absolute path (re-running the file resumes it)."""
+    return str(path.resolve())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mjflow: Midjourney jobs through any midjourney-proxy-compatible API."""
 
 
+# -- submit --------------------------------------------------------------------------------------
 @main.command()
 @click.argument("prompt")
 @click.option("--then", "then", multiple=True, help="follow-up button (U1, V2, 'Zoom Out 2x'...)")
@@ -68,12 +143,13 @@ def main() -> None:
 @click.option("--split-grid", is_flag=True)
 @click.option("--callback-url")
 @click.option("--priority", type=click.IntRange(0, 9), default=5)
+@click.option("--idempotency-key", help="the same key and prompt give the same job")
 @click.option("--wait", is_flag=True, help="show progress until the job finishes")
 @click.option("--timeout", "timeout_s", type=float, default=1800.0)
 @click.option("--json", "as_json", is_flag=True)
 def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: bool,
-           callback_url: str | None, priority: int, wait: bool, timeout_s: float,
-           as_json: bool) -> None:
+           callback_url: str | None, priority: int, idempotency_key: str | None, wait: bool,
+           timeout_s: float, as_json: bool) -> None:
     """Submit one imagine job (with follow-ups) and print its id."""
     engine = _engine()
     spec: dict[str, Any] = {"prompt": prompt, "then": list(then), "priority": priority,
@@ -83,16 +159,21 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
     if callback_url:
         spec["callbackUrl"] = callback_url
     try:
-        view = api.create_job(engine, spec)
+        view = api.create_job(engine, spec, idempotency_key=idempotency_key)
     except api.SpecError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_INPUT)
+        fail(EXIT_INPUT, str(exc))
+    except api.Conflict as exc:
+        fail(EXIT_INPUT, str(exc))
+    view.pop("replayed", None)
     if not wait:
         _out(view, as_json, view["id"])
         return
-    view = wait_for_job(engine, view["id"], timeout_s, quiet=as_json)
+    try:
+        view = wait_for_job(engine, view["id"], timeout_s, quiet=as_json)
+    except KeyboardInterrupt:
+        fail(EXIT_INTERRUPTED, f"interrupted; job {view['id']} goes on in the workers")
     _out(view, as_json, "\n".join([job_line(view), *job_images(view)]))
-    sys.exit(EXIT_OK if view["status"] in JOB_OK else EXIT_FAILED)
+    sys.exit(job_exit(view))
 
 
 def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -113,33 +194,219 @@ def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> 
             time.sleep(0.5)
 
 
+# -- batch ---------------------------------------------------------------------------------------
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--then", "then", multiple=True,
+              help="follow-up for items without their own 'then' (repeatable)")
+@click.option("--name", help="batch name (default: the file's absolute path); the same name resumes")
+@click.option("--detach", is_flag=True, help="submit and return; do not watch")
+@click.option("--skip-invalid", is_flag=True, help="submit the valid lines even if some are bad")
+@click.option("--timeout", "timeout_s", type=float, default=None,
+              help="stop watching after this many seconds (exit 5 if not finished)")
+@click.option("--json", "as_json", is_flag=True)
+def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, skip_invalid: bool,
+          timeout_s: float | None, as_json: bool) -> None:
+    """Submit (or resume) a batch from a JSONL file and show its progress.
+
+    Each line is a job spec (JSON object, optionally with a "key") or a prompt (plain
+    text). The whole file is validated first; nothing is submitted while any line is bad
+    (unless --skip-invalid). Running the same command again resumes the same batch:
+    finished items are not redone, running ones are not duplicated, failed ones run again.
+    """
+    settings = _settings()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(EXIT_INPUT, f"cannot read {file}: {exc}")
+    entries, errors = batches.read_jsonl(text)
+    items, item_errors = batches.prepare(entries, max_image_bytes=settings.max_upload_bytes,
+                                         then=list(then) or None, path="lines", zero_based=False)
+    errors = sorted(errors + item_errors, key=lambda e: e.get("line", 0))
+    if errors:
+        for e in errors:
+            where = f"{file}:{e['line']}" if e.get("line") else str(file)
+            field = e["path"].split("]", 1)[1].lstrip(".") if "]" in e["path"] else ""
+            click.echo(f"{where}: {field + ': ' if field else ''}{e['message']}", err=True)
+        bad_lines = len({e.get("line") for e in errors})
+        if not skip_invalid:
+            if as_json:
+                _out({"errors": errors, "submitted": False}, True, "")
+            fail(EXIT_INPUT, f"{bad_lines} bad line(s) in {file}; nothing submitted "
+                             "(fix them, or pass --skip-invalid)")
+        click.echo(f"skipping {bad_lines} bad line(s)", err=True)
+    if not items:
+        fail(EXIT_INPUT, f"{file} has no valid items")
+    engine = _engine()
+    name = name or default_batch_name(file)
+    try:
+        batches.check_name(name)
+    except api.SpecError as exc:
+        fail(EXIT_INPUT, str(exc))
+    batch_id = batches.batch_id_for(name)
+    try:
+        view = submit_chunks(engine, batch_id, items, name, quiet=as_json)
+    except KeyboardInterrupt:
+        fail(EXIT_INTERRUPTED, f"interrupted while submitting; rerun the same command to resume {batch_id}")
+    sub = view["submitted"]
+    if not as_json:
+        click.echo(f"batch {batch_id}: {sub['created']} new, {sub['done']} already done, "
+                   f"{sub['inProgress']} in progress, {sub['renewed']} failed resubmitted, "
+                   f"{sub['retried']} partial retried", err=True)
+    if detach:
+        _out(view, as_json, batch_id)
+        return
+    try:
+        view = watch_batch(engine, batch_id, timeout_s=timeout_s, quiet=as_json)
+    except KeyboardInterrupt:
+        fail(EXIT_INTERRUPTED, f"interrupted; batch {batch_id} goes on in the workers. "
+                               "Rerun the same command to watch it again (nothing is redone).")
+    view["submitted"] = sub
+    _out(view, as_json, "\n".join(batch_lines(view)))
+    sys.exit(batch_exit(view))
+
+
+def submit_chunks(engine, batch_id: str, items: list[dict[str, Any]], name: str,  # type: ignore[no-untyped-def]
+                  quiet: bool = False) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    total = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
+    view: dict[str, Any] = {}
+    with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
+                  disable=quiet, transient=True) as bar:
+        task = bar.add_task("submit", total=len(items))
+        for start in range(0, len(items), SUBMIT_CHUNK):
+            chunk = items[start:start + SUBMIT_CHUNK]
+            view = batches.submit_items(engine, batch_id, chunk, name=name)
+            for k, v in view["submitted"].items():
+                total[k] += v
+            bar.update(task, advance=len(chunk))
+    view["submitted"] = total
+    return view
+
+
+def watch_batch(engine, batch_id: str, *, timeout_s: float | None = None,  # type: ignore[no-untyped-def]
+                quiet: bool = False) -> dict[str, Any]:
+    """Progress bars (overall + one per status) until the batch is done."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    plain = not console.is_terminal
+    last_plain = 0.0
+    rows = ("succeeded", "running", "queued", "partial", "failed", "cancelled")
+    with Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), console=console,
+                  disable=quiet or plain) as bar:
+        overall = bar.add_task("finished", total=None, info="")
+        tasks = {name: bar.add_task(name, total=None, info="") for name in rows}
+        while True:
+            view = batches.batch_view(engine, batch_id)
+            total = view["total"] or None
+            rate = f"{view['throughputPerMin']}/min" if view["throughputPerMin"] else ""
+            eta = f"ETA {_duration(view['etaSeconds'])}" if view["etaSeconds"] is not None else ""
+            bar.update(overall, total=total, completed=view["finished"],
+                       info=f"{rate}  {eta}".strip())
+            for name, task in tasks.items():
+                bar.update(task, total=total, completed=view["counts"][name])
+            now = time.monotonic()
+            if plain and not quiet and (now - last_plain >= PLAIN_LOG_INTERVAL_S or view["done"]):
+                click.echo(" ".join(batch_lines(view)), err=True)
+                last_plain = now
+            if view["done"] or (deadline is not None and now > deadline):
+                return view
+            time.sleep(WATCH_INTERVAL_S)
+
+
+# -- status / report / retry / cancel ------------------------------------------------------------
 @main.command()
 @click.argument("ident")
 @click.option("--json", "as_json", is_flag=True)
 def status(ident: str, as_json: bool) -> None:
-    """Show a job (job_...) or a batch."""
+    """Show a job (job_...) or a batch (bat_..., its name, or its file)."""
     engine = _engine()
+    kind, ident = resolve(engine, ident)
     try:
+        if kind == "batch":
+            view = batches.batch_view(engine, ident)
+            _out(view, as_json, "\n".join(batch_lines(view)))
+            sys.exit(batch_exit(view))
         view = api.get_job(engine, ident)
-    except api.NotFound:
-        click.echo(f"error: no job {ident}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
+    except api.NotFound as exc:
+        fail(EXIT_NOT_FOUND, str(exc))
     _out(view, as_json, "\n".join([job_line(view), *job_images(view)] +
                                   [f"  {s['label']}: {s['failReason']}" for s in view["steps"] if s["failReason"]]))
-    sys.exit(EXIT_OK if view["status"] in JOB_OK else EXIT_FAILED)
+    sys.exit(job_exit(view))
 
 
 @main.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-def cancel(job_id: str, as_json: bool) -> None:
-    """Cancel what has not started yet."""
+@click.argument("ident")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="write to this file instead of stdout")
+@click.option("--json", "as_json", is_flag=True, help="same as --format json")
+def report(ident: str, fmt: str, output: Path | None, as_json: bool) -> None:
+    """One row per item of a batch: key, job id, status, prompt, image keys, reason."""
     engine = _engine()
+    kind, batch_id = resolve(engine, ident)
+    if kind != "batch":
+        fail(EXIT_NOT_FOUND, f"no batch {ident}")
     try:
-        view = api.cancel_job(engine, job_id)
-    except api.NotFound:
-        click.echo(f"error: no job {job_id}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
+        rows = batches.report(engine, batch_id)
+    except api.NotFound as exc:
+        fail(EXIT_NOT_FOUND, str(exc))
+    if as_json:
+        fmt = "json"
+    text = (batches.report_csv(rows) if fmt == "csv"
+            else json.dumps({"batch": batch_id, "items": rows}, ensure_ascii=False, indent=2) + "\n")
+    if output:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(EXIT_INPUT, f"cannot write {output}: {exc}")
+        click.echo(f"{len(rows)} rows written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("ident")
+@click.option("--failed", is_flag=True, default=True,
+              help="retry the failed steps of failed/partial jobs (the only mode; the default)")
+@click.option("--json", "as_json", is_flag=True)
+def retry(ident: str, failed: bool, as_json: bool) -> None:
+    """Run the failed steps of a job, or of every failed/partial job of a batch, again."""
+    engine = _engine()
+    kind, ident = resolve(engine, ident)
+    try:
+        if kind == "batch":
+            view = batches.retry_batch(engine, ident)
+            r = view["retried"]
+            _out(view, as_json, f"{ident}: {r['steps']} step(s) of {r['jobs']} job(s) retried")
+            return
+        view = api.retry_job(engine, ident)
+    except api.NotFound as exc:
+        fail(EXIT_NOT_FOUND, str(exc))
+    _out(view, as_json, f"{ident}: {view['retried']} step(s) retried\n{job_line(view)}")
+
+
+@main.command()
+@click.argument("ident")
+@click.option("--json", "as_json", is_flag=True)
+def cancel(ident: str, as_json: bool) -> None:
+    """Cancel what has not started of a job or of every job of a batch."""
+    engine = _engine()
+    kind, ident = resolve(engine, ident)
+    try:
+        if kind == "batch":
+            view = batches.cancel_batch(engine, ident)
+            _out(view, as_json, f"{ident}: {view['cancelled']} job(s) cancelled "
+                                "(steps already running finish)")
+            return
+        view = api.cancel_job(engine, ident)
+    except api.NotFound as exc:
+        fail(EXIT_NOT_FOUND, str(exc))
     _out(view, as_json, job_line(view))
 
 
@@ -160,7 +427,7 @@ def sim(ctx: click.Context) -> None:
     """Run the simulated upstream (see `mjflow sim --help`)."""
     from simulator.cli import main as sim_main
 
-    sim_main(ctx.args)
+    sys.exit(sim_main(ctx.args) or 0)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ import json
 import math
 import re
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import redis
 from prometheus_client.core import (
@@ -93,8 +94,8 @@ _SIMPLE_COUNTERS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, str, st
         {
             "rounds": ("poll_rounds", "Poll rounds run by the beat tick."),
             "tasks": ("polled_tasks", "Upstream tasks fetched by polling."),
-            "recovered": ("steps_recovered", "Steps whose state polling recovered "
-                                             "(e.g. a missed callback)."),
+            "recovered": ("steps_recovered",
+                          "Steps whose state polling recovered (e.g. a missed callback)."),
             "lost": ("steps_lost", "Steps whose upstream task went missing."),
             "failed": ("poll_failures", "Poll requests that failed."),
         },

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 from worker.celery_app import ROUTES, app
 from worker.engine import Engine, build_engine
+
+log = logging.getLogger("mjflow.tasks")
 
 
 class CeleryEnqueue:
@@ -78,16 +81,33 @@ def tick() -> dict[str, int] | None:
     return run_tick(engine())
 
 
-@app.task(name="mjflow.create_job")
-def create_job(spec: dict[str, Any]) -> str:
+@app.task(name="mjflow.create_job", bind=True)
+def create_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -> str | None:  # type: ignore[no-untyped-def]
+    """The Celery door (docs/api.md): the JSON spec of ``POST /v1/jobs``; returns the job id.
+
+    A redelivered message makes no second job: the Celery task id is the default
+    Idempotency-Key. An invalid spec is logged with its field paths and dropped.
+    """
+    from worker.api import SpecError
     from worker.api import create_job as create
 
-    return create(engine(), spec)["id"]
+    key = idempotency_key or (f"celery:{self.request.id}" if self.request.id else None)
+    try:
+        return create(engine(), spec, idempotency_key=key)["id"]
+    except SpecError as exc:
+        log.error("mjflow.create_job: invalid spec dropped: %s", exc)
+        return None
 
 
 @app.task(name="mjflow.create_batch")
-def create_batch(items: list[dict[str, Any]], name: str | None = None,
-                 batch_id: str | None = None) -> str:
+def create_batch(items: list[Any], name: str | None = None,
+                 batch_id: str | None = None) -> str | None:
+    """The batch door: a list of specs (or prompts); safe to run twice (see worker.batches)."""
+    from worker.api import SpecError
     from worker.api import create_batch as create
 
-    return create(engine(), items, name=name, batch_id=batch_id)["id"]
+    try:
+        return create(engine(), items, name=name, batch_id=batch_id)["id"]
+    except SpecError as exc:
+        log.error("mjflow.create_batch: invalid batch dropped: %s", exc)
+        return None
