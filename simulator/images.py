@@ -13,6 +13,7 @@ The same :class:`ImageSpec` always renders the same bytes.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import random
@@ -142,7 +143,7 @@ def large_png_path(spec: ImageSpec, n_bytes: int) -> Path:
     """Path of a noise PNG of about ``n_bytes`` for ``spec`` (made once, then reused)."""
     global _large_dir
     with _large_lock:
-        if _large_dir is None:
+        if _large_dir is None or not _large_dir.exists():
             _large_dir = Path(tempfile.mkdtemp(prefix="mjsim-large-"))
         digest = hashlib.sha256(f"{spec!r}|{n_bytes}".encode()).hexdigest()[:24]
         path = _large_dir / f"{digest}.png"
@@ -157,12 +158,14 @@ def large_png_path(spec: ImageSpec, n_bytes: int) -> Path:
         return path
 
 
+@atexit.register
 def clear_large_cache() -> None:
-    """Delete generated large images (tests / shutdown)."""
+    """Delete generated large images (also run at interpreter exit)."""
     with _large_lock:
         if _large_dir is not None and _large_dir.exists():
             for p in _large_dir.iterdir():
                 p.unlink(missing_ok=True)
+            _large_dir.rmdir()
 
 
 @dataclass(frozen=True)

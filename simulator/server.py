@@ -33,7 +33,12 @@ class SimServer:
         self.sim = sim
         self.url = url
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="mjsim-http", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_S},
+            name="mjsim-http",
+            daemon=True,
+        )
 
     @property
     def port(self) -> int:

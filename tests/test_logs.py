@@ -99,6 +99,7 @@ def test_setup_logging_is_idempotent(make_settings):
     root = logging.getLogger()
     level = root.level
     stream = io.StringIO()
+    logs.reset_logging()     # an app built by an earlier test may have set it up
     try:
         h1 = logs.setup_logging(make_settings(upstream_key=UPSTREAM_KEY), stream=stream)
         h2 = logs.setup_logging(make_settings(upstream_key=UPSTREAM_KEY), level="DEBUG")

@@ -251,7 +251,7 @@ def test_custom_zoom_and_inpaint_modal(upstream: Any) -> None:
 
 
 def test_action_validation(upstream: Any) -> None:
-    up = upstream("trueai", speed=20)
+    up = upstream("trueai", speed=40)
     missing = up.post("/mj/submit/action", {"taskId": "1", "customId": "MJ::JOB::upsample::1::x"})
     assert missing.status_code == 404 and missing.json()["code"] == 3
     running = up.imagine()["result"]

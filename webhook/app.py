@@ -12,6 +12,9 @@ from worker.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     settings = settings or get_settings()
+    from worker.logs import init_request_logging, setup_logging
+
+    setup_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_upload_bytes * 8, 64 * 1024 * 1024)
     if engine is None:
@@ -20,11 +23,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine = build_engine(settings, CeleryEnqueue())
     app.extensions["mjflow"] = engine
 
-    from webhook import api, health, hooks
+    from webhook import api, health, hooks, metrics
 
     hooks.init_app(app)
     api.init_app(app)
     health.init_app(app)
+    metrics.init_app(app)
+    init_request_logging(app)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -50,3 +50,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 
 app = make_celery()
+
+from worker.logs import connect_celery_signals  # noqa: E402  (after the app exists)
+
+connect_celery_signals(get_settings())

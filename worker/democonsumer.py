@@ -50,3 +50,35 @@ class Consumer:
 
     def dump(self) -> str:
         return json.dumps(self.events, indent=2, ensure_ascii=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m worker.democonsumer --port 9100``: print each verified event."""
+    import argparse
+    import os
+    import time
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, default=9100)
+    ap.add_argument("--secret", default=os.environ.get("MJFLOW_WEBHOOK_SECRET"),
+                    help="whsec_ secret (default: MJFLOW_WEBHOOK_SECRET)")
+    args = ap.parse_args(argv)
+    if not args.secret:
+        raise SystemExit("set MJFLOW_WEBHOOK_SECRET or pass --secret whsec_...")
+    with Consumer(args.secret, port=args.port) as consumer:
+        print(f"consumer listening at {consumer.url}", flush=True)
+        seen = 0
+        try:
+            while True:
+                for item in consumer.events[seen:]:
+                    data = item["event"]["data"]
+                    print(f"verified {item['event']['type']} webhook-id={item['id']} job={data['jobId']} "
+                          f"images={len(data.get('images', []))}", flush=True)
+                seen = len(consumer.events)
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

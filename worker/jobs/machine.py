@@ -15,6 +15,7 @@ import time
 from worker.jobs.chains import resolve_button
 from worker.jobs.model import IN_FLIGHT, JobStatus, Step, StepStatus
 from worker.jobs.store import Txn, ready_score
+from worker.metrics import observe_step_duration
 
 S = StepStatus
 
@@ -41,6 +42,10 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
         if frm not in (S.SUBMITTED, S.RUNNING, S.MODAL):
             p.zadd(k.poll(), {step.id: now + poll_in_s})
             p.zadd(k.deadline(), {step.id: now + deadline_s})
+    if to == S.STORING or (to.terminal and frm in IN_FLIGHT):
+        started = step.times.get("submitting") or step.times.get("submitted")
+        if started:
+            observe_step_duration(tx.pipe, tx.keys, step.action, now - started)
     if to == S.STORING:
         _leave_upstream(tx, step)
         tx.effect("slot_released")
