@@ -263,7 +263,7 @@ def test_python_submit_and_errors(engine):
 
 
 # -- end to end: a real worker and the simulator -----------------------------------------------------------
-def test_retry_after_failures_and_cancel_through_a_real_worker():
+def test_retry_after_failures_and_idempotency_through_a_real_worker():
     with Stack(speed=100) as stack:
         stack.set_faults(fail=1.0, seed=1)
         failed = stack.submit({"prompt": "will fail first", "then": ["U1"]})["id"]
