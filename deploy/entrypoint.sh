@@ -73,7 +73,7 @@ case "$role" in
             --graceful-timeout "$GUNICORN_GRACEFUL_TIMEOUT" \
             --worker-tmp-dir "$tmp_dir" \
             --forwarded-allow-ips "$FORWARDED_ALLOW_IPS" \
-            --access-logfile - \
+            --logger-class worker.logs.GunicornLogger --access-logfile - \
             "$@" \
             'webhook:create_app()'
         ;;

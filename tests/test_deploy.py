@@ -584,7 +584,7 @@ def test_secret_file_warns_to_use_a_secret_manager():
 def test_manifests_validate_against_kubernetes_schemas():
     kv = pytest.importorskip(
         "kubernetes_validate",
-        reason="kubernetes-validate not installed (pip install 'kubernetes-validate>=1.31')")
+        reason="kubernetes-validate not installed (pip install 'kubernetes-validate>=1.37')")
     versions = ["1.29", str(kv.latest_version())]
     checked = 0
     for filename, doc in k8s_docs():

@@ -3,7 +3,7 @@ a Celery worker and beat, the real Redis. Each job ends terminal, the simulator 
 duplicate submissions, each side effect happened once."""
 from __future__ import annotations
 
-import os
+import base64
 import signal
 import time
 
@@ -134,3 +134,51 @@ def test_worker_sigkilled_mid_run_loses_nothing():
         views = stack.wait_jobs(jobs, timeout_s=120)
         assert all(all_succeeded(v) for v in views)
         assert_clean(stack, views)
+
+
+def test_modal_actions_and_other_roots():
+    data_url, other_url = (f"data:image/png;base64,{base64.b64encode(_png(c)).decode()}"
+                           for c in ((200, 80, 40), (20, 90, 200)))
+    with Stack(profile="trueai", speed=100) as stack:
+        zoom = stack.submit({"prompt": "a castle", "then": [{"button": "U1", "then": [
+            {"button": "Custom Zoom", "prompt": "a castle --zoom 1.5"},
+            "Zoom Out 2x", "Vary (Region)", "⬅️"]}]})["id"]
+        roots = [stack.submit(spec)["id"] for spec in (
+            {"action": "BLEND", "base64Array": [data_url, data_url], "dimensions": "LANDSCAPE"},
+            {"action": "DESCRIBE", "base64": data_url},
+            {"action": "SHORTEN", "prompt": "a very long prompt about a castle in the clouds"},
+            {"action": "SWAP_FACE", "sourceBase64": data_url, "targetBase64": other_url},
+        )]
+        views = stack.wait_jobs([zoom, *roots], timeout_s=90)
+        steps = {s["label"]: s for s in views[0]["steps"]}
+        assert steps["Custom Zoom"]["status"] == "succeeded", steps["Custom Zoom"]
+        assert steps["Zoom Out 2x"]["status"] == "succeeded"
+        assert steps["⬅️"]["status"] == "succeeded"
+        region = steps["Vary (Region)"]
+        assert region["status"] == "failed" and "needs input" in region["failReason"]
+        assert views[0]["status"] == "partial"
+        blend, describe, shorten, swap = views[1:]
+        assert blend["status"] == "succeeded" and blend["steps"][0]["images"]
+        assert describe["status"] == "succeeded" and describe["steps"][0]["finalPrompt"]
+        assert shorten["status"] == "succeeded"
+        assert swap["status"] == "succeeded" and swap["steps"][0]["images"]
+        assert_clean(stack, views)
+
+
+def test_banned_prompt_fails_with_the_word():
+    with Stack(speed=100) as stack:
+        job = stack.submit({"prompt": "a nude statue", "then": ["U1"]})["id"]
+        view = stack.wait_jobs([job], timeout_s=30)[0]
+        assert view["status"] == "failed"
+        assert "nude" in view["steps"][0]["failReason"]
+        assert view["steps"][1]["status"] == "skipped"
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buf, "PNG")
+    return buf.getvalue()

@@ -35,9 +35,9 @@ from worker.upstream import (
     UpstreamRetryLater,
 )
 
-O = Outcome  # noqa: E741
+O = Outcome
 KEY = "sk-test-secret-0123456789"
-FAST = dict(backoff_base_s=0.01, backoff_cap_s=0.05)  # quick retries in tests
+FAST = {"backoff_base_s": 0.01, "backoff_cap_s": 0.05}  # quick retries in tests
 
 
 # =========================================================================================
@@ -696,7 +696,7 @@ def test_sim_http_500_on_fetch_is_retried(sim: Sim) -> None:
 
 
 def test_sim_http_500_sometimes_then_fine(sim: Sim) -> None:
-    client = sim.client(query_attempts=8)
+    client = sim.client(query_attempts=20)
     task_id = client.imagine("a cat").task_id
     sim.faults(http_500=0.5, seed=7)
     for _ in range(5):

@@ -19,7 +19,7 @@ from worker.upstream import PROFILES, Answer, Outcome, Task, classify, get_profi
 from worker.upstream.models import TaskStatus
 from worker.upstream.outcomes import QUERY_ENDPOINTS
 
-O = Outcome  # noqa: E741
+O = Outcome
 
 OPENAI_401 = {"error": {"message": "无效的令牌 (request id: 2024)", "type": "new_api_error",
                         "code": ""}}
@@ -193,8 +193,8 @@ ROWS: list[tuple[str, str, str, int | None, Any, str | None, Outcome, dict[str, 
      {"error": {"message": "system cpu overloaded", "type": "new_api_error",
                 "code": "system_cpu_overloaded"}}, "application/json", O.RETRY_LATER, {}),
     ("html-502", "midjourney-proxy", "imagine", 502,
-     "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
-     "</h1></center><hr><center>nginx</center></body></html>", "text/html",
+     ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+      "</h1></center><hr><center>nginx</center></body></html>"), "text/html",
      O.RETRY_LATER, {"message_contains": "upstream answered HTML error page (HTTP 502)"}),
     ("html-504-submit", "midjourney-proxy", "imagine", 504,
      "<html><title>504 Gateway Time-out</title></html>", "text/html", O.OUTCOME_UNKNOWN, {}),

@@ -208,7 +208,7 @@ def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
     then = body.get("then")
     if then is not None and not isinstance(then, list):
         raise bad("then", "must be a list of follow-ups")
-    return "items", body["items"], body_name or name, batch_id, then
+    return "items", body["items"], body_name if body_name is not None else name, batch_id, then
 
 
 @bp.post("/batches")

@@ -23,12 +23,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         engine = build_engine(settings, CeleryEnqueue())
     app.extensions["mjflow"] = engine
 
-    from webhook import api, health, hooks, metrics
+    from webhook import api, dashboard, health, hooks, metrics
 
     hooks.init_app(app)
     api.init_app(app)
     health.init_app(app)
     metrics.init_app(app)
+    dashboard.init_app(app)
     init_request_logging(app)
 
     @app.errorhandler(HTTPException)

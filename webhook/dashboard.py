@@ -28,13 +28,24 @@ import mimetypes
 import secrets
 import threading
 from collections import Counter, OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import redis
-from flask import (Blueprint, Flask, Response, abort, current_app, g, make_response, redirect,
-                   render_template, request, url_for)
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 
 from webhook.auth import authorized
@@ -230,7 +241,7 @@ def _epoch(value: Any) -> float | None:
     if isinstance(value, (int, float)):
         return float(value)
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        return datetime.fromisoformat(str(value)).timestamp()
     except ValueError:
         return None
 
@@ -240,7 +251,7 @@ def _when(value: Any) -> str:
     ts = _epoch(value)
     if ts is None:
         return "–"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @bp.app_template_filter("mj_duration")
@@ -324,9 +335,16 @@ def _summary(batch_id: str, name: str | None, states: list[str], **extra: Any) -
     counts = _counts(states)
     total = len(states)
     finished = total - counts["queued"] - counts["running"]
-    status = ("running" if counts["running"] else "queued") if finished < total else (
-        "succeeded" if total and counts["succeeded"] + counts["expired"] == total else
-        "failed" if counts["failed"] == total and total else "partial" if total else "queued")
+    if not total:
+        status = "empty"
+    elif finished < total:
+        status = "running" if counts["running"] or finished else "queued"
+    elif counts["succeeded"] + counts["expired"] == total:
+        status = "succeeded"
+    elif counts["cancelled"] == total:
+        status = "cancelled"
+    else:
+        status = "partial" if counts["succeeded"] or counts["partial"] else "failed"
     return {"id": batch_id, "name": name, "status": status, "total": total,
             "finished": finished, "counts": counts,
             "progress": round(finished / total, 4) if total else 0.0,

@@ -13,7 +13,8 @@ submitting the same thing again lands in the same batch. For each item:
   between leaves a pending claim; the next submission creates the job with the same id.
 * job queued or running: left alone (never duplicated);
 * job succeeded, or purged by retention after it finished: left alone (not redone);
-* job partial: its failed steps are retried in place (succeeded steps are kept);
+* job partial: its failed steps are retried in place (succeeded steps are kept; a
+  follow-up whose button was never offered is not retried, so such a job stays as it is);
 * job failed or cancelled: replaced by a new job (compare-and-set on the key).
 
 Redis: ``batch(id)`` hash (name, created, updated, resumed), ``batch_keys(id)`` item key ->
@@ -251,8 +252,8 @@ def place(engine: Engine, batch_id: str, key: str, spec: Any) -> str:
         if status is None or status == "succeeded":
             return "done"                       # finished (purged: finished long ago)
         if status == "partial":
-            _api().retry_job(engine, job_id, dispatch_now=False)
-            return "retried"
+            reopened = _api().retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
+            return "retried" if reopened else "done"   # nothing retryable: leave it
         if status in ("failed", "cancelled"):
             fresh = new_id("job")
             if _swap(r, slot, key, claimed, PENDING + fresh):

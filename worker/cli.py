@@ -245,25 +245,25 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
         fail(EXIT_INPUT, str(exc))
     batch_id = batches.batch_id_for(name)
     try:
-        view = submit_chunks(engine, batch_id, items, name, quiet=as_json)
+        run_batch(engine, batch_id, items, name, detach=detach, timeout_s=timeout_s, as_json=as_json)
     except KeyboardInterrupt:
-        fail(EXIT_INTERRUPTED, f"interrupted while submitting; rerun the same command to resume {batch_id}")
+        fail(EXIT_INTERRUPTED, f"interrupted; batch {batch_id} goes on in the workers. "
+                               "Rerun the same command to resume it (nothing finished is redone).")
+
+
+def run_batch(engine, batch_id: str, items: list[dict[str, Any]], name: str, *, detach: bool,  # type: ignore[no-untyped-def]
+              timeout_s: float | None, as_json: bool) -> NoReturn:
+    view = submit_chunks(engine, batch_id, items, name, quiet=as_json)
     sub = view["submitted"]
     if not as_json:
         click.echo(f"batch {batch_id}: {sub['created']} new, {sub['done']} already done, "
                    f"{sub['inProgress']} in progress, {sub['renewed']} failed resubmitted, "
                    f"{sub['retried']} partial retried", err=True)
-    if detach:
-        _out(view, as_json, batch_id)
-        return
-    try:
+    if not detach:
         view = watch_batch(engine, batch_id, timeout_s=timeout_s, quiet=as_json)
-    except KeyboardInterrupt:
-        fail(EXIT_INTERRUPTED, f"interrupted; batch {batch_id} goes on in the workers. "
-                               "Rerun the same command to watch it again (nothing is redone).")
-    view["submitted"] = sub
-    _out(view, as_json, "\n".join(batch_lines(view)))
-    sys.exit(batch_exit(view))
+        view["submitted"] = sub
+    _out(view, as_json, "\n".join(batch_lines(view)) if not detach or as_json else batch_id)
+    sys.exit(EXIT_OK if detach else batch_exit(view))
 
 
 def submit_chunks(engine, batch_id: str, items: list[dict[str, Any]], name: str,  # type: ignore[no-untyped-def]

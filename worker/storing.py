@@ -32,6 +32,9 @@ def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     step = next((s for s in steps if s.id == step_id), None)
     if step is None or step.status != S.STORING:
         return "not-storing"
+    if _no_image(job.spec, step):
+        _finish(engine, job.id, step_id, S.SUCCEEDED, [], None)
+        return "stored"
     client = engine.client
 
     def refresh() -> str | None:
@@ -52,8 +55,7 @@ def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
         allowed_hosts=tuple(client.allowed_image_hosts),
     )
     try:
-        images = [] if _no_image(job.spec, step) else store_step_images(
-            engine.sink, engine.http, req, settings=engine.settings)
+        images = store_step_images(engine.sink, engine.http, req, settings=engine.settings)
     except RetryableError as exc:
         attempt = int(engine.r.hincrby(engine.keys.step(step_id), "store_attempts", 1))
         delay = STORE_BACKOFF_S[min(attempt - 1, len(STORE_BACKOFF_S) - 1)]

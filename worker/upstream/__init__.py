@@ -11,7 +11,19 @@ from worker.upstream.outcomes import Answer, CodeRule, Outcome, classify
 from worker.upstream.profiles import PROFILES, Profile, get_profile
 
 __all__ = [
-    "Answer", "Button", "CodeRule", "Outcome", "PROFILES", "Profile", "SUBMIT_PATHS", "Task",
-    "TaskStatus", "UpstreamAuthFailed", "UpstreamClient", "UpstreamOutOfCredit",
-    "UpstreamRetryLater", "classify", "get_profile",
+    "PROFILES",
+    "SUBMIT_PATHS",
+    "Answer",
+    "Button",
+    "CodeRule",
+    "Outcome",
+    "Profile",
+    "Task",
+    "TaskStatus",
+    "UpstreamAuthFailed",
+    "UpstreamClient",
+    "UpstreamOutOfCredit",
+    "UpstreamRetryLater",
+    "classify",
+    "get_profile",
 ]

@@ -25,8 +25,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -93,7 +94,7 @@ class _Reply:
 
 def _is_local_host(host: str) -> bool:
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost") or host.endswith(".local"):
+    if host == "localhost" or host.endswith((".localhost", ".local")):
         return True
     try:
         address = ipaddress.ip_address(host)
@@ -126,10 +127,8 @@ class UpstreamClient:
     ) -> None:
         if not base_url or urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"upstream base URL must be http(s)://host[:port], got {base_url!r}")
-        base = base_url.rstrip("/")
-        if base.endswith("/mj"):  # a pasted ".../mj" base would give /mj/mj/submit/...
-            base = base[: -len("/mj")]
-        self.base_url = base
+        # a pasted ".../mj" base would give /mj/mj/submit/...
+        self.base_url = base_url.rstrip("/").removesuffix("/mj")
         self.profile = get_profile(profile)
         self.mode = self._check_mode(mode)
         self.timeout_s = float(timeout_s)
@@ -153,7 +152,7 @@ class UpstreamClient:
 
     @classmethod
     def from_settings(cls, settings: Any, *, session: requests.Session | None = None
-                      ) -> "UpstreamClient":
+                      ) -> UpstreamClient:
         """Build the client from ``worker.settings.Settings``."""
         from worker.settings import ConfigError
 
@@ -177,7 +176,7 @@ class UpstreamClient:
         if self._owns_session:
             self._session.close()
 
-    def __enter__(self) -> "UpstreamClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -416,7 +415,7 @@ class UpstreamClient:
             else:
                 ctype = (response.headers.get("Content-Type") or "").lower()
                 if 200 <= response.status_code < 300 and (
-                        ctype.startswith("image/") or ctype.startswith("application/octet")):
+                        ctype.startswith(("image/", "application/octet"))):
                     if not stream:
                         _ = response.content
                     return response

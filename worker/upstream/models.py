@@ -14,7 +14,7 @@ Tolerated variations (seen in midjourney-proxy, trueai, new-api resellers, UniAP
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 _STATUS_BY_NUMBER = {0: "NOT_START", 1: "SUBMITTED", 3: "IN_PROGRESS", 4: "FAILURE",
                      5: "SUCCESS", 6: "MODAL", 7: "CANCEL"}
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 class TaskStatus(str, Enum):
@@ -82,11 +82,11 @@ def _epoch_ms(value: Any) -> int | None:
         except (OverflowError, ValueError):
             pass
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text)
         except ValueError:
             return None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     return None
 

@@ -33,9 +33,10 @@ import json
 import re
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import requests
 from urllib3.exceptions import NewConnectionError
@@ -101,7 +102,7 @@ class Answer:
 
 # --- the code table -----------------------------------------------------------------------
 
-O = Outcome  # noqa: E741  (short alias for the tables)
+O = Outcome
 
 #: midjourney-proxy ReturnCode (novicezk and trueai) plus the gateway codes (new-api 4/5/30,
 #: trueai's ``Result`` envelope -1). Profiles override entries (``Profile.code_rules``).
@@ -151,8 +152,8 @@ _NOT_FOUND_MARKERS = (
     "不存在或已失效", "任务不存在", "未找到父级任务", "parent task not found", "task not found",
     "未找到 seed",
 )
-_QUEUED_AHEAD = re.compile(r"前面还有\s*(\d+)\s*个|(\d+)\s+(?:tasks?|jobs?)\s+ahead", re.I)
-_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.I | re.S)
+_QUEUED_AHEAD = re.compile(r"前面还有\s*(\d+)\s*个|(\d+)\s+(?:tasks?|jobs?)\s+ahead", re.IGNORECASE)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"\s+")
 _DETAIL_MAX_CHARS = 200
@@ -180,7 +181,7 @@ def classify(
     http_status: int | None,
     body: bytes | str | None,
     content_type: str | None,
-    profile: "Profile",
+    profile: Profile,
     *,
     endpoint: str = "submit",
     exc: BaseException | None = None,
@@ -392,7 +393,7 @@ def _with_detail(head: str, detail: str) -> str:
     return f"{head}: {detail}" if detail and detail.lower() not in head.lower() else head
 
 
-def _decide(status: int | None, parsed: _Body, profile: "Profile", endpoint: str,
+def _decide(status: int | None, parsed: _Body, profile: Profile, endpoint: str,
             retry_after_s: float | None) -> Answer:
     is_query = endpoint in QUERY_ENDPOINTS
     http = f"HTTP {status}" if status is not None else "no HTTP status"
@@ -467,7 +468,7 @@ def _server_error(status: int, parsed: _Body, is_query: bool,
     return O.RETRY_LATER, message
 
 
-def _rule_for(code: int, profile: "Profile") -> CodeRule:
+def _rule_for(code: int, profile: Profile) -> CodeRule:
     rules: Mapping[int, CodeRule] = getattr(profile, "code_rules", None) or {}
     if code in rules:
         return rules[code]
@@ -476,7 +477,7 @@ def _rule_for(code: int, profile: "Profile") -> CodeRule:
     return BASE_CODE_RULES.get(code, UNKNOWN_CODE_RULE)
 
 
-def _from_code(status: int | None, parsed: _Body, profile: "Profile", endpoint: str,
+def _from_code(status: int | None, parsed: _Body, profile: Profile, endpoint: str,
                answer: Any) -> Answer:
     code = parsed.code
     assert code is not None
@@ -499,9 +500,9 @@ def _from_code(status: int | None, parsed: _Body, profile: "Profile", endpoint: 
                                      or "status" in parsed.properties):
         outcome, meaning = O.ACCEPTED, "task already exists"
     # Text that is more specific than the code.
-    if outcome in (O.REJECTED, O.RETRY_LATER) and parsed.mentions(_NOT_FOUND_MARKERS):
-        outcome, meaning = O.NOT_FOUND, "task not found"
-    elif code == 3 and status == 404:
+    parent_missing = code == 3 and status == 404
+    if parent_missing or (outcome in (O.REJECTED, O.RETRY_LATER)
+                          and parsed.mentions(_NOT_FOUND_MARKERS)):
         outcome, meaning = O.NOT_FOUND, "task not found"
     elif outcome is O.REJECTED and code != 24 and parsed.mentions(_RETRY_MARKERS):
         outcome, meaning = O.RETRY_LATER, "upstream busy"

@@ -23,9 +23,10 @@ dataeyes           User-Agent mandatory (Cloudflare 403 "error code: 1010"); ima
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 from worker.upstream.outcomes import CodeRule, Outcome
 

@@ -1,0 +1,1048 @@
+"""Chaos soak: many jobs through the whole system while everything around it misbehaves.
+
+    python -m bench.chaos [--jobs 1000] [--duration-s 1500] [--quick] [--seed N]
+    make chaos CHAOS_ARGS="--quick"
+
+Starts, on loopback and all of its own: the simulator (in this process), moto's S3 server
+behind a small TCP proxy (so an S3 outage keeps moto's state), a redis-server with AOF on
+a free port (data in a temp dir, so it can be restarted), the web app under gunicorn, a
+Celery worker and Celery beat (subprocesses, configured by ``MJFLOW_*`` variables), and a
+consumer that verifies every signed event (Standard Webhooks). Then it submits the jobs
+(each ``IMAGINE`` then ``U1``..``U4``, with a ``callbackUrl``) while injecting, at once:
+
+* upstream faults: 30 % callbacks dropped, 10 % duplicated, reordered and delayed;
+  2 % HTTP 500 on every upstream request; 1 % stuck and 1 % failed tasks; 1 % hung
+  submits answering after the client's timeout; one queue-full burst;
+* process faults: the worker SIGKILLed every 20 s and restarted; the web app SIGKILLed
+  and restarted once; Redis restarted once (SIGTERM: a graceful shutdown that flushes
+  and fsyncs the AOF, then a restart that loads it); a 20 s S3 outage (the proxy resets
+  every connection; moto keeps its objects).
+
+When every job is terminal it stops the chaos, waits for the system to go idle, checks
+(:mod:`bench.chaos_checks`) and prints a table. Any violation exits 1 with the reasons.
+``--quick`` is the 2-minute version that ``tests/test_chaos.py`` runs.
+
+Every process it starts is stopped at the end (also on Ctrl-C or SIGTERM), every loop is
+bounded, the temp dir is removed (logs are copied to ``artifacts/chaos`` on failure).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+import requests
+
+from bench.chaos_checks import IDLE_QUEUES, Collected, Row, evaluate, render
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+QUEUES = "mjflow.submit,mjflow.reconcile,mjflow.store,mjflow.deliver,mjflow.tick,mjflow.api"
+PREFIX = "mjchaos"
+BUCKET = "mjflow-chaos"
+S3_PREFIX = "soak"
+API_KEY = "chaos-api-key"
+WEBHOOK_SECRET = "whsec_" + "Y2hhb3Mtc29hay13ZWJob29rLXNlY3JldC0wMTIz"   # base64, 32 bytes
+HOOK_SECRET = "chaos-hook-secret"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+FOLLOW_UPS = ["U1", "U2", "U3", "U4"]
+STEPS_PER_JOB = 1 + len(FOLLOW_UPS)
+HTTP_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+ARTIFACTS = ROOT / "artifacts" / "chaos"
+
+
+@dataclass
+class Plan:
+    """What the soak does. ``quick()`` is the CI version. Times are seconds from the first
+    submission. The simulated upstream has ``accounts`` accounts of ``core_size`` running +
+    ``queue_size`` queued tasks (a real Midjourney account: 3 + 10), and mjflow's window
+    ceiling (``MJFLOW_MAX_IN_FLIGHT``) is their total."""
+
+    jobs: int = 1000
+    duration_s: float = 1500.0       # every job must be terminal within this
+    submit_over_s: float = 60.0      # submissions are spread over this long
+    drain_s: float = 180.0           # then the system must be idle within this
+    seed: int = 7
+    speed: float = 20.0
+    accounts: int = 8
+    core_size: int = 3
+    queue_size: int = 10
+    # upstream faults
+    drop_callbacks: float = 0.30
+    duplicate_callbacks: float = 0.10
+    delay_callbacks_ms: int = 200
+    http_500: float = 0.02
+    stuck: float = 0.01
+    fail: float = 0.01
+    hung_submit: float = 0.01
+    hung_submit_ms: int = 5000       # > MJFLOW_UPSTREAM_TIMEOUT_S: the answer is lost
+    burst_at_s: float = 10.0
+    burst: int = 30
+    # process faults
+    kill_every_s: float = 20.0
+    kill_down_s: float = 1.0
+    web_restart_at_s: float = 35.0
+    redis_restart_at_s: float = 55.0
+    redis_down_s: float = 3.0
+    s3_outage_at_s: float = 75.0
+    s3_outage_s: float = 20.0
+    # mjflow settings that the fault rates call for
+    step_deadline_s: float = 45.0
+    upscale_deadline_s: float = 30.0
+    stuck_timeout_s: float = 60.0    # the upstream fails a stuck task after this (> deadline)
+    submit_grace_s: float = 20.0
+    upstream_timeout_s: float = 3.0
+    poll_interval_s: float = 2.0
+    tick_interval_s: float = 0.5
+    worker_concurrency: int = 4
+    web_workers: int = 2
+    max_rss_mb: float = 1024.0
+    verify_bytes: int = 300          # objects whose bytes are downloaded and re-hashed
+
+    @classmethod
+    def quick(cls) -> "Plan":
+        return cls(jobs=60, duration_s=150.0, submit_over_s=25.0, drain_s=60.0, burst_at_s=4.0,
+                   burst=10, kill_every_s=10.0, web_restart_at_s=12.0, redis_restart_at_s=20.0,
+                   redis_down_s=2.0, s3_outage_at_s=27.0, s3_outage_s=8.0,
+                   step_deadline_s=25.0, upscale_deadline_s=20.0, stuck_timeout_s=35.0,
+                   submit_grace_s=12.0, verify_bytes=10**6)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.accounts * (self.core_size + self.queue_size)
+
+
+# -- small utilities ------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if pred():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(step_s)
+    raise RuntimeError(f"{what} not ready within {timeout_s:.0f} s")
+
+
+def http_ok(url: str) -> bool:
+    return requests.get(url, timeout=2).status_code < 500
+
+
+def log(msg: str) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def group_pids(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid:      # field 5 of stat: pgrp
+            out.append(int(entry))
+    return out
+
+
+def rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+# -- processes ----------------------------------------------------------------------------
+class Procs:
+    """Subprocesses, each in a session of its own (so a group kill takes its children)."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log_path = self.workdir / f"{name}.log"
+        self.logs[name] = log_path
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        with self._lock:
+            self.procs[name] = proc
+        return proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        with self._lock:
+            proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        # children that outlived their leader (a SIGKILLed Celery parent's pool processes)
+        for pid in group_pids(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def rss(self, name: str) -> float:
+        proc = self.procs.get(name)
+        return rss_mb(group_pids(proc.pid)) if proc and proc.poll() is None else 0.0
+
+    def alive(self, name: str) -> bool:
+        proc = self.procs.get(name)
+        return bool(proc and proc.poll() is None)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):      # the reverse of the start order
+            self.kill(name, signal.SIGTERM, timeout_s=10)
+
+    def tail(self, name: str, lines: int = 25) -> str:
+        path = self.logs.get(name)
+        if not path or not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class RedisServer:
+    """Our own redis-server: AOF on (appendfsync everysec), no RDB snapshots, data in
+    ``dir``. ``restart`` stops it with SIGTERM, which Redis handles as a graceful
+    SHUTDOWN: it flushes and fsyncs the AOF before exiting, so every write it
+    acknowledged is loaded again on start (SHUTDOWN NOSAVE or SIGKILL would not give that
+    guarantee with everysec)."""
+
+    def __init__(self, procs: Procs, data_dir: Path) -> None:
+        self.procs = procs
+        self.dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.procs.spawn("redis", [
+            shutil.which("redis-server") or "redis-server", "--port", str(self.port),
+            "--bind", "127.0.0.1", "--dir", str(self.dir), "--appendonly", "yes",
+            "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+            "--daemonize", "no", "--maxclients", "2000",
+        ], env={k: v for k, v in os.environ.items()})
+        r = self.client()
+        wait_until(lambda: r.ping(), START_TIMEOUT_S, "redis-server")
+        wait_until(lambda: r.info("persistence").get("loading") == 0, START_TIMEOUT_S,
+                   "redis AOF load")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=10,
+                           socket_connect_timeout=2)
+
+    def restart(self, down_s: float) -> dict[str, Any]:
+        r = self.client()
+        token = uuid.uuid4().hex
+        r.set("chaos:sentinel", token)
+        jobs_before = r.zcard(f"{PREFIX}:jobs")
+        log_path = self.procs.logs["redis"]
+        offset = log_path.stat().st_size
+        self.procs.kill("redis", signal.SIGTERM, timeout_s=60)
+        time.sleep(down_s)
+        self.start()
+        r = self.client()
+        jobs_after = r.zcard(f"{PREFIX}:jobs")
+        with log_path.open(errors="replace") as fh:
+            fh.seek(offset)
+            text = fh.read()
+        loaded = "DB loaded from append only file" in text
+        flushed = "Calling fsync() on the AOF file" in text
+        return {"aof_ok": r.get("chaos:sentinel") == token and jobs_after >= jobs_before
+                and loaded, "jobs_before": jobs_before, "jobs_after": jobs_after,
+                "aof_fsynced_at_shutdown": flushed, "aof_loaded": loaded}
+
+
+class TcpProxy:
+    """A threaded TCP forwarder in front of moto. ``block()`` resets every connection and
+    keeps resetting new ones (connect → RST) until ``unblock()``: an S3 outage during which
+    moto keeps its buckets and objects."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.sock.settimeout(0.5)
+        self.port = int(self.sock.getsockname()[1])
+        self.blocked = False
+        self.refused = 0
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="chaos-s3-proxy", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _reset(s: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        with contextlib.suppress(OSError):
+            s.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.sock.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            if self.blocked:
+                self.refused += 1
+                self._reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                self._reset(client)
+                continue
+            upstream.settimeout(None)
+            client.settimeout(None)
+            with self._lock:
+                self._conns.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+            with self._lock:
+                gone = src in self._conns
+                self._conns.discard(src)
+            if gone:
+                with contextlib.suppress(OSError):
+                    src.close()
+
+    def block(self) -> None:
+        self.blocked = True
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for s in conns:
+            self._reset(s)
+
+    def unblock(self) -> None:
+        self.blocked = False
+
+    def close(self) -> None:
+        self._stop.set()
+        self.block()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self._thread.join(timeout=2)
+
+
+# -- the consumer of signed events ----------------------------------------------------------
+class Consumer:
+    """A threaded HTTP server that verifies each event's Standard Webhooks signature and
+    records it by job id (204), or records the failure (400)."""
+
+    def __init__(self, secret: str) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        self.webhook = Webhook(secret)
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.bad: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        consumer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = consumer.receive(body, {k.lower(): v for k, v in self.headers.items()})
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/events"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                        name="chaos-consumer")
+        self._thread.start()
+
+    def receive(self, body: bytes, headers: dict[str, str]) -> int:
+        try:
+            event = self.webhook.verify(body, headers)
+        except Exception as exc:  # noqa: BLE001 - any verification failure is recorded
+            with self.lock:
+                self.bad.append({"why": f"{type(exc).__name__}: {exc}", "headers": headers})
+            return 400
+        job_id = (event.get("data") or {}).get("jobId")
+        record = {"msg_id": headers.get("webhook-id"), "type": event.get("type"),
+                  "data": event.get("data") or {}, "at": time.time()}
+        with self.lock:
+            self.events.setdefault(str(job_id), []).append(record)
+        return 204
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def self_test_consumer(consumer: Consumer) -> None:
+    """The consumer accepts a correctly signed event and refuses a tampered one (so a
+    passing soak means the signatures really were checked)."""
+    from datetime import UTC, datetime
+
+    body = json.dumps({"type": "job.succeeded", "data": {"jobId": "selftest"}})
+    now = datetime.now(UTC)
+    headers = {"webhook-id": "msg_selftest", "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": consumer.webhook.sign("msg_selftest", now, body)}
+    ok = requests.post(consumer.url, data=body, headers=headers, timeout=5).status_code
+    bad = requests.post(consumer.url, data=body.replace("succeeded", "failed"), headers=headers,
+                        timeout=5).status_code
+    with consumer.lock:
+        consumer.events.pop("selftest", None)
+        consumer.bad.clear()
+    if (ok, bad) != (204, 400):
+        raise RuntimeError(f"consumer self-test failed: signed -> {ok}, tampered -> {bad}")
+
+
+# -- the system under test ------------------------------------------------------------------
+class System:
+    def __init__(self, plan: Plan, workdir: Path) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.procs = Procs(workdir, {})
+        self.sim: Any = None
+        self.proxy: TcpProxy | None = None
+        self.consumer: Consumer | None = None
+        self.redis = RedisServer(self.procs, workdir / "redis")
+        self.web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.moto_port = free_port()
+        self.moto_url = f"http://127.0.0.1:{self.moto_port}"
+
+    # lifecycle
+    def start(self) -> None:
+        from simulator.server import start as start_sim
+
+        p = self.plan
+        self.redis.start()
+        self.procs.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                  str(self.moto_port)], env={**os.environ, **AWS_ENV})
+        wait_until(lambda: http_ok(f"{self.moto_url}/moto-api/"), START_TIMEOUT_S, "moto")
+        s3 = self.s3()
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        self.proxy = TcpProxy(self.moto_port)
+        self.consumer = Consumer(WEBHOOK_SECRET)
+        self_test_consumer(self.consumer)
+        self.sim = start_sim(port=0, profile="midjourney-proxy", speed=p.speed,
+                             core_size=p.core_size, queue_size=p.queue_size, accounts=p.accounts)
+        self.procs.env = {
+            **os.environ, **AWS_ENV,
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.proxy.port}",
+            "MJFLOW_UPSTREAM_URL": self.sim.url,
+            "MJFLOW_UPSTREAM_PROFILE": "midjourney-proxy",
+            "MJFLOW_REDIS_URL": self.redis.url,
+            "MJFLOW_KEY_PREFIX": PREFIX,
+            "MJFLOW_STORAGE_URL": f"s3://{BUCKET}/{S3_PREFIX}",
+            "MJFLOW_PUBLIC_URL": self.web_url,
+            "MJFLOW_HOOK_SECRET": HOOK_SECRET,
+            "MJFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "MJFLOW_API_KEYS": API_KEY,
+            "MJFLOW_ALLOW_PRIVATE_URLS": "true",
+            "MJFLOW_MAX_IN_FLIGHT": str(p.max_in_flight),
+            "MJFLOW_POLL_INTERVAL_S": str(p.poll_interval_s),
+            "MJFLOW_HEARTBEAT_PUSH_S": str(p.poll_interval_s * 1.5),
+            "MJFLOW_TICK_INTERVAL_S": str(p.tick_interval_s),
+            "MJFLOW_SUBMIT_GRACE_S": str(p.submit_grace_s),
+            "MJFLOW_REDRIVE_S": "10",
+            "MJFLOW_QUEUE_FULL_BACKOFF_S": "1",
+            "MJFLOW_STEP_DEADLINE_S": str(p.step_deadline_s),
+            "MJFLOW_UPSCALE_DEADLINE_S": str(p.upscale_deadline_s),
+            "MJFLOW_UPSTREAM_TIMEOUT_S": str(p.upstream_timeout_s),
+            "MJFLOW_DELIVERY_TIMEOUT_S": "5",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.procs.env.pop("MJFLOW_BROKER_URL", None)
+        self.start_web()
+        self.start_worker()
+        self.start_beat()
+        wait_until(lambda: http_ok(f"{self.web_url}/healthz"), START_TIMEOUT_S, "web app")
+
+    def s3(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.moto_url, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test",
+                            config=Config(retries={"mode": "standard", "max_attempts": 5},
+                                          request_checksum_calculation="when_required",
+                                          response_checksum_validation="when_required"))
+
+    def start_web(self) -> None:
+        self.procs.spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
+                                 "--workers", str(self.plan.web_workers), "--threads", "4",
+                                 "--graceful-timeout", "5", "webhook:create_app()"])
+
+    def start_worker(self) -> None:
+        self.procs.spawn("worker", [
+            str(BIN / "celery"), "-A", "worker.celery_app", "worker", "--loglevel", "WARNING",
+            "--concurrency", str(self.plan.worker_concurrency), "-Q", QUEUES,
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "-n", f"chaos-{uuid.uuid4().hex[:6]}@%h"])
+
+    def start_beat(self) -> None:
+        self.procs.spawn("beat", [str(BIN / "celery"), "-A", "worker.celery_app", "beat",
+                                  "--loglevel", "WARNING", "--schedule",
+                                  str(self.workdir / "beat-schedule")])
+
+    def stop(self) -> None:
+        self.procs.stop_all()
+        if self.proxy:
+            self.proxy.close()
+        if self.consumer:
+            self.consumer.close()
+        if self.sim:
+            self.sim.stop()
+
+    # use
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    def set_faults(self, **faults: Any) -> None:
+        resp = requests.put(f"{self.sim.url}/_sim/faults", json=faults, timeout=HTTP_TIMEOUT_S)
+        resp.raise_for_status()
+
+    def sim_stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.sim.url}/_sim/stats", timeout=HTTP_TIMEOUT_S).json()
+
+
+# -- load -----------------------------------------------------------------------------------
+class Submitter:
+    """Creates the jobs, spread over ``submit_over_s``, each with an Idempotency-Key so a
+    request lost to a web or Redis restart is simply sent again (bounded)."""
+
+    def __init__(self, system: System, run_id: str) -> None:
+        self.system = system
+        self.run_id = run_id
+        self.job_ids: dict[int, str] = {}
+        self.errors: list[str] = []
+        self.retries = 0
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+
+    def spec(self, i: int) -> dict[str, Any]:
+        return {"prompt": f"chaos soak {i}: a lighthouse in a storm, plate {i % 97}",
+                "then": FOLLOW_UPS, "callbackUrl": self.system.consumer.url,
+                "metadata": {"soak": self.run_id, "i": i}}
+
+    def submit_one(self, session: requests.Session, i: int, give_up_s: float = 90.0) -> None:
+        url = f"{self.system.web_url}/v1/jobs"
+        headers = {**self.system.headers, "Idempotency-Key": f"{self.run_id}-{i}"}
+        deadline = time.monotonic() + give_up_s
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                resp = session.post(url, json=self.spec(i), headers=headers, timeout=HTTP_TIMEOUT_S)
+                if resp.status_code in (200, 202):
+                    with self.lock:
+                        self.job_ids[i] = resp.json()["id"]
+                    return
+                last = f"HTTP {resp.status_code} {resp.text[:160]}"
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}"
+            with self.lock:
+                self.retries += 1
+            time.sleep(0.5)
+        with self.lock:
+            self.errors.append(f"job {i}: {last}")
+
+    def run(self, t0: float, over_s: float, n: int, threads: int = 4) -> None:
+        def worker(k: int) -> None:
+            session = requests.Session()
+            for i in range(k, n, threads):
+                due = t0 + over_s * i / max(1, n)
+                time.sleep(max(0.0, due - time.monotonic()))
+                self.submit_one(session, i)
+
+        pool = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+        self.done.set()
+
+
+# -- chaos ----------------------------------------------------------------------------------
+class Chaos:
+    """Applies the one-off events at their times and kills the worker every
+    ``kill_every_s`` until told to stop. Runs in its own thread."""
+
+    def __init__(self, system: System, plan: Plan) -> None:
+        self.system = system
+        self.plan = plan
+        self.stats: dict[str, Any] = {"worker_kills": 0, "web_restarts": 0, "redis_restarts": 0,
+                                      "s3_outages": 0, "s3_outage_s": 0.0, "redis_aof_ok": None,
+                                      "timeline": []}
+        self.stop = threading.Event()
+        self.errors: list[str] = []
+        self.pending: list[tuple[float, str, Callable[[], None]]] = sorted([
+            (plan.burst_at_s, "queue-full burst", self.burst),
+            (plan.web_restart_at_s, "web restart", self.restart_web),
+            (plan.redis_restart_at_s, "redis restart", self.restart_redis),
+            (plan.s3_outage_at_s, "S3 outage begins", self.s3_down),
+            (plan.s3_outage_at_s + plan.s3_outage_s, "S3 outage ends", self.s3_up),
+        ], key=lambda e: e[0])
+        self._s3_down_at = 0.0
+
+    @property
+    def one_offs_done(self) -> bool:
+        return not self.pending
+
+    def note(self, t: float, what: str) -> None:
+        self.stats["timeline"].append((round(t, 1), what))
+        log(f"t={t:6.1f}s  {what}")
+
+    def burst(self) -> None:
+        self.system.set_faults(queue_full_burst=self.plan.burst)
+
+    def restart_web(self) -> None:
+        s = self.system
+        s.procs.kill("web", signal.SIGKILL)
+        time.sleep(1.0)
+        s.start_web()
+        wait_until(lambda: http_ok(f"{s.web_url}/healthz"), START_TIMEOUT_S, "web app (restart)")
+        self.stats["web_restarts"] += 1
+
+    def restart_redis(self) -> None:
+        result = self.system.redis.restart(self.plan.redis_down_s)
+        self.stats["redis_restarts"] += 1
+        self.stats["redis_aof_ok"] = result["aof_ok"]
+        self.stats["redis_restart"] = result
+
+    def s3_down(self) -> None:
+        assert self.system.proxy is not None
+        self.system.proxy.block()
+        self._s3_down_at = time.monotonic()
+
+    def s3_up(self) -> None:
+        assert self.system.proxy is not None
+        self.system.proxy.unblock()
+        self.stats["s3_outages"] += 1
+        self.stats["s3_outage_s"] = time.monotonic() - self._s3_down_at
+        self.stats["s3_refused"] = self.system.proxy.refused
+
+    def kill_worker(self) -> None:
+        s = self.system
+        s.procs.kill("worker", signal.SIGKILL)
+        self.stats["worker_kills"] += 1
+        time.sleep(self.plan.kill_down_s)
+        s.start_worker()
+
+    def run(self, t0: float, keep_killing: Callable[[], bool]) -> None:
+        next_kill = self.plan.kill_every_s
+        while not self.stop.is_set():
+            t = time.monotonic() - t0
+            if self.pending and self.pending[0][0] <= t:
+                _, name, fn = self.pending.pop(0)
+                self.note(t, name)
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - reported as a violation
+                    self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                    log(f"chaos event {name} failed: {exc}")
+                continue
+            if t >= next_kill:
+                if keep_killing():
+                    self.note(t, "worker SIGKILL")
+                    self.kill_worker()
+                next_kill += self.plan.kill_every_s
+                continue
+            self.stop.wait(0.2)
+
+    def heal(self) -> None:
+        """Leave everything up: the proxy open, Redis, web and worker running."""
+        s = self.system
+        if s.proxy and s.proxy.blocked:
+            self.s3_up()
+        if not s.procs.alive("redis"):
+            s.redis.start()
+        if not s.procs.alive("web"):
+            s.start_web()
+        if not s.procs.alive("worker"):
+            s.start_worker()
+
+
+# -- watching -------------------------------------------------------------------------------
+def job_statuses(r: redis.Redis, job_ids: list[str]) -> Counter[str]:
+    pipe = r.pipeline(transaction=False)
+    for jid in job_ids:
+        pipe.hget(f"{PREFIX}:job:{jid}", "status")
+    return Counter(s or "missing" for s in pipe.execute())
+
+
+def queue_depths(r: redis.Redis) -> dict[str, int]:
+    out = {}
+    for name in IDLE_QUEUES:
+        if name == "ready:*":
+            out[name] = sum(r.zcard(k) for k in r.scan_iter(f"{PREFIX}:ready:*", count=1000))
+        elif name == "jobs:live":
+            out[name] = r.scard(f"{PREFIX}:jobs:live")
+        else:
+            out[name] = r.zcard(f"{PREFIX}:{name}")
+    return out
+
+
+def celery_depths(r: redis.Redis) -> tuple[dict[str, int], int]:
+    lists: dict[str, int] = {}
+    unacked = 0
+    for key in r.scan_iter(f"{PREFIX}:celery:*", count=1000):
+        kind = r.type(key)
+        if kind == "list":
+            lists[key.removeprefix(f"{PREFIX}:celery:")] = r.llen(key)
+        elif kind == "hash" and key.endswith(":unacked"):
+            unacked = r.hlen(key)
+    return lists, unacked
+
+
+def is_idle(r: redis.Redis) -> bool:
+    return not any(queue_depths(r).values()) and not any(celery_depths(r)[0].values())
+
+
+# -- collecting -----------------------------------------------------------------------------
+def fetch_views(system: System, job_ids: list[str]) -> dict[str, dict[str, Any] | None]:
+    def one(jid: str) -> tuple[str, dict[str, Any] | None]:
+        for _ in range(5):
+            try:
+                resp = requests.get(f"{system.web_url}/v1/jobs/{jid}", headers=system.headers,
+                                    timeout=HTTP_TIMEOUT_S)
+                if resp.status_code == 200:
+                    return jid, resp.json()
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        return jid, None
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(pool.map(one, job_ids))
+
+
+def listing_counts(system: System) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for status in ("queued", "running", "succeeded", "partial", "failed", "cancelled"):
+        cursor, n = None, 0
+        for _ in range(1000):                       # bounded: 200 000 jobs at most
+            params: dict[str, Any] = {"status": status, "limit": 200}
+            if cursor:
+                params["cursor"] = cursor
+            page = requests.get(f"{system.web_url}/v1/jobs", params=params,
+                                headers=system.headers, timeout=60).json()
+            n += len(page["items"])
+            cursor = page.get("next")
+            if not cursor:
+                break
+        counts[status] = n
+    return counts
+
+
+def s3_inventory(system: System, views: dict[str, dict | None], verify_bytes: int,
+                 seed: int) -> tuple[dict[str, dict], dict[str, dict], dict[str, str]]:
+    s3 = system.s3()
+    base = f"{S3_PREFIX}/"
+    objects: dict[str, dict[str, Any]] = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=base):
+        for ver in page.get("Versions", []):
+            key = ver["Key"][len(base):]
+            entry = objects.setdefault(key, {"size": 0, "versions": 0})
+            entry["versions"] += 1
+            if ver.get("IsLatest"):
+                entry["size"] = ver["Size"]
+    image_keys = [i["key"] for v in views.values() if v for s in v["steps"] for i in s["images"]
+                  if i["key"] in objects]
+
+    def head(key: str) -> tuple[str, dict[str, Any]]:
+        h = s3.head_object(Bucket=BUCKET, Key=base + key)
+        from urllib.parse import unquote
+
+        return key, {"size": h["ContentLength"], "sha256": unquote(h["Metadata"].get("sha256", ""))}
+
+    def body_hash(key: str) -> tuple[str, str]:
+        data = s3.get_object(Bucket=BUCKET, Key=base + key)["Body"].read()
+        return key, hashlib.sha256(data).hexdigest()
+
+    sample = random.Random(seed).sample(image_keys, min(verify_bytes, len(image_keys)))
+    with ThreadPoolExecutor(6) as pool:
+        heads = dict(pool.map(head, image_keys))
+        hashes = dict(pool.map(body_hash, sample))
+    return objects, heads, hashes
+
+
+AMBIGUOUS_RE = re.compile(r"(stp_[0-9a-f]{20})")
+
+
+def ambiguous_steps(procs: Procs) -> list[str]:
+    out = []
+    for name in ("worker",):
+        path = procs.logs.get(name)
+        if not path or not path.exists():
+            continue
+        with path.open(errors="replace") as fh:
+            for line in fh:
+                if "counted as ambiguous" in line:
+                    out.extend(AMBIGUOUS_RE.findall(line)[:1])
+    return out
+
+
+def collect(system: System, plan: Plan, sub: Submitter, chaos: Chaos,
+            rss: dict[str, float]) -> Collected:
+    r = system.redis.client()
+    job_ids = [sub.job_ids[i] for i in sorted(sub.job_ids)]
+    views = fetch_views(system, job_ids)
+    counters = {name: {k: int(v) for k, v in r.hgetall(f"{PREFIX}:counter:{name}").items()}
+                for name in ("effects", "submits", "callbacks", "polls", "storage",
+                             "webhook_attempts", "answers")}
+    celery, unacked = celery_depths(r)
+    objects, heads, hashes = s3_inventory(system, views, plan.verify_bytes, plan.seed)
+    sim = system.sim.sim
+    timelines = {}
+    for task in sim.recent(None):
+        tl = sim.timeline(task["id"])
+        if tl:
+            timelines[task["id"]] = tl
+    assert system.consumer is not None
+    with system.consumer.lock:
+        events = {k: list(v) for k, v in system.consumer.events.items()}
+        bad = list(system.consumer.bad)
+    known = set(job_ids)
+    bad += [{"why": f"event for unknown job {k}"} for k in events if k not in known]
+    return Collected(
+        n_jobs=plan.jobs, job_ids=job_ids, submit_errors=sub.errors, views=views,
+        listing_counts=listing_counts(system), sim_stats=system.sim_stats(),
+        timelines=timelines, counters=counters, queues=queue_depths(r), celery=celery,
+        celery_unacked=unacked, objects=objects, heads=heads, byte_hashes=hashes,
+        events=events, bad_events=bad, ambiguous_steps=ambiguous_steps(system.procs),
+        chaos=chaos.stats, rss_mb=rss, max_rss_mb=plan.max_rss_mb,
+        deadlines={"step": plan.step_deadline_s, "upscale": plan.upscale_deadline_s},
+        now=time.time())
+
+
+# -- the run --------------------------------------------------------------------------------
+@dataclass
+class Outcome:
+    ok: bool
+    table: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def run(plan: Plan, keep: bool = False) -> Outcome:
+    workdir = Path(tempfile.mkdtemp(prefix="mjflow-chaos-"))
+    system = System(plan, workdir)
+    run_id = uuid.uuid4().hex[:8]
+    started = time.monotonic()
+    chaos: Chaos | None = None
+    chaos_thread: threading.Thread | None = None
+    ok = False
+    try:
+        log(f"starting the system in {workdir} (Redis with AOF on port {system.redis.port})")
+        system.start()
+        startup_s = time.monotonic() - started
+        system.set_faults(
+            seed=plan.seed, drop_callbacks=plan.drop_callbacks,
+            duplicate_callbacks=plan.duplicate_callbacks, reorder_callbacks=True,
+            delay_callbacks_ms=plan.delay_callbacks_ms, http_500=plan.http_500,
+            stuck=plan.stuck, stuck_timeout_s=plan.stuck_timeout_s, fail=plan.fail,
+            hung_submit=plan.hung_submit, hung_submit_ms=plan.hung_submit_ms)
+        idle_rss = {"worker": system.procs.rss("worker"), "web": system.procs.rss("web"),
+                    "beat": system.procs.rss("beat")}
+        log(f"up in {startup_s:.1f} s; {plan.jobs} jobs x {STEPS_PER_JOB} steps, "
+            f"{plan.accounts} accounts x ({plan.core_size}+{plan.queue_size}), speed {plan.speed}")
+        sub = Submitter(system, run_id)
+        chaos = Chaos(system, plan)
+        t0 = time.monotonic()
+        r = system.redis.client()
+        state = {"all_terminal": False}
+        sub_thread = threading.Thread(target=sub.run, args=(t0, plan.submit_over_s, plan.jobs),
+                                      daemon=True, name="chaos-submitter")
+        sub_thread.start()
+        chaos_thread = threading.Thread(target=chaos.run,
+                                        args=(t0, lambda: not state["all_terminal"]),
+                                        daemon=True, name="chaos-events")
+        chaos_thread.start()
+        peak_rss = 0.0
+        last_print = 0.0
+        counts: Counter[str] = Counter()
+        while True:
+            t = time.monotonic() - t0
+            with contextlib.suppress(redis.RedisError):
+                with sub.lock:
+                    ids = list(sub.job_ids.values())
+                counts = job_statuses(r, ids)
+            terminal = sum(n for s, n in counts.items()
+                           if s in ("succeeded", "partial", "failed", "cancelled"))
+            state["all_terminal"] = sub.done.is_set() and terminal == plan.jobs - len(sub.errors)
+            peak_rss = max(peak_rss, system.procs.rss("worker"))
+            if t - last_print >= 10:
+                last_print = t
+                try:
+                    st = system.sim_stats()
+                    upstream = f"upstream tasks {sum(st['submissions'].values())}, running {st['running']}, waiting {st['waiting']}"
+                except requests.RequestException:
+                    upstream = "simulator busy"
+                log(f"t={t:6.1f}s  jobs {len(ids)}/{plan.jobs} created, {terminal} terminal "
+                    f"{dict(counts)}; {upstream}; worker RSS {system.procs.rss('worker'):.0f} MB")
+            if state["all_terminal"] and chaos.one_offs_done:
+                break
+            if t > plan.duration_s:
+                log(f"duration limit {plan.duration_s:.0f} s reached with {terminal} terminal jobs")
+                break
+            time.sleep(1.0)
+        run_s = time.monotonic() - t0
+        chaos.stop.set()
+        chaos_thread.join(timeout=120)
+        chaos.heal()
+        log(f"all jobs terminal after {run_s:.1f} s; waiting for idle (at most {plan.drain_s:.0f} s)")
+        drain_start = time.monotonic()
+        with contextlib.suppress(RuntimeError):
+            wait_until(lambda: is_idle(r), plan.drain_s, "idle", step_s=1.0)
+        time.sleep(2.0)   # a last tick; in-flight deliveries land
+        drain_s = time.monotonic() - drain_start
+        rss = {"worker (idle, before)": idle_rss["worker"],
+               "worker (end)": system.procs.rss("worker"), "worker (peak)": peak_rss,
+               "web (end)": system.procs.rss("web"), "beat (end)": system.procs.rss("beat"),
+               "redis used_memory": float(r.info("memory")["used_memory"]) / 2**20}
+        log("collecting and checking")
+        collected = collect(system, plan, sub, chaos, rss)
+        verdict = evaluate(collected, expect={"worker_kills": 1, "burst": plan.burst})
+        for err in chaos.errors:
+            verdict.violations.append(f"chaos: {err}")
+        if sub.retries:
+            verdict.rows.append(Row(
+                "job submissions", None, f"{len(sub.job_ids)} created, {sub.retries} requests "
+                f"retried (web/Redis restarts; Idempotency-Key made them safe)"))
+        total_s = time.monotonic() - started
+        summary = {
+            "plan": asdict(plan), "startup_s": round(startup_s, 1), "run_s": round(run_s, 1),
+            "drain_s": round(drain_s, 1), "total_s": round(total_s, 1),
+            "job_statuses": dict(counts), "chaos": chaos.stats, "rss_mb": rss,
+            "counters": collected.counters, "sim": collected.sim_stats,
+            "violations": verdict.violations,
+        }
+        table = render(verdict)
+        header = (f"chaos soak: {plan.jobs} jobs x {STEPS_PER_JOB} steps; all terminal in "
+                  f"{run_s:.0f} s, idle {drain_s:.0f} s later; {total_s:.0f} s in all")
+        ok = verdict.ok
+        if not ok:
+            for name in ("worker", "web", "beat", "redis"):
+                print(f"--- {name} log (tail) ---\n{system.procs.tail(name)}", file=sys.stderr)
+        return Outcome(ok, header + "\n" + table, summary)
+    finally:
+        if chaos is not None:
+            chaos.stop.set()
+        if chaos_thread is not None:
+            chaos_thread.join(timeout=120)
+        system.stop()
+        if not ok:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            for path in workdir.glob("*.log"):
+                shutil.copy(path, ARTIFACTS / path.name)
+            log(f"logs copied to {ARTIFACTS}")
+        if keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="the ~2-minute CI version")
+    ap.add_argument("--jobs", type=int, help="jobs to run (default 1000; quick 60)")
+    ap.add_argument("--duration-s", type=float,
+                    help="every job must be terminal within this (default 1500; quick 150)")
+    ap.add_argument("--seed", type=int, help="simulator fault seed")
+    ap.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, AOF)")
+    return ap.parse_args(argv)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = Plan.quick() if args.quick else Plan()
+    if args.jobs is not None:
+        plan.jobs = args.jobs
+    if args.duration_s is not None:
+        plan.duration_s = args.duration_s
+    if args.seed is not None:
+        plan.seed = args.seed
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        outcome = run(plan, keep=args.keep)
+    except KeyboardInterrupt:
+        log("interrupted; everything stopped")
+        return 130
+    print(outcome.table, flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(outcome.summary, indent=2, default=str))
+    return 0 if outcome.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

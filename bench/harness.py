@@ -1,0 +1,553 @@
+"""The benchmarks' harness: a whole mjflow on loopback, process accounting, result tables.
+
+* :class:`BenchStack` starts the simulator in this process (``simulator.server.start``)
+  and the web app (gunicorn, flags as in the Procfile), a Celery worker and Celery beat as
+  subprocesses, all on the real Redis under a key prefix of their own, which
+  :meth:`BenchStack.stop` deletes.
+* :func:`mjflow_timers` scales mjflow's *pacing* intervals by the simulator's speed factor
+  (the same rule the baselines use, :func:`scaled`), so every side sees the same
+  compressed clock.
+* :func:`tree_cpu_s` / :func:`tree_rss_kb` read ``/proc`` for a process and its
+  descendants (children that exited and were reaped count through ``cutime``/``cstime``).
+* :class:`Consumer` receives the jobs' signed events and notes when each arrived.
+* :func:`table` / :func:`save` print and store a benchmark's result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results"
+REDIS_URL = os.environ.get("MJFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+QUEUES = "mjflow.submit,mjflow.reconcile,mjflow.store,mjflow.deliver,mjflow.tick,mjflow.api"
+API_KEY = "bench-key"
+HOOK_SECRET = "bench-hook-secret"
+WEBHOOK_SECRET = "whsec_" + "YmVuY2hzZWNyZXRiZW5jaHNlY3JldGJlbmNoc2VjcmV0"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+#: Real-pace intervals (seconds) that every side scales by the simulator speed.
+NAIVE_FETCH_S = 5.0        # the naive loop fetches each task this often
+RESELLER_LIST_S = 15.0     # the reseller poller lists all unfinished tasks this often
+QUEUE_FULL_PAUSE_S = 5.0   # the baselines' pause after a queue-full answer
+#: The beat tick is not scaled below this: Celery beat ticking faster than 20 Hz would
+#: mostly measure beat itself. At high speeds this *slows* mjflow relative to real pace.
+TICK_FLOOR_S = 0.05
+
+
+def scaled(real_s: float, speed: float, floor_s: float = 0.0) -> float:
+    """A real-pace interval on the simulator's compressed clock."""
+    return max(floor_s, real_s / speed)
+
+
+def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
+    """mjflow's pacing settings at ``speed``: its defaults divided by the speed factor.
+
+    Poll interval: the profile's (10 s), or 60 s when callbacks are expected (the safety
+    net); heartbeat push 60 s; queue-full back-off 5 s; tick 1 s (floored, see
+    ``TICK_FLOOR_S``). Safety timers (submit grace, redrive, deadlines) keep their
+    defaults: nothing in these runs waits for them.
+    """
+    from worker.engine import CALLBACK_POLL_S
+    from worker.settings import Settings
+    from worker.upstream import get_profile
+
+    defaults = {name: f.default for name, f in Settings.model_fields.items()}
+    profile_poll = get_profile("midjourney-proxy").poll_interval_s
+    poll = max(CALLBACK_POLL_S, profile_poll) if callbacks else profile_poll
+    return {
+        "MJFLOW_POLL_INTERVAL_S": f"{scaled(poll, speed):.4f}",
+        "MJFLOW_HEARTBEAT_PUSH_S": f"{scaled(defaults['heartbeat_push_s'], speed):.4f}",
+        "MJFLOW_QUEUE_FULL_BACKOFF_S": f"{scaled(defaults['queue_full_backoff_s'], speed):.4f}",
+        "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+
+
+# --- /proc ------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return text[text.rindex(")") + 2:].split()  # field n of proc(5) is [n - 3]
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every live process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            st = _stat(int(entry.name))
+            if st is not None:
+                children.setdefault(int(st[1]), []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) of ``root``'s tree, reaped children included."""
+    total = 0
+    for pid in descendants(root):
+        st = _stat(pid)
+        if st is not None:
+            total += sum(int(st[i]) for i in (11, 12, 13, 14))
+    return total / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    st = _stat(pid)
+    return int(st[21]) * PAGE_KB if st is not None else 0
+
+
+def tree_rss_kb(root: int) -> dict[int, int]:
+    return {pid: rss_kb(pid) for pid in descendants(root)}
+
+
+def redis_server_pid() -> int | None:
+    """The pid of the local redis-server, when it runs on this machine (for its CPU)."""
+    try:
+        info = redis.Redis.from_url(REDIS_URL).info("server")
+        pid = int(info["process_id"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+    return pid if Path(f"/proc/{pid}/stat").exists() else None
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gb = round(int(first.split()[1]) / 1024 / 1024, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "mem_gb": mem_gb,
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+# --- the simulator's images -------------------------------------------------------------
+
+
+@contextmanager
+def fast_images() -> Iterator[None]:
+    """Serve one cached PNG per image kind instead of rendering each task's own picture.
+
+    Rendering a 1024 px grid costs the simulator ~60-80 ms of CPU; at thousands of tasks
+    that would starve the processes under test on a 2-core machine. mjflow and the
+    baselines still download, verify, hash and store every image.
+    """
+    import simulator.images as images
+
+    original = images.render
+    cache: dict[tuple, bytes] = {}
+    lock = threading.Lock()
+
+    def render(spec: images.ImageSpec) -> bytes:
+        key = (spec.kind, spec.width, spec.height, spec.index, spec.label)
+        with lock:
+            if key not in cache:
+                parent = replace(spec.parent, seed="bench") if spec.parent else None
+                cache[key] = original(replace(spec, seed="bench", parent=parent))
+            return cache[key]
+
+    images.render = render  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        images.render = original  # type: ignore[assignment]
+
+
+# --- the consumer of job events ---------------------------------------------------------
+
+
+class Consumer:
+    """An HTTP endpoint for job events: notes arrival time per job, checks signatures."""
+
+    def __init__(self) -> None:
+        from standardwebhooks.webhooks import Webhook
+
+        self.arrivals: dict[str, float] = {}
+        self.types: dict[str, str] = {}
+        self.invalid = 0
+        self.duplicates = 0
+        self._lock = threading.Lock()
+        verifier = Webhook(WEBHOOK_SECRET)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                now = time.time()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    verifier.verify(body, {k.lower(): v for k, v in self.headers.items()})
+                    event = json.loads(body)
+                    job_id = event["data"]["jobId"]
+                except Exception:  # noqa: BLE001 - any bad event only counts
+                    with outer._lock:
+                        outer.invalid += 1
+                    job_id = None
+                if job_id:
+                    with outer._lock:
+                        if job_id in outer.arrivals:
+                            outer.duplicates += 1
+                        else:
+                            outer.arrivals[job_id] = now
+                            outer.types[job_id] = event.get("type", "")
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- the stack --------------------------------------------------------------------------
+
+
+@dataclass
+class BenchStack:
+    """The simulator (in this process) and mjflow's web, worker and beat (subprocesses)."""
+
+    speed: float = 50.0
+    callbacks: bool = True
+    sim_options: dict[str, Any] = field(default_factory=dict)
+    env_extra: dict[str, str] = field(default_factory=dict)
+    web_workers: int = 2       # Procfile: WEB_CONCURRENCY (default 2), --threads 4
+    web_threads: int = 4
+    worker_concurrency: int = 4  # Procfile: WORKER_CONCURRENCY (default 4)
+    loglevel: str = "INFO"     # as in the Procfile
+    with_sim: bool = True
+    prefix: str = field(default_factory=lambda: f"mjbench-{uuid.uuid4().hex[:8]}")
+
+    def __post_init__(self) -> None:
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: dict[str, Path] = {}
+        self.r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+        self.workdir = Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix
+        self.http = requests.Session()
+        self.sim: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> "BenchStack":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.with_sim:
+            from simulator.server import start as start_sim
+
+            self.sim = start_sim(port=0, speed=self.speed, **self.sim_options)
+        self.web_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.env = {
+            **os.environ,
+            "MJFLOW_UPSTREAM_URL": self.sim.url if self.sim else "http://127.0.0.1:9",
+            "MJFLOW_UPSTREAM_PROFILE": "midjourney-proxy",
+            "MJFLOW_REDIS_URL": REDIS_URL,
+            "MJFLOW_KEY_PREFIX": self.prefix,
+            "MJFLOW_STORAGE_URL": f"file://{self.workdir}/images",
+            "MJFLOW_ALLOW_PRIVATE_URLS": "true",
+            "MJFLOW_API_KEYS": API_KEY,
+            "MJFLOW_HOOK_SECRET": HOOK_SECRET,
+            "MJFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PYTHONUNBUFFERED": "1",
+            **mjflow_timers(self.speed, self.callbacks),
+        }
+        if self.callbacks:
+            self.env["MJFLOW_PUBLIC_URL"] = self.web_url
+        self.env.update(self.env_extra)
+        self.start_web()
+        self.start_worker()
+        self.start_beat()
+        wait_http(f"{self.web_url}/healthz")
+        return self
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+        log = self.workdir / f"{name}.log"
+        self.logs[name] = log
+        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log.open("ab"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start_web(self) -> None:
+        self._spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
+                            "--workers", str(self.web_workers), "--threads",
+                            str(self.web_threads), "webhook:create_app()"])
+
+    def start_worker(self) -> None:
+        self._spawn("worker", [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
+                               "--loglevel", self.loglevel, "--concurrency",
+                               str(self.worker_concurrency), "-Q", QUEUES,
+                               "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"])
+
+    def start_beat(self) -> None:
+        self._spawn("beat", [str(BIN / "celery"), "-A", "worker.celery_app", "beat",
+                             "--loglevel", self.loglevel,
+                             "--schedule", str(self.workdir / "beat-schedule")])
+
+    def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name)
+        if self.sim is not None:
+            self.sim.stop()
+        self.http.close()
+        cleanup_prefix(self.r, self.prefix)
+        if not os.environ.get("MJFLOW_KEEP_BENCH_FILES"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "BenchStack":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- measuring ---------------------------------------------------------------------
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of web, worker and beat (each with its children)."""
+        return {name: tree_cpu_s(proc.pid) for name, proc in self.procs.items()}
+
+    # -- using -------------------------------------------------------------------------
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        resp = self.http.post(f"{self.web_url}/v1/jobs", json=spec, headers=self.headers,
+                              timeout=30)
+        if resp.status_code not in (200, 202):
+            raise RuntimeError(f"POST /v1/jobs: {resp.status_code} {resp.text[:300]}")
+        return resp.json()
+
+    def submit_batch(self, items: list[dict[str, Any]], name: str) -> dict[str, Any]:
+        resp = self.http.post(f"{self.web_url}/v1/batches", json={"name": name, "items": items},
+                              headers=self.headers, timeout=300)
+        if resp.status_code not in (200, 202):
+            raise RuntimeError(f"POST /v1/batches: {resp.status_code} {resp.text[:300]}")
+        return resp.json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        resp = self.http.get(f"{self.web_url}/v1/jobs/{job_id}", headers=self.headers,
+                             timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
+    def batch_job_ids(self, batch_id: str) -> list[str]:
+        return list(self.r.zrange(f"{self.prefix}:batch:{batch_id}:jobs", 0, -1))
+
+    def live_jobs(self) -> int:
+        return int(self.r.scard(f"{self.prefix}:jobs:live"))
+
+    def wait_idle(self, timeout_s: float, *, what: str = "jobs") -> float:
+        """Wait until no job is live; returns the time it happened (raises on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.live_jobs() == 0:
+                return time.time()
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.live_jobs()} {what} still live after {timeout_s:.0f}s\n"
+                           + self.tail_logs())
+
+    def counters(self, name: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(f"{self.prefix}:counter:{name}").items()}
+
+    def sim_stats(self) -> dict[str, Any]:
+        return self.sim.sim.stats()
+
+    def tail_logs(self, lines: int = 30) -> str:
+        out = []
+        for name, path in self.logs.items():
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                out.append(f"--- {name} ---\n" + "\n".join(text))
+        return "\n".join(out)
+
+
+def cleanup_prefix(r: redis.Redis, prefix: str) -> int:
+    n = 0
+    for key in r.scan_iter(f"{prefix}:*", count=2000):
+        r.delete(key)
+        n += 1
+    return n
+
+
+def upstream_finish_s(sim: Any, task_id: str | None) -> float | None:
+    """When the simulator moved ``task_id`` to SUCCESS/FAILURE (unix seconds)."""
+    if not task_id:
+        return None
+    task = sim.get_task(task_id)
+    if task is None or task.finish_time_ms is None:
+        return None
+    return task.finish_time_ms / 1000
+
+
+def parse_iso(value: str | None) -> float | None:
+    if not value:
+        return None
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+# --- statistics and tables --------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def ratio(mjflow: float | None, baseline: float | None, lower_is_better: bool) -> float | None:
+    """How many times better mjflow is than the baseline (> 1: mjflow better)."""
+    if mjflow is None or baseline is None:
+        return None
+    if lower_is_better:
+        if mjflow == 0:
+            return float("inf") if baseline > 0 else 1.0
+        return baseline / mjflow
+    if baseline == 0:
+        return float("inf") if mjflow > 0 else 1.0
+    return mjflow / baseline
+
+
+def row(metric: str, unit: str, mjflow: float | None, baselines: dict[str, float | None], *,
+        lower_is_better: bool, note: str = "", ratios: bool = True) -> dict[str, Any]:
+    return {
+        "metric": metric, "unit": unit, "mjflow": mjflow, "baselines": baselines,
+        "lower_is_better": lower_is_better, "note": note,
+        "ratios": {name: (ratio(mjflow, value, lower_is_better) if ratios else None)
+                   for name, value in baselines.items()},
+    }
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if value == float("inf"):
+            return "∞"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+def table(result: dict[str, Any]) -> str:
+    """A result as a text table (also valid Markdown)."""
+    names = result["baseline_names"]
+    head = ["metric", "mjflow", *names, *(f"× vs {n}" for n in names)]
+    lines = []
+    for r in result["rows"]:
+        metric = f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"]
+        cells = [metric, fmt(r["mjflow"]), *(fmt(r["baselines"].get(n)) for n in names),
+                 *(fmt(r["ratios"].get(n)) for n in names)]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(head)]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for cells in lines:
+        out.append("| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                     for i, (c, w) in enumerate(zip(cells, widths))) + " |")
+    return "\n".join(out)
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"== {result['title']} ==", table(result),
+             "(× vs X: how many times better mjflow is than X; > 1 = mjflow better)"]
+    for note in result.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines)
+
+
+def save(result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{result['name']}.json"
+    result = {**result, "machine": machine(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                   time.gmtime())}
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n")
+    return path

@@ -1,0 +1,320 @@
+"""The dashboard.
+
+Fast checks go through Flask's test client on an in-process engine (auth, the login
+cookie, CSRF, what ``/media`` agrees to serve). The end-to-end test drives headless
+Chromium (Debian's chromium + chromedriver, installed when missing) against a live stack
+(simulator, gunicorn, Celery worker and beat) with real jobs: pages load, thumbnails
+render, a failed job shows its reason and Retry runs it again, the upstream page shows the
+window and resumes a paused dispatch. Screenshots go to ``artifacts/dashboard-*.png``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from tests.support.browser import (
+    ARTIFACTS,
+    chrome,
+    ensure_chromium,
+    images_rendered,
+    screenshot,
+    wait_until,
+)
+from tests.support.stack import BIN, Stack
+
+KEY = "dash-key"
+
+
+def web_app():  # type: ignore[no-untyped-def]
+    """The app with the dashboard registered (gunicorn's entry point in these tests; the
+    registration is idempotent, so this keeps working once ``create_app`` does it too)."""
+    from webhook import create_app, dashboard
+
+    app = create_app()
+    dashboard.init_app(app)
+    return app
+
+
+# -- in-process: auth, CSRF, media ----------------------------------------------------------
+@pytest.fixture
+def client(engine, make_settings):
+    from webhook import create_app, dashboard
+
+    engine.settings = make_settings(api_keys=KEY, local_run=False)
+    app = create_app(engine.settings, engine)
+    dashboard.init_app(app)
+    dashboard.init_app(app)                      # twice is fine
+    return app.test_client()
+
+
+def _png(width: int = 600, height: int = 400) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 80, 40)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _job_with_image(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    from worker.jobs.spec import JobSpec
+
+    job = engine.store.create(JobSpec.model_validate({"prompt": "a red fox"}))
+    data = _png()
+    sha = hashlib.sha256(data).hexdigest()
+    key = f"{job.id}/00-IMAGINE.png"
+    engine.sink.put(key, io.BytesIO(data), content_type="image/png", metadata={}, sha256_hex=sha)
+    step_id = engine.r.lindex(engine.keys.job_steps(job.id), 0)
+    engine.r.hset(engine.keys.step(step_id), "images", json.dumps([{
+        "key": key, "sha256": sha, "bytes": len(data), "width": 600, "height": 400,
+        "contentType": "image/png", "part": ""}]))
+    return job.id, key
+
+
+def test_login_sets_an_httponly_cookie_and_pages_need_it(client):
+    resp = client.get("/")
+    assert resp.status_code == 401 and b"Sign in" in resp.data
+    assert resp.mimetype == "text/html"
+    assert client.get("/?key=wrong").status_code == 401
+    resp = client.get("/upstream?key=" + KEY)
+    assert resp.status_code == 302 and resp.headers["Location"] == "/upstream"
+    cookie = resp.headers["Set-Cookie"]
+    assert cookie.startswith(f"mjflow_key={KEY}") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/upstream")
+    assert page.status_code == 200 and b"Slots in use" in page.data
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert client.get("/", headers={"X-Dashboard-Partial": "1"}).headers["X-Dashboard-Refresh"] == "3000"
+    # the login form, and a redirect that stays on this site
+    client.delete_cookie("mjflow_key")
+    resp = client.post("/login", data={"key": KEY, "next": "//evil.example/x"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    assert client.get("/login").status_code == 302            # already signed in
+
+
+def test_posts_need_the_csrf_token_or_a_bearer_key(client, engine):
+    job_id, _ = _job_with_image(engine)
+    client.get("/?key=" + KEY)
+    assert client.post(f"/jobs/{job_id}/retry").status_code == 403
+    page = client.get(f"/jobs/{job_id}")
+    assert page.status_code == 200 and job_id.encode() in page.data
+    token = client.get_cookie("mjflow_csrf").value
+    assert f'value="{token}"'.encode() in page.data
+    evil = client.post(f"/jobs/{job_id}/retry", data={"csrf": token},
+                       headers={"Origin": "https://evil.example"})
+    assert evil.status_code == 403
+    ok = client.post(f"/jobs/{job_id}/retry", data={"csrf": token, "next": f"/jobs/{job_id}"})
+    assert ok.status_code == 302 and ok.headers["Location"].startswith(f"/jobs/{job_id}?done=")
+    client.delete_cookie("mjflow_key")
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    assert client.post("/upstream/resume", headers=bearer).status_code == 302
+    assert client.post("/jobs/job_nope/retry", headers=bearer).status_code == 404
+
+
+def test_media_serves_only_images_of_known_jobs(client, engine):
+    job_id, key = _job_with_image(engine)
+    assert client.get(f"/media/{key}").status_code == 401
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    full = client.get(f"/media/{key}", headers=bearer)
+    assert full.status_code == 200 and full.mimetype == "image/png" and full.data[:4] == b"\x89PNG"
+    thumb = client.get(f"/media/{key}?job={job_id}&w=120", headers=bearer)
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(thumb.data)).size == (120, 80)
+    again = client.get(f"/media/{key}?w=120", headers=bearer | {"If-None-Match": thumb.headers["ETag"]})
+    assert again.status_code == 304
+    for bad in (f"/media/{job_id}/manifest.json", f"/media/{job_id}/../../etc/passwd",
+                f"/media/{key}?job=job_other", "/media/etc/passwd", f"/media/{job_id}/01-U1.png"):
+        assert client.get(bad, headers=bearer).status_code == 404, bad
+
+
+def test_job_page_indents_the_step_tree(client, engine):
+    from worker.jobs.spec import JobSpec
+
+    job = engine.store.create(JobSpec.model_validate(
+        {"prompt": "a chain", "then": ["U1", {"button": "V2", "then": ["U1"]}]}))
+    client.get("/?key=" + KEY)
+    page = client.get(f"/jobs/{job.id}").get_data(as_text=True)
+    rows = [line for line in page.splitlines() if "<tr data-step=" in line]
+    assert [r.split('class="')[1].split('"')[0] for r in rows] == [
+        "depth-0", "depth-1", "depth-1", "depth-2"]
+    assert 'data-refresh="3000"' in page                 # still queued: keeps refreshing
+    assert "Cancel" in page and "Retry failed steps" not in page
+    batch_page = client.get("/batches/interactive").get_data(as_text=True)
+    assert f'data-job="{job.id}"' in batch_page and "no image" in batch_page
+
+
+def test_unknown_pages_say_so(client):
+    client.get("/?key=" + KEY)
+    for path in ("/jobs/job_nope", "/batches/bat_nope"):
+        resp = client.get(path)
+        assert resp.status_code == 404 and resp.mimetype == "text/html", path
+    assert client.get("/batches/interactive").status_code == 200
+
+
+# -- end to end in Chromium -------------------------------------------------------------------
+class DashboardStack(Stack):
+    """The test stack, with the web app from :func:`web_app` (dashboard registered)."""
+
+    def start_web(self) -> None:
+        self._spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
+                            "--workers", "1", "--threads", "8", "tests.test_dashboard:web_app()"])
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """Accepts outgoing webhooks (the delivery log then has a delivered event)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def browser(tmp_path):
+    reason = ensure_chromium()
+    if reason:
+        pytest.skip(f"no headless Chromium: {reason}")
+    driver = chrome(tmp_path / "chrome-profile")
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def stack():
+    s = DashboardStack(speed=100, api_key=KEY).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def receiver():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def _css(driver, selector):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, selector)
+
+
+def _text(driver, selector):  # type: ignore[no-untyped-def]
+    return " ".join(e.text for e in _css(driver, selector))
+
+
+def test_dashboard_in_chromium(stack, browser, receiver):
+    started = time.monotonic()
+    ARTIFACTS.mkdir(exist_ok=True)
+    items = ["a red fox in the snow", "a lighthouse at dawn", "a teapot on a table",
+             "a nude statue"]                       # banned word: upstream code 24, failed
+    resp = requests.post(f"{stack.web_url}/v1/batches", headers=stack.headers, timeout=10,
+                         json={"name": "dashboard demo", "items": items, "then": ["U1"]})
+    assert resp.status_code == 202, resp.text
+    batch_id = resp.json()["id"]
+    report = requests.get(f"{stack.web_url}/v1/batches/{batch_id}/report", headers=stack.headers,
+                          timeout=10).json()["items"]
+    by_prompt = {row["prompt"]: row["jobId"] for row in report}
+    solo = stack.submit({"prompt": "a paper boat", "then": ["U2"], "callbackUrl": receiver})["id"]
+    views = {v["id"]: v for v in stack.wait_jobs(list(by_prompt.values()) + [solo], timeout_s=60)}
+    failed_id = by_prompt["a nude statue"]
+    assert views[failed_id]["status"] == "failed"
+    assert sum(v["status"] == "succeeded" for v in views.values()) == 4
+
+    # sign in through the form: an HttpOnly cookie
+    browser.get(stack.web_url + "/")
+    assert browser.title.startswith("Sign in")
+    _css(browser, "input[name=key]")[0].send_keys(KEY)
+    _css(browser, "section.login button")[0].click()
+    wait_until(lambda: browser.title.startswith("Batches"), message="index after login")
+    cookie = browser.get_cookie("mjflow_key")
+    assert cookie and cookie["httpOnly"] and cookie["value"] == KEY
+
+    # index: the batch with its progress and counts, the interactive job
+    row = _css(browser, f'tr[data-batch="{batch_id}"]')[0]
+    assert "dashboard demo" in row.text and "3 succeeded" in row.text and "1 failed" in row.text
+    assert _css(browser, f'tr[data-batch="{batch_id}"] progress')[0].get_attribute("value") == "1"
+    assert _css(browser, f'#recent tr[data-job="{solo}"]')
+    # the live part refreshes in place: a new job shows up without a page load
+    browser.execute_script("window.__same_page = true;")
+    extra = stack.submit({"prompt": "one more"})["id"]
+    wait_until(lambda: _css(browser, f'#recent tr[data-job="{extra}"]'), timeout_s=15,
+               message="new job appears on the index")
+    assert browser.execute_script("return window.__same_page === true")
+    screenshot(browser, ARTIFACTS / "dashboard-index.png")
+
+    # batch page: thumbnails through the app, the failure with its reason, Retry
+    _css(browser, f'tr[data-batch="{batch_id}"] a')[0].click()
+    wait_until(lambda: browser.title.startswith("dashboard demo"), message="batch page")
+    thumbs = images_rendered(browser, "img.thumb")
+    assert len(thumbs) == 6 and all(t["src"].startswith("/media/") for t in thumbs)
+    assert all(t["width"] == 320 for t in thumbs)
+    card = _css(browser, f'article[data-job="{failed_id}"]')[0]
+    assert "banned prompt" in card.text and card.get_attribute("data-status") == "failed"
+    assert len(_css(browser, "article.card")) == 4
+    screenshot(browser, ARTIFACTS / "dashboard-batch.png")
+    _css(browser, "nav.filters a.st-failed")[0].click()
+    wait_until(lambda: len(_css(browser, "article.card")) == 1, message="status filter")
+    assert "status=failed" in browser.current_url
+    _css(browser, f'article[data-job="{failed_id}"] button.retry')[0].click()
+    wait_until(lambda: "Retry queued" in _text(browser, ".notice"), message="retry notice")
+
+    def ran_again() -> dict | None:
+        view = stack.job(failed_id)
+        return view if view["finishedAt"] and view["steps"][0]["attempts"] >= 2 else None
+
+    retried = wait_until(ran_again, timeout_s=30, message="the failed job ran again")
+    assert retried["status"] == "failed" and "retried" in retried["steps"][0]["times"]
+    browser.refresh()
+    wait_until(lambda: "attempts: 2" in _text(browser, f'article[data-job="{failed_id}"]'),
+               message="attempts on the card")
+
+    # job page: step tree, timeline, full-size images, task ids, delivery log
+    browser.get(f"{stack.web_url}/jobs/{solo}")
+    assert browser.title.startswith(f"Job {solo}")
+    steps = _css(browser, "#steps tbody tr")
+    assert [s.get_attribute("class") for s in steps] == ["depth-0", "depth-1"]
+    for step, view in zip(steps, views[solo]["steps"]):
+        assert view["taskId"] and view["taskId"] in step.text
+    assert len(_css(browser, "#timeline svg.gantt rect.seg-upstream")) == 2
+    full = images_rendered(browser, "img.full")
+    assert len(full) == 2 and all(i["width"] == 1024 for i in full)
+    wait_until(lambda: "delivered" in _text(browser, "#deliveries"), timeout_s=20,
+               message="delivery log shows the delivered event")
+    assert "job.succeeded" in _text(browser, "#deliveries")
+    screenshot(browser, ARTIFACTS / "dashboard-job.png")
+    browser.get(f"{stack.web_url}/jobs/{failed_id}")
+    assert "banned prompt" in _text(browser, "#steps")
+
+    # upstream: the window, recent answers, pause shown and resumed
+    browser.get(f"{stack.web_url}/upstream")
+    assert browser.title.startswith("Upstream")
+    assert "Slots in use" in _text(browser, "#window") and _text(browser, "#window .size")
+    assert "rejected" in _text(browser, "#answers") and "accepted" in _text(browser, "#answers")
+    stack.r.hset(f"{stack.prefix}:window", mapping={"paused": "1", "since": repr(time.time()),
+                                                     "reason": "out_of_credit: test"})
+    wait_until(lambda: "out_of_credit" in _text(browser, "#dispatch"), timeout_s=10,
+               message="paused state appears")
+    screenshot(browser, ARTIFACTS / "dashboard-upstream.png")
+    _css(browser, "#dispatch button")[0].click()
+    wait_until(lambda: "Dispatch resumed" in _text(browser, ".notice"), message="resumed")
+    assert stack.r.hget(f"{stack.prefix}:window", "paused") == "0"
+    assert "dispatching" in _text(browser, "#dispatch")
+
+    # media is only for signed-in users and known keys
+    key = views[solo]["steps"][0]["images"][0]["key"]
+    assert requests.get(f"{stack.web_url}/media/{key}", timeout=5).status_code == 401
+    assert requests.get(f"{stack.web_url}/media/{key}", headers=stack.headers, timeout=5).ok
+    assert time.monotonic() - started < 90
