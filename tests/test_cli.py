@@ -1,6 +1,6 @@
 """The ``mjflow`` command line as a user runs it: a subprocess against a whole stack
-(simulator, web, worker, beat). Exit codes, --json, bad files, and a batch that is
-killed, interrupted and rerun without any upstream task submitted twice."""
+(simulator, web, worker, beat). Exit codes, --json, bad files, Ctrl-C, and a batch that
+is killed mid-run and rerun without any upstream task submitted twice."""
 from __future__ import annotations
 
 import csv
@@ -82,21 +82,7 @@ def test_batch_killed_interrupted_and_rerun_submits_each_task_once(stack, tmp_pa
     proc.wait(timeout=10)
     assert view and not view["done"], view
 
-    # 2: rerun, then Ctrl-C while it watches
-    err = tmp_path / "second.err"
-    with err.open("w") as fh:
-        proc = subprocess.Popen([MJFLOW, "batch", str(f)], env=stack.env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=fh)
-    deadline = time.monotonic() + 30
-    while f"batch {bid}:" not in err.read_text() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    code = proc.wait(timeout=15)
-    text = err.read_text()
-    assert code == 130, text
-    assert "0 new" in text and "goes on in the workers" in text, text
-
-    # 3: rerun to the end
+    # 2: rerun to the end
     res = run(stack, "batch", str(f), "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     final = json.loads(res.stdout)
@@ -108,7 +94,7 @@ def test_batch_killed_interrupted_and_rerun_submits_each_task_once(stack, tmp_pa
     assert made == {"IMAGINE": 12, "UPSCALE": 4}, made
     assert sum(made.values()) == tasks_expected
 
-    # 4: once more: nothing new at all
+    # 3: once more: nothing new at all
     again = run(stack, "batch", str(f), "--detach", "--json", cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads(again.stdout)["submitted"] == {"created": 0, "done": 12, "inProgress": 0,
@@ -154,6 +140,18 @@ def test_submit_status_cancel_retry_and_exit_codes(stack, tmp_path):
     assert pending.returncode == 5, pending.stdout
     waited = run(stack, "batch", str(f), "--timeout", "1", "--json")
     assert waited.returncode == 5
+    # Ctrl-C while it watches: exit 130, the batch goes on
+    err = tmp_path / "watch.err"
+    with err.open("w") as fh:
+        proc = subprocess.Popen([MJFLOW, "batch", str(f)], env=stack.env, stdout=subprocess.DEVNULL,
+                                stderr=fh)
+    deadline = time.monotonic() + 30
+    while f"batch {bid}:" not in err.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=15)
+    assert code == 130, err.read_text()
+    assert "goes on in the workers" in err.read_text() and "0 new" in err.read_text()
     cancelled = run(stack, "cancel", bid, "--json")
     assert cancelled.returncode == 0 and json.loads(cancelled.stdout)["cancelled"] == 2
     stack.set_faults(stuck=0.0)

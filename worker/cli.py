@@ -177,11 +177,14 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
 
 
 def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
     deadline = time.monotonic() + timeout_s
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[steps]}"),
-                  TimeElapsedColumn(), disable=quiet, transient=True) as bar:
+                  TimeElapsedColumn(), console=console, transient=True,
+                  disable=quiet or not console.is_terminal) as bar:
         task = bar.add_task(job_id, total=None, steps="")
         while True:
             view = api.get_job(engine, job_id)
@@ -268,12 +271,14 @@ def run_batch(engine, batch_id: str, items: list[dict[str, Any]], name: str, *, 
 
 def submit_chunks(engine, batch_id: str, items: list[dict[str, Any]], name: str,  # type: ignore[no-untyped-def]
                   quiet: bool = False) -> dict[str, Any]:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    console = Console(stderr=True)
     total = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
     view: dict[str, Any] = {}
-    with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
-                  disable=quiet, transient=True) as bar:
+    with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(), console=console,
+                  disable=quiet or not console.is_terminal, transient=True) as bar:
         task = bar.add_task("submit", total=len(items))
         for start in range(0, len(items), SUBMIT_CHUNK):
             chunk = items[start:start + SUBMIT_CHUNK]

@@ -112,9 +112,13 @@ def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: A
     if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
         _requeue(engine, job_id, step_id, path)
         engine.window.pause(f"{o.value}: {answer.message}")
+        engine.store.note(job_id, "dispatch_paused",
+                          f"upstream dispatch paused ({o.value}: {answer.message}); the step waits "
+                          "in the queue until an operator resumes dispatch")
         return "paused"
     if o == Outcome.OUTCOME_UNKNOWN:
         engine.store.bump("submits", "outcome_unknown")
+        engine.store.note(job_id, "submit_answer_lost", f"step {step_id}: {answer.message}")
         log.warning("submit of step %s: answer lost (%s); waiting for its state", step_id,
                     answer.message)
         return "unknown"

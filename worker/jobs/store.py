@@ -7,6 +7,7 @@ claims) write the same watched keys, so they are serialised with these transacti
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -159,6 +160,17 @@ class JobStore:
                 action()
             return result
         raise RuntimeError(f"job {job_id}: too much contention, gave up after {retries} tries")
+
+    def note(self, job_id: str, kind: str, message: str, now: float | None = None) -> None:
+        """Append a line to the job's timeline of notable events (shown by the API)."""
+        entry = {"at": time.time() if now is None else now, "kind": kind, "message": message}
+        pipe = self.r.pipeline(transaction=False)
+        pipe.rpush(self.keys.job_events(job_id), json.dumps(entry, ensure_ascii=False))
+        pipe.ltrim(self.keys.job_events(job_id), -100, -1)
+        pipe.execute()
+
+    def notes(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(self.keys.job_events(job_id), 0, -1)]
 
     def counters(self, name: str) -> dict[str, int]:
         return {f: int(v) for f, v in self.r.hgetall(self.keys.counter(name)).items()}
