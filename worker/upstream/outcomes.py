@@ -28,11 +28,7 @@ answer is NOT_FOUND.
 """
 from __future__ import annotations
 
-import email.utils
-import json
-import re
 import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -41,6 +37,14 @@ from typing import TYPE_CHECKING, Any
 import requests
 from urllib3.exceptions import NewConnectionError
 
+from worker.upstream.envelopes import (
+    Body,
+    parse_body,
+    parse_retry_after_s,
+    read_queued_ahead,
+    short,
+    task_id_of,
+)
 from worker.upstream.models import as_text
 
 if TYPE_CHECKING:
@@ -152,31 +156,6 @@ _NOT_FOUND_MARKERS = (
     "不存在或已失效", "任务不存在", "未找到父级任务", "parent task not found", "task not found",
     "未找到 seed",
 )
-_QUEUED_AHEAD = re.compile(r"前面还有\s*(\d+)\s*个|(\d+)\s+(?:tasks?|jobs?)\s+ahead", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>|<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.DOTALL)
-_TAGS = re.compile(r"<[^>]+>")
-_SPACES = re.compile(r"\s+")
-_DETAIL_MAX_CHARS = 200
-
-
-@dataclass
-class _Body:
-    """The parts of a body that classification reads, whatever envelope carried them."""
-
-    kind: str  # "empty" | "json" | "html" | "text" | "truncated"
-    data: Any = None
-    code: int | None = None
-    code_text: str = ""       # a non-numeric code ("model_not_found") or error type
-    detail: str = ""          # description / message, readable
-    result: Any = None
-    properties: dict[str, Any] = field(default_factory=dict)
-    error_envelope: bool = False
-
-    def mentions(self, markers: tuple[str, ...]) -> bool:
-        haystack = f"{self.detail} {self.code_text}".lower()
-        return any(marker in haystack for marker in markers)
-
-
 def classify(
     http_status: int | None,
     body: bytes | str | None,
@@ -196,8 +175,8 @@ def classify(
     try:
         if exc is not None:
             return _from_exception(exc, endpoint)
-        parsed = _parse(body, content_type)
-        return _decide(http_status, parsed, profile, endpoint, _retry_after_s(headers))
+        parsed = parse_body(body, content_type)
+        return _decide(http_status, parsed, profile, endpoint, parse_retry_after_s(headers))
     except Exception as err:  # noqa: BLE001 - the contract is "never raises"
         unknown = O.RETRY_LATER if endpoint in QUERY_ENDPOINTS else O.OUTCOME_UNKNOWN
         return Answer(unknown, f"could not classify the upstream answer ({err!r})",
@@ -232,7 +211,7 @@ def _never_sent(exc: BaseException) -> bool:
 
 
 def _from_exception(exc: BaseException, endpoint: str) -> Answer:
-    detail = _short(f"{type(exc).__name__}: {exc}")
+    detail = short(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                         requests.exceptions.InvalidSchema)):
         return Answer(O.REJECTED, f"invalid upstream URL ({detail})")
@@ -249,151 +228,13 @@ def _from_exception(exc: BaseException, endpoint: str) -> Answer:
                   "the task may or may not exist")
 
 
-# --- parsing ------------------------------------------------------------------------------
-
-def _short(text: str) -> str:
-    text = _SPACES.sub(" ", text).strip()
-    return text if len(text) <= _DETAIL_MAX_CHARS else text[: _DETAIL_MAX_CHARS - 1] + "…"
-
-
-def _as_code(value: Any) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            return None
-        return int(number) if number.is_integer() else None
-    return None
-
-
-def _html_detail(text: str) -> str:
-    match = _HTML_TITLE.search(text)
-    if match:
-        return _short(_TAGS.sub(" ", match.group(1) or match.group(2) or ""))
-    return _short(_TAGS.sub(" ", text))
-
-
-def _parse(body: bytes | str | None, content_type: str | None) -> _Body:
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        text = bytes(body).decode("utf-8", errors="replace")
-    else:
-        text = body or ""
-    text = text.lstrip("\ufeff").strip()
-    if not text:
-        return _Body("empty")
-    ctype = (content_type or "").lower()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        if text[:1] in "{[\"" or ("json" in ctype and text[:1] != "<"):
-            return _Body("truncated", detail=_short(text))
-        if "html" in ctype or text[:1] == "<":
-            return _Body("html", detail=_html_detail(text))
-        return _Body("text", detail=_short(text))
-    parsed = _Body("json", data=data)
-    if isinstance(data, dict):
-        _read_envelope(data, parsed)
-    elif isinstance(data, str):
-        parsed.detail = _short(data)
-    return parsed
-
-
-def _read_envelope(data: dict[str, Any], parsed: _Body) -> None:
-    """Fill code/detail/result from any of the envelopes real upstreams use:
-    ``{code, description, result, properties}`` (midjourney-proxy), ``{success:false, code,
-    message}`` (trueai ``Result``), ``{"error": {message, type, code}}`` (OpenAI-style,
-    new-api/one-hub middleware), ``{"error": "..."}`` (new-api image), MJ-style
-    ``{description, type, code}`` (new-api MJ handler)."""
-    error = data.get("error")
-    if isinstance(error, dict):
-        parsed.error_envelope = True
-        parsed.code = _as_code(error.get("code"))
-        parsed.code_text = " ".join(
-            as_text(error.get(k)) for k in ("code", "type") if error.get(k) not in (None, "")
-            and _as_code(error.get(k)) is None)
-        parsed.detail = _short(as_text(error.get("message")))
-        return
-    if isinstance(error, str) and "code" not in data:
-        # new-api image {"error": "..."}; Spring's {"status", "error", "message", "path"}.
-        parsed.error_envelope = True
-        message = data.get("message")
-        parsed.detail = _short(message if isinstance(message, str) and message else error)
-        return
-    parsed.code = _as_code(data.get("code"))
-    if parsed.code is None and isinstance(data.get("code"), str):
-        parsed.code_text = data["code"]
-    if data.get("success") is False:
-        parsed.error_envelope = True
-    detail = data.get("description")
-    if detail in (None, ""):
-        detail = data.get("message", data.get("msg"))
-    parsed.detail = _short(as_text(detail)) if not isinstance(detail, (dict, list)) else \
-        _short(json.dumps(detail, ensure_ascii=False))
-    if isinstance(data.get("type"), str):
-        parsed.code_text = f"{parsed.code_text} {data['type']}".strip()
-    parsed.result = data.get("result")
-    properties = data.get("properties")
-    parsed.properties = properties if isinstance(properties, dict) else {}
-
-
-def _task_id(result: Any) -> str | None:
-    if isinstance(result, bool) or result is None:
-        return None
-    if isinstance(result, (int, float, str)):
-        text = as_text(result).strip()
-        return text or None
-    if isinstance(result, dict):
-        for key in ("id", "taskId", "task_id"):
-            if result.get(key) not in (None, "") and not isinstance(result[key], (dict, list)):
-                return as_text(result[key]).strip() or None
-    return None
-
-
-def _queued_ahead(parsed: _Body) -> int | None:
-    value = parsed.properties.get("numberOfQueues", parsed.properties.get("number_of_queues"))
-    number = _as_code(value)
-    if number is not None:
-        return max(number, 0)
-    match = _QUEUED_AHEAD.search(parsed.detail)
-    if match:
-        return int(match.group(1) or match.group(2))
-    return None
-
-
-def _retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    if not headers:
-        return None
-    value = None
-    for key, item in headers.items():
-        if isinstance(key, str) and key.lower() == "retry-after":
-            value = item
-            break
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
-
-
 # --- deciding -----------------------------------------------------------------------------
 
 def _with_detail(head: str, detail: str) -> str:
     return f"{head}: {detail}" if detail and detail.lower() not in head.lower() else head
 
 
-def _decide(status: int | None, parsed: _Body, profile: Profile, endpoint: str,
+def _decide(status: int | None, parsed: Body, profile: Profile, endpoint: str,
             retry_after_s: float | None) -> Answer:
     is_query = endpoint in QUERY_ENDPOINTS
     http = f"HTTP {status}" if status is not None else "no HTTP status"
@@ -453,7 +294,7 @@ def _decide(status: int | None, parsed: _Body, profile: Profile, endpoint: str,
                                            parsed.detail or parsed.code_text))
 
 
-def _server_error(status: int, parsed: _Body, is_query: bool,
+def _server_error(status: int, parsed: Body, is_query: bool,
                   endpoint: str) -> tuple[Outcome, str]:
     if parsed.kind == "html":
         head = f"upstream answered HTML error page (HTTP {status})"
@@ -477,13 +318,13 @@ def _rule_for(code: int, profile: Profile) -> CodeRule:
     return BASE_CODE_RULES.get(code, UNKNOWN_CODE_RULE)
 
 
-def _from_code(status: int | None, parsed: _Body, profile: Profile, endpoint: str,
+def _from_code(status: int | None, parsed: Body, profile: Profile, endpoint: str,
                answer: Any) -> Answer:
     code = parsed.code
     assert code is not None
     rule = _rule_for(code, profile)
     outcome, meaning = rule.outcome, rule.meaning
-    task_id = _task_id(parsed.result)
+    task_id = task_id_of(parsed.result)
     banned = parsed.properties.get("bannedWord", parsed.properties.get("banned_word"))
     banned_word: str | None = None
     if not isinstance(banned, (dict, list)):
@@ -518,7 +359,7 @@ def _from_code(status: int | None, parsed: _Body, profile: Profile, endpoint: st
             return answer(O.OUTCOME_UNKNOWN,
                           _with_detail(f"success code {code} without a task id", parsed.detail),
                           result=parsed.result)
-        queued = _queued_ahead(parsed)
+        queued = read_queued_ahead(parsed)
         if queued:
             head = f"{meaning}, {queued} ahead (code {code})"
         return answer(O.ACCEPTED, _with_detail(head, parsed.detail), task_id=task_id,
@@ -535,7 +376,7 @@ def _from_code(status: int | None, parsed: _Body, profile: Profile, endpoint: st
                   task_id=task_id if outcome is O.NOT_FOUND else None)
 
 
-def _no_code_success(status: int | None, parsed: _Body, is_query: bool, http: str,
+def _no_code_success(status: int | None, parsed: Body, is_query: bool, http: str,
                      answer: Any) -> Answer:
     data = parsed.data
     if parsed.kind == "empty" or (parsed.kind == "json" and data is None):
@@ -564,8 +405,8 @@ def _no_code_success(status: int | None, parsed: _Body, is_query: bool, http: st
     if is_query:
         if isinstance(data, list):
             return answer(O.ACCEPTED, f"{len(data)} item(s) ({http})", result=data)
-        if isinstance(data, dict) and _task_id(data.get("id")):
-            return answer(O.ACCEPTED, f"task ({http})", task_id=_task_id(data.get("id")),
+        if isinstance(data, dict) and task_id_of(data.get("id")):
+            return answer(O.ACCEPTED, f"task ({http})", task_id=task_id_of(data.get("id")),
                           result=data)
     return answer(O.OUTCOME_UNKNOWN, _with_detail(
         f"upstream answered JSON without a code ({http}, {type(data).__name__})",

@@ -1,0 +1,142 @@
+"""The typed submit methods of ``UpstreamClient`` (one per midjourney-proxy submit).
+
+Each builds the camelCase body its endpoint takes, refuses obviously invalid input
+locally (``REJECTED``, nothing sent) and hands the body to ``submit(name, payload)``,
+which adds state, notifyHook and the speed mode, sends once and classifies the answer.
+``None`` arguments are omitted from the body.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from worker.upstream.outcomes import Answer, Outcome
+
+BLEND_DIMENSIONS = frozenset({"PORTRAIT", "SQUARE", "LANDSCAPE"})
+CHANGE_ACTIONS = frozenset({"UPSCALE", "VARIATION", "REROLL"})
+
+
+class SubmitMethods:
+    """Mixin: typed wrappers over ``submit``; never retried, never raise for upstream
+    behaviour."""
+
+    def submit(self, path: str, payload: Mapping[str, Any], *, state: str | None = None,
+               notify_hook: str | None = None, modes: Sequence[str] | None = None) -> Answer:
+        raise NotImplementedError
+
+    def imagine(self, prompt: str, *, base64_array: Sequence[str] | None = None,
+                bot_type: str | None = None, modes: Sequence[str] | None = None,
+                state: str | None = None, notify_hook: str | None = None,
+                account_filter: Mapping[str, Any] | None = None) -> Answer:
+        if not prompt or not prompt.strip():
+            return _refused("imagine needs a prompt")
+        return self.submit("imagine", {
+            "prompt": prompt, "base64Array": _list(base64_array), "botType": bot_type,
+            "accountFilter": _dict(account_filter),
+        }, state=state, notify_hook=notify_hook, modes=modes)
+
+    def blend(self, base64_array: Sequence[str], dimensions: str = "SQUARE", *,
+              bot_type: str | None = None, modes: Sequence[str] | None = None,
+              state: str | None = None, notify_hook: str | None = None,
+              account_filter: Mapping[str, Any] | None = None) -> Answer:
+        if not 2 <= len(base64_array) <= 5:
+            return _refused(f"blend needs 2 to 5 images, got {len(base64_array)}")
+        if dimensions.upper() not in BLEND_DIMENSIONS:
+            return _refused(f"blend dimensions must be one of {sorted(BLEND_DIMENSIONS)}")
+        return self.submit("blend", {
+            "base64Array": list(base64_array), "dimensions": dimensions.upper(),
+            "botType": bot_type, "accountFilter": _dict(account_filter),
+        }, state=state, notify_hook=notify_hook, modes=modes)
+
+    def describe(self, base64: str | None = None, link: str | None = None, *,
+                 bot_type: str | None = None, language: str | None = None,
+                 modes: Sequence[str] | None = None, state: str | None = None,
+                 notify_hook: str | None = None,
+                 account_filter: Mapping[str, Any] | None = None) -> Answer:
+        if not base64 and not link:
+            return _refused("describe needs base64 or link")
+        return self.submit("describe", {
+            "base64": base64, "link": link, "botType": bot_type, "language": language,
+            "accountFilter": _dict(account_filter),
+        }, state=state, notify_hook=notify_hook, modes=modes)
+
+    def shorten(self, prompt: str, *, bot_type: str | None = None,
+                modes: Sequence[str] | None = None, state: str | None = None,
+                notify_hook: str | None = None,
+                account_filter: Mapping[str, Any] | None = None) -> Answer:
+        if not prompt or not prompt.strip():
+            return _refused("shorten needs a prompt")
+        return self.submit("shorten", {
+            "prompt": prompt, "botType": bot_type, "accountFilter": _dict(account_filter),
+        }, state=state, notify_hook=notify_hook, modes=modes)
+
+    def action(self, task_id: str, custom_id: str, *, enable_remix: bool | None = None,
+               choose_same_channel: bool | None = None, state: str | None = None,
+               notify_hook: str | None = None) -> Answer:
+        if not task_id or not custom_id:
+            return _refused("action needs taskId and customId")
+        return self.submit("action", {
+            "taskId": str(task_id), "customId": custom_id, "enableRemix": enable_remix,
+            "chooseSameChannel": choose_same_channel,
+        }, state=state, notify_hook=notify_hook)
+
+    def modal(self, task_id: str, *, prompt: str | None = None, mask_base64: str | None = None,
+              state: str | None = None, notify_hook: str | None = None) -> Answer:
+        """Confirm a MODAL task (the id ``action`` answered with NEEDS_MODAL); the answer
+        carries the same task id."""
+        if not task_id:
+            return _refused("modal needs the MODAL task id")
+        return self.submit("modal", {
+            "taskId": str(task_id), "prompt": prompt, "maskBase64": mask_base64,
+        }, state=state, notify_hook=notify_hook)
+
+    def change(self, task_id: str, action: str, index: int | None = None, *,
+               state: str | None = None, notify_hook: str | None = None) -> Answer:
+        action = action.upper()
+        if action not in CHANGE_ACTIONS:
+            return _refused(f"change action must be one of {sorted(CHANGE_ACTIONS)}")
+        if action != "REROLL" and index not in (1, 2, 3, 4):
+            return _refused(f"{action} needs an index 1..4")
+        return self.submit("change", {"taskId": str(task_id), "action": action,
+                                      "index": index}, state=state, notify_hook=notify_hook)
+
+    def simple_change(self, content: str, *, state: str | None = None,
+                      notify_hook: str | None = None) -> Answer:
+        if not content or not content.strip():
+            return _refused("simple-change needs content like '<taskId> U1'")
+        return self.submit("simple-change", {"content": content}, state=state,
+                           notify_hook=notify_hook)
+
+    def swap_face(self, source_base64: str, target_base64: str, *,
+                  modes: Sequence[str] | None = None, state: str | None = None,
+                  notify_hook: str | None = None,
+                  account_filter: Mapping[str, Any] | None = None) -> Answer:
+        if not source_base64 or not target_base64:
+            return _refused("swap-face needs sourceBase64 and targetBase64")
+        return self.submit("swap-face", {
+            "sourceBase64": source_base64, "targetBase64": target_base64,
+            "accountFilter": _dict(account_filter),
+        }, state=state, notify_hook=notify_hook, modes=modes)
+
+    def upload_discord_images(self, base64_array: Sequence[str], *,
+                              account_filter: Mapping[str, Any] | None = None,
+                              modes: Sequence[str] | None = None) -> Answer:
+        """Upload images; an ACCEPTED answer's ``result`` is the list of URLs."""
+        if not base64_array:
+            return _refused("upload-discord-images needs at least one image")
+        return self.submit("upload-discord-images", {
+            "base64Array": list(base64_array), "accountFilter": _dict(account_filter),
+        }, modes=modes)
+
+
+def _refused(message: str) -> Answer:
+    """A submit refused before sending (the same outcome the upstream's code 4 gives)."""
+    return Answer(Outcome.REJECTED, message)
+
+
+def _list(values: Sequence[str] | None) -> list[str] | None:
+    return list(values) if values else None
+
+
+def _dict(values: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(values) if values else None
