@@ -1,6 +1,6 @@
 """Chaos soak: many jobs through the whole system while everything around it misbehaves.
 
-    python -m bench.chaos [--jobs 1000] [--duration-s 1500] [--quick] [--seed N]
+    python -m bench.chaos [--jobs 1000] [--duration-s 3600] [--quick] [--seed N]
     make chaos CHAOS_ARGS="--quick"
 
 Starts, on loopback and all of its own: the simulator (in this process), moto's S3 server
@@ -44,11 +44,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import redis
 import requests
@@ -82,9 +83,9 @@ class Plan:
     ceiling (``MJFLOW_MAX_IN_FLIGHT``) is their total."""
 
     jobs: int = 1000
-    duration_s: float = 1500.0       # every job must be terminal within this
+    duration_s: float = 3600.0       # every job must be terminal within this
     submit_over_s: float = 60.0      # submissions are spread over this long
-    drain_s: float = 180.0           # then the system must be idle within this
+    drain_s: float = 300.0           # then the system must be idle within this
     seed: int = 7
     speed: float = 20.0
     accounts: int = 8
@@ -123,7 +124,7 @@ class Plan:
     verify_bytes: int = 300          # objects whose bytes are downloaded and re-hashed
 
     @classmethod
-    def quick(cls) -> "Plan":
+    def quick(cls) -> Plan:
         return cls(jobs=60, duration_s=150.0, submit_over_s=25.0, drain_s=60.0, burst_at_s=4.0,
                    burst=10, kill_every_s=10.0, web_restart_at_s=12.0, redis_restart_at_s=20.0,
                    redis_down_s=2.0, s3_outage_at_s=27.0, s3_outage_s=8.0,
@@ -145,11 +146,9 @@ def free_port() -> int:
 def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(Exception):     # not up yet
             if pred():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
         time.sleep(step_s)
     raise RuntimeError(f"{what} not ready within {timeout_s:.0f} s")
 
@@ -330,7 +329,7 @@ class TcpProxy:
         while not self._stop.is_set():
             try:
                 client, _ = self.sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -407,7 +406,7 @@ class Consumer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = consumer.receive(body, {k.lower(): v for k, v in self.headers.items()})
                 self.send_response(status)
@@ -596,21 +595,24 @@ class Submitter:
         headers = {**self.system.headers, "Idempotency-Key": f"{self.run_id}-{i}"}
         deadline = time.monotonic() + give_up_s
         last = ""
-        while time.monotonic() < deadline:
+        conflicts = 0
+        while time.monotonic() < deadline and conflicts < 10:
             try:
                 resp = session.post(url, json=self.spec(i), headers=headers, timeout=HTTP_TIMEOUT_S)
                 if resp.status_code in (200, 202):
                     with self.lock:
                         self.job_ids[i] = resp.json()["id"]
                     return
-                last = f"HTTP {resp.status_code} {resp.text[:160]}"
+                last = f"HTTP {resp.status_code} {resp.text[:160].strip()}"
+                conflicts = conflicts + 1 if resp.status_code == 409 else 0
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}"
+                conflicts = 0
             with self.lock:
                 self.retries += 1
-            time.sleep(0.5)
+            time.sleep(0.5 + random.random())
         with self.lock:
-            self.errors.append(f"job {i}: {last}")
+            self.errors.append(f"job {i} (Idempotency-Key {headers['Idempotency-Key']}): {last}")
 
     def run(self, t0: float, over_s: float, n: int, threads: int = 4) -> None:
         def worker(k: int) -> None:
@@ -655,7 +657,7 @@ class Chaos:
         return not self.pending
 
     def note(self, t: float, what: str) -> None:
-        self.stats["timeline"].append((round(t, 1), what))
+        self.stats["timeline"].append((round(t, 1), what, time.time()))
         log(f"t={t:6.1f}s  {what}")
 
     def burst(self) -> None:
@@ -679,12 +681,14 @@ class Chaos:
         assert self.system.proxy is not None
         self.system.proxy.block()
         self._s3_down_at = time.monotonic()
+        self.stats["s3_outage_wall"] = [time.time(), None]
 
     def s3_up(self) -> None:
         assert self.system.proxy is not None
         self.system.proxy.unblock()
         self.stats["s3_outages"] += 1
         self.stats["s3_outage_s"] = time.monotonic() - self._s3_down_at
+        self.stats["s3_outage_wall"][1] = time.time()
         self.stats["s3_refused"] = self.system.proxy.refused
 
     def kill_worker(self) -> None:
@@ -729,6 +733,51 @@ class Chaos:
 
 
 # -- watching -------------------------------------------------------------------------------
+TICK_LOCK_TTL_S = 60      # worker/sweeps.py: SET lock:tick NX EX 60
+TICK_STALL_AFTER_S = 5.0  # a tick takes well under a second; held longer = it was interrupted
+
+
+class Watch:
+    """Samples the dispatch machinery once a second: how long the tick lock has been held
+    (an interrupted tick leaves it for its whole TTL: no dispatch, polls or sweeps), the
+    dispatch window (AIMD) and the slots in use."""
+
+    def __init__(self, r: redis.Redis, max_in_flight: int) -> None:
+        self.r = r
+        self.max = max_in_flight
+        self.seconds = 0.0
+        self.lock_stall_s = 0.0
+        self.max_lock_age_s = 0.0
+        self.window_min = float(max_in_flight)
+        self.window_low_s = 0.0
+        self.window_now = float(max_in_flight)
+        self.slots_max = 0
+        self.lock_age_now = 0.0
+
+    def sample(self, dt: float) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.ttl(f"{PREFIX}:lock:tick")
+        pipe.hget(f"{PREFIX}:window", "size")
+        pipe.zcard(f"{PREFIX}:slots")
+        ttl, size, slots = pipe.execute()
+        self.seconds += dt
+        self.lock_age_now = TICK_LOCK_TTL_S - ttl if ttl is not None and ttl >= 0 else 0.0
+        if self.lock_age_now > TICK_STALL_AFTER_S:
+            self.lock_stall_s += dt
+        self.max_lock_age_s = max(self.max_lock_age_s, self.lock_age_now)
+        self.window_now = float(size) if size else float(self.max)
+        self.window_min = min(self.window_min, self.window_now)
+        if self.window_now < self.max / 4:
+            self.window_low_s += dt
+        self.slots_max = max(self.slots_max, int(slots))
+
+    def summary(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "lock_stall_s": self.lock_stall_s,
+                "max_lock_age_s": self.max_lock_age_s, "stall_after_s": TICK_STALL_AFTER_S,
+                "window_min": self.window_min, "window_max": self.max,
+                "window_low_s": self.window_low_s, "slots_max": self.slots_max}
+
+
 def job_statuses(r: redis.Redis, job_ids: list[str]) -> Counter[str]:
     pipe = r.pipeline(transaction=False)
     for jid in job_ids:
@@ -748,20 +797,85 @@ def queue_depths(r: redis.Redis) -> dict[str, int]:
     return out
 
 
-def celery_depths(r: redis.Redis) -> tuple[dict[str, int], int]:
+def celery_depths(r: redis.Redis, samples: int = 5) -> tuple[dict[str, int], int]:
+    """Lengths of the Celery queue lists (the smallest of a few samples: beat adds a tick
+    message every tick interval, which a worker takes at once) and the unacked count."""
     lists: dict[str, int] = {}
     unacked = 0
-    for key in r.scan_iter(f"{PREFIX}:celery:*", count=1000):
-        kind = r.type(key)
-        if kind == "list":
-            lists[key.removeprefix(f"{PREFIX}:celery:")] = r.llen(key)
-        elif kind == "hash" and key.endswith(":unacked"):
-            unacked = r.hlen(key)
+    for i in range(samples):
+        for key in r.scan_iter(f"{PREFIX}:celery:*", count=1000):
+            kind = r.type(key)
+            if kind == "list":
+                name = key.removeprefix(f"{PREFIX}:celery:")
+                lists[name] = min(lists.get(name, 10**9), r.llen(key))
+            elif kind == "hash" and key.endswith(":unacked"):
+                unacked = r.hlen(key)
+        if not any(lists.values()):
+            break
+        if i < samples - 1:
+            time.sleep(0.3)
     return lists, unacked
 
 
 def is_idle(r: redis.Redis) -> bool:
-    return not any(queue_depths(r).values()) and not any(celery_depths(r)[0].values())
+    return not any(queue_depths(r).values()) and not any(celery_depths(r, 3)[0].values())
+
+
+class Monitor:
+    """Watches the run once a second (job statuses straight from our own Redis, the
+    dispatch machinery, the worker's RSS) and prints progress every 10 s."""
+
+    def __init__(self, system: System, plan: Plan, sub: Submitter, r: redis.Redis) -> None:
+        self.system = system
+        self.plan = plan
+        self.sub = sub
+        self.r = r
+        self.watch = Watch(r, plan.max_in_flight)
+        self.counts: Counter[str] = Counter()
+        self.terminal = 0
+        self.all_terminal = False
+        self.peak_rss = 0.0
+        self._last_print = -5.0     # prints at 5, 15, 25 s: between the worker kills
+        self._last_sample = time.monotonic()
+
+    def step(self, t: float) -> None:
+        with self.sub.lock:
+            ids = list(self.sub.job_ids.values())
+        with contextlib.suppress(redis.RedisError):
+            self.counts = job_statuses(self.r, ids)
+            now = time.monotonic()
+            self.watch.sample(now - self._last_sample)
+            self._last_sample = now
+        self.terminal = sum(n for s, n in self.counts.items()
+                            if s in ("succeeded", "partial", "failed", "cancelled"))
+        self.all_terminal = (self.sub.done.is_set()
+                             and self.terminal == self.plan.jobs - len(self.sub.errors))
+        rss = self.system.procs.rss("worker")
+        self.peak_rss = max(self.peak_rss, rss)
+        if t - self._last_print >= 10:
+            self._last_print = t
+            try:
+                st = self.system.sim_stats()
+                upstream = (f"upstream tasks {sum(st['submissions'].values())} (running "
+                            f"{st['running']}, waiting {st['waiting']})")
+            except (requests.RequestException, ValueError):
+                upstream = "simulator busy"
+            log(f"t={t:6.1f}s  jobs {len(ids)}/{self.plan.jobs} created, {self.terminal} "
+                f"terminal {dict(self.counts)}; {upstream}; window "
+                f"{self.watch.window_now:.1f}, tick lock age {self.watch.lock_age_now:.0f} s; "
+                f"worker RSS {rss:.0f} MB")
+
+    def until(self, t0: float, limit_s: float, done: Callable[[], bool],
+              on_tick: Callable[[], None] | None = None) -> None:
+        """Step once a second until ``done()`` or ``limit_s`` after ``t0``."""
+        while True:
+            t = time.monotonic() - t0
+            self.step(t)
+            if on_tick:
+                on_tick()
+            if done() or t > limit_s:
+                return
+            time.sleep(1.0)
 
 
 # -- collecting -----------------------------------------------------------------------------
@@ -808,8 +922,10 @@ def s3_inventory(system: System, views: dict[str, dict | None], verify_bytes: in
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=base):
         for ver in page.get("Versions", []):
             key = ver["Key"][len(base):]
-            entry = objects.setdefault(key, {"size": 0, "versions": 0})
+            entry = objects.setdefault(key, {"size": 0, "versions": 0, "etags": [], "times": []})
             entry["versions"] += 1
+            entry["etags"].append(ver.get("ETag"))
+            entry["times"].append(ver["LastModified"].timestamp())
             if ver.get("IsLatest"):
                 entry["size"] = ver["Size"]
     image_keys = [i["key"] for v in views.values() if v for s in v["steps"] for i in s["images"]
@@ -923,39 +1039,33 @@ def run(plan: Plan, keep: bool = False) -> Outcome:
                                         args=(t0, lambda: not state["all_terminal"]),
                                         daemon=True, name="chaos-events")
         chaos_thread.start()
-        peak_rss = 0.0
-        last_print = 0.0
-        counts: Counter[str] = Counter()
-        while True:
-            t = time.monotonic() - t0
-            with contextlib.suppress(redis.RedisError):
-                with sub.lock:
-                    ids = list(sub.job_ids.values())
-                counts = job_statuses(r, ids)
-            terminal = sum(n for s, n in counts.items()
-                           if s in ("succeeded", "partial", "failed", "cancelled"))
-            state["all_terminal"] = sub.done.is_set() and terminal == plan.jobs - len(sub.errors)
-            peak_rss = max(peak_rss, system.procs.rss("worker"))
-            if t - last_print >= 10:
-                last_print = t
-                try:
-                    st = system.sim_stats()
-                    upstream = f"upstream tasks {sum(st['submissions'].values())}, running {st['running']}, waiting {st['waiting']}"
-                except requests.RequestException:
-                    upstream = "simulator busy"
-                log(f"t={t:6.1f}s  jobs {len(ids)}/{plan.jobs} created, {terminal} terminal "
-                    f"{dict(counts)}; {upstream}; worker RSS {system.procs.rss('worker'):.0f} MB")
-            if state["all_terminal"] and chaos.one_offs_done:
-                break
-            if t > plan.duration_s:
-                log(f"duration limit {plan.duration_s:.0f} s reached with {terminal} terminal jobs")
-                break
-            time.sleep(1.0)
+        mon = Monitor(system, plan, sub, r)
+        mon.until(t0, plan.duration_s, lambda: mon.all_terminal and chaos.one_offs_done,
+                  on_tick=lambda: state.update(all_terminal=mon.all_terminal))
         run_s = time.monotonic() - t0
+        in_time = mon.all_terminal
+        terminal_at_limit = mon.terminal
+        chaos.stats["watch"] = mon.watch.summary()
         chaos.stop.set()
         chaos_thread.join(timeout=120)
         chaos.heal()
-        log(f"all jobs terminal after {run_s:.1f} s; waiting for idle (at most {plan.drain_s:.0f} s)")
+        settle_s = 0.0
+        if in_time:
+            log(f"all jobs terminal after {run_s:.1f} s")
+        else:
+            log(f"not all jobs terminal within {plan.duration_s:.0f} s; chaos stopped, waiting "
+                f"at most {plan.drain_s:.0f} s for them to finish")
+            settle_start = time.monotonic()
+            mon.until(t0, run_s + plan.drain_s, lambda: mon.all_terminal)
+            settle_s = time.monotonic() - settle_start
+        chaos.stats["terminal"] = {"in_time": in_time, "run_s": run_s,
+                                   "count_at_limit": terminal_at_limit,
+                                   "duration_s": plan.duration_s,
+                                   "settled_after_chaos_s": None if in_time else (
+                                       settle_s if mon.all_terminal else None)}
+        counts = mon.counts
+        peak_rss = mon.peak_rss
+        log(f"waiting for idle (at most {plan.drain_s:.0f} s)")
         drain_start = time.monotonic()
         with contextlib.suppress(RuntimeError):
             wait_until(lambda: is_idle(r), plan.drain_s, "idle", step_s=1.0)
@@ -977,14 +1087,18 @@ def run(plan: Plan, keep: bool = False) -> Outcome:
         total_s = time.monotonic() - started
         summary = {
             "plan": asdict(plan), "startup_s": round(startup_s, 1), "run_s": round(run_s, 1),
-            "drain_s": round(drain_s, 1), "total_s": round(total_s, 1),
+            "settle_s": round(settle_s, 1), "drain_s": round(drain_s, 1),
+            "total_s": round(total_s, 1),
             "job_statuses": dict(counts), "chaos": chaos.stats, "rss_mb": rss,
             "counters": collected.counters, "sim": collected.sim_stats,
             "violations": verdict.violations,
         }
         table = render(verdict)
-        header = (f"chaos soak: {plan.jobs} jobs x {STEPS_PER_JOB} steps; all terminal in "
-                  f"{run_s:.0f} s, idle {drain_s:.0f} s later; {total_s:.0f} s in all")
+        done = (f"all terminal in {run_s:.0f} s" if in_time else
+                f"NOT all terminal within {plan.duration_s:.0f} s (then {settle_s:.0f} s without "
+                f"chaos: {'all terminal' if mon.all_terminal else 'still not all terminal'})")
+        header = (f"chaos soak: {plan.jobs} jobs x {STEPS_PER_JOB} steps; {done}, idle "
+                  f"{drain_s:.0f} s later; {total_s:.0f} s in all (start-up {startup_s:.0f} s)")
         ok = verdict.ok
         if not ok:
             for name in ("worker", "web", "beat", "redis"):
@@ -1012,7 +1126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="the ~2-minute CI version")
     ap.add_argument("--jobs", type=int, help="jobs to run (default 1000; quick 60)")
     ap.add_argument("--duration-s", type=float,
-                    help="every job must be terminal within this (default 1500; quick 150)")
+                    help="every job must be terminal within this (default 3600; quick 150)")
     ap.add_argument("--seed", type=int, help="simulator fault seed")
     ap.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, AOF)")

@@ -25,11 +25,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 import redis
 import requests
@@ -155,6 +156,53 @@ def redis_server_pid() -> int | None:
     return pid if Path(f"/proc/{pid}/stat").exists() else None
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+class Contention:
+    """How much CPU *other* processes used while a benchmark ran (this machine is shared).
+
+    ``own`` is this process and everything it started (reaped children included);
+    ``redis`` is the redis-server (shared: other users of it count there too); ``foreign``
+    is the rest of the machine's busy time.
+    """
+
+    def __init__(self) -> None:
+        self.redis_pid = redis_server_pid()
+        self._t0 = time.monotonic()
+        self._m0 = machine_busy_s()
+        self._own0 = tree_cpu_s(os.getpid())
+        self._r0 = tree_cpu_s(self.redis_pid) if self.redis_pid else 0.0
+
+    def result(self) -> dict[str, float]:
+        wall = time.monotonic() - self._t0
+        machine_s = machine_busy_s() - self._m0
+        own = tree_cpu_s(os.getpid()) - self._own0
+        red = (tree_cpu_s(self.redis_pid) - self._r0) if self.redis_pid else 0.0
+        foreign = max(0.0, machine_s - own - red)
+        return {"wall_s": round(wall, 1), "own_cores": round(own / wall, 2),
+                "redis_cores": round(red / wall, 2), "foreign_cores": round(foreign / wall, 2)}
+
+
+def wait_quiet(max_wait_s: float = 120.0, threshold_cores: float = 0.25,
+               window_s: float = 3.0) -> dict[str, float]:
+    """Wait (bounded) until other processes use less than ``threshold_cores``."""
+    started = time.monotonic()
+    while True:
+        c = Contention()
+        time.sleep(window_s)
+        res = c.result()
+        busy = res["foreign_cores"] + res["redis_cores"]
+        waited = time.monotonic() - started
+        if busy < threshold_cores or waited >= max_wait_s:
+            return {"foreign_cores_before": round(busy, 2), "waited_s": round(waited, 1)}
+        print(f"   (machine busy with other work: {busy:.2f} cores; waiting)", flush=True)
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     try:
@@ -185,7 +233,7 @@ def fast_images() -> Iterator[None]:
     that would starve the processes under test on a 2-core machine. mjflow and the
     baselines still download, verify, hash and store every image.
     """
-    import simulator.images as images
+    from simulator import images
 
     original = images.render
     cache: dict[tuple, bytes] = {}
@@ -288,7 +336,7 @@ class BenchStack:
         self.sim: Any = None
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "BenchStack":
+    def start(self) -> BenchStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.with_sim:
             from simulator.server import start as start_sim
@@ -366,7 +414,7 @@ class BenchStack:
         if not os.environ.get("MJFLOW_KEEP_BENCH_FILES"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "BenchStack":
+    def __enter__(self) -> Self:
         try:
             return self.start()
         except BaseException:
@@ -458,12 +506,20 @@ def upstream_finish_s(sim: Any, task_id: str | None) -> float | None:
     return task.finish_time_ms / 1000
 
 
+def upstream_start_s(sim: Any, task_id: str | None) -> float | None:
+    """When the simulator gave ``task_id`` a running slot (unix seconds)."""
+    task = sim.get_task(task_id) if task_id else None
+    if task is None or task.start_time_ms is None:
+        return None
+    return task.start_time_ms / 1000
+
+
 def parse_iso(value: str | None) -> float | None:
     if not value:
         return None
     from datetime import datetime
 
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 # --- statistics and tables --------------------------------------------------------------
@@ -474,7 +530,7 @@ def pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(q * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 
@@ -507,6 +563,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if value == float("inf"):
             return "∞"
+        if value.is_integer():
+            return f"{value:,.0f}"
         if abs(value) >= 1000:
             return f"{value:,.0f}"
         if abs(value) >= 100:

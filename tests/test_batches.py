@@ -72,6 +72,8 @@ def test_a_crash_between_claim_and_creation_resumes_with_the_same_job_id(engine,
     claims = engine.r.hgetall(engine.keys.batch_keys(bid))
     pending = [v for v in claims.values() if v.startswith(batches.PENDING)]
     assert len(claims) == 3 and len(pending) == 1 and job_count(engine) == 2
+    half = batches.batch_view(engine, bid)
+    assert half["total"] == 3 and half["counts"]["expired"] == 0 and not half["done"]
     engine.r.delete(engine.keys.lock(f"create:{pending[0][1:]}"))   # the dead process's lock
     view = batches.create_batch(engine, items, name="crash")
     assert view["submitted"] == {"created": 3, "done": 0, "inProgress": 2, "retried": 0, "renewed": 0}

@@ -29,7 +29,7 @@ def stack():
 
 def run(stack: Stack, *args: str, cwd: Path | None = None, timeout_s: float = 120,
         env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([MJFLOW, *args], env=env or stack.env, cwd=cwd, capture_output=True,
+    return subprocess.run([MJFLOW, *args], env=env or stack.env, cwd=cwd, capture_output=True, check=False,
                           text=True, timeout=timeout_s)
 
 

@@ -55,7 +55,7 @@ def test_valid_callback_is_accepted_and_enqueued(live):
 
 
 def test_previous_secret_still_accepted(live):
-    engine, url, root, _ = live
+    _, url, root, _ = live
     assert post(url, root, hook_token("old", root), {"id": TASK, "status": "SUBMITTED"}).status_code == 204
 
 

@@ -9,7 +9,7 @@ import redis
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis import checks
+from schemathesis import GenerationMode, checks
 
 from tests.conftest import REDIS_URL
 from tests.support.web import serve
@@ -73,14 +73,25 @@ def _labels() -> list[str]:
 
 @pytest.mark.parametrize("label", _labels())
 def test_api_conforms(api_schema, live_app, label):
-    """Up to 25 generated requests per operation; every answer below 500 and as documented."""
+    """Up to 25 valid generated requests per operation: every answer below 500 and as
+    documented (status, content type, headers, body schema); then up to 10 invalid ones
+    (wrong types, missing fields, bad parameters): still never a 5xx."""
     _, url = live_app
     operation = api_schema.find_operation_by_label(label)
 
     @given(case=operation.as_strategy())
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
               database=None)
-    def run(case):
+    def positive(case):
         case.call_and_validate(base_url=url, headers=AUTH, checks=CHECKS, timeout=10)
 
-    run()
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.NEGATIVE))
+    @settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None)
+    def negative(case):
+        case.call_and_validate(base_url=url, headers=AUTH, checks=[checks.not_a_server_error],
+                               timeout=10)
+
+    positive()
+    if list(operation.iter_parameters()) or operation.body:   # else nothing can be wrong
+        negative()

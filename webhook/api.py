@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 from webhook.auth import authorized
 from worker import api as jobs_api
 from worker import batches
+from worker.batch_items import loads_strict
 from worker.jobs.model import JobStatus
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -57,7 +58,7 @@ def _text_body() -> str:
 
 def _parse_json(text: str) -> Any:
     try:
-        return batches._loads(text or "null")
+        return loads_strict(text or "null")
     except (ValueError, RecursionError) as exc:
         raise bad("body", f"malformed JSON: {exc}") from None
 
@@ -112,7 +113,7 @@ def _time_arg(name: str) -> float | None:
         value = float(raw)
     except ValueError:
         try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+            value = datetime.fromisoformat(raw).timestamp()
         except (ValueError, OverflowError, OSError):
             raise bad(name, "must be a unix time or ISO-8601") from None
     if not math.isfinite(value):
@@ -282,4 +283,4 @@ def init_app(app: Flask) -> None:
     openapi.init_app(app)
 
 
-__all__ = ["bp", "init_app", "json_body", "error"]
+__all__ = ["bp", "error", "init_app", "json_body"]

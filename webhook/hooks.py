@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
 from worker.engine import verify_hook_token
-from worker.jobs.model import StepStatus
+from worker.jobs.model import StepStatus, upstream_state
 from worker.polling import heartbeat
 from worker.upstream import Task
 
@@ -45,19 +45,18 @@ def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
         return _reject(413, "too_large", f"callback body larger than {limit} bytes")
     try:
         payload = json.loads(raw)
-        if not isinstance(payload, dict):
-            raise ValueError("not an object")
-        task = Task.model_validate(payload)
-        if not task.id:
-            raise ValueError("no task id")
+        task = Task.model_validate(payload) if isinstance(payload, dict) else None
     except (ValueError, ValidationError, UnicodeDecodeError):
+        task = None
+    if task is None or not task.id:
         return _reject(400, "malformed", "body is not a task JSON object with an id")
-    status, task_id = engine.r.hmget(engine.keys.step(step_id), "status", "task_id")
+    status, task_id, generation = engine.r.hmget(engine.keys.step(step_id), "status", "task_id",
+                                                 "generation")
     if status is None:
         return _reject(404, "not_found", "no such hook")
     if StepStatus(status).terminal:
         return _reject(409, "late", "step already finished")
-    if task_id and task.id != task_id or not task_id and task.state != step_id:
+    if task_id and task.id != task_id or not task_id and task.state != upstream_state(step_id, generation):
         return _reject(409, "wrong_task", "callback is for another task")
     heartbeat(engine, step_id)
     engine.enqueue.reconcile(step_id, payload, "callback")

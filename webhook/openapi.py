@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from worker.jobs.spec import JobSpec
 
 bp = Blueprint("openapi", __name__)
+UI_BLUEPRINTS = ("dashboard",)
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
 JobStatusName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
 StepStatusName = Literal["waiting", "queued", "submitting", "submitted", "running", "modal",
@@ -379,13 +380,10 @@ def operations() -> dict[str, dict[str, dict[str, Any]]]:
             "200": _json(ref("Ready"), "ready"), "503": _json(ref("Ready"), "not ready")},
             v1=False, operationId="readyz")},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {
-            "description": "text exposition format",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "description": "text exposition format (OpenMetrics when the Accept header asks)",
+            "content": {"text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}}}}},
             v1=False, operationId="metrics")},
-        "/": {"get": _op("The dashboard", {
-            "200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
-            "401": {"description": "no key", "content": {"text/html": {"schema": {"type": "string"}}}}},
-            v1=False, operationId="dashboard", tag="dashboard")},
         "/openapi.json": {"get": _op("This document", {
             "200": _json({"type": "object"}, "OpenAPI 3.1")}, v1=False, operationId="openapi")},
     }
@@ -405,10 +403,13 @@ def components() -> dict[str, Any]:
 
 
 def app_routes(app: Flask) -> set[tuple[str, str]]:
-    """(OpenAPI path, method) of every rule of the app (static files excluded)."""
+    """(OpenAPI path, method) of every API rule of the app: not static files, not the
+    dashboard's HTML pages (a browser UI, described in docs/operations.md)."""
     out = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+            continue
+        if rule.endpoint.split(".")[0] in UI_BLUEPRINTS:
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods or ():
@@ -428,11 +429,11 @@ def build(app: Flask) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "mjflow", "version": "1",
                  "description": "Midjourney jobs through midjourney-proxy-compatible APIs. "
-                                "See docs/api.md."},
+                                "See docs/api.md. The dashboard's HTML pages (/, /jobs/..., "
+                                "/batches/...) are a browser UI and not described here."},
         "paths": paths,
         "components": components(),
-        "tags": [{"name": n} for n in ("jobs", "batches", "upstream", "hooks", "service",
-                                       "dashboard")],
+        "tags": [{"name": n} for n in ("jobs", "batches", "upstream", "hooks", "service")],
     }
 
 

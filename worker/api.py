@@ -34,6 +34,7 @@ from worker.jobs.spec import JobSpec
 from worker.jobs.store import Txn, new_id
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
 
 
 class SpecError(InvalidSpec):
@@ -62,18 +63,35 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def _too_deep(data: Any, limit: int) -> str | None:
+    """The path of a value nested deeper than ``limit`` (iteratively: no recursion), or None."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limit:
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
+
+
 def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
     """Validate a job spec; raises SpecError listing every problem with its field path."""
     if not isinstance(data, dict):
         raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
+    too_deep = _too_deep(data, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        path = f"{prefix}{'.' if prefix and too_deep else ''}{too_deep}" or "body"
+        raise SpecError([{"path": path, "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}])
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise SpecError([{"path": prefix or "body",
                           "message": "text contains an unpaired surrogate (not valid Unicode)"}]) from None
     except (TypeError, ValueError, RecursionError):
-        raise SpecError([{"path": prefix or "body",
-                          "message": "must be plain JSON, nested at most 100 levels"}]) from None
+        raise SpecError([{"path": prefix or "body", "message": "must be plain JSON"}]) from None
     try:
         spec = JobSpec.model_validate(data)
     except RecursionError:
@@ -140,6 +158,7 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
 
     view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
     view["manifest"] = engine.r.hget(engine.keys.job(job_id), "manifest")
+    view["events"] = engine.store.notes(job_id)
     return view
 
 
@@ -292,6 +311,23 @@ def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
     return _batches().cancel_batch(engine, batch_id)
 
 
-__all__ = ["create_job", "get_job", "cancel_job", "retry_job", "list_jobs", "parse_spec",
-           "submit", "wait", "create_batch", "get_batch", "list_batches", "batch_report",
-           "retry_batch", "cancel_batch", "SpecError", "Conflict", "NotFound", "StepStatus"]
+__all__ = [
+    "Conflict",
+    "NotFound",
+    "SpecError",
+    "StepStatus",
+    "batch_report",
+    "cancel_batch",
+    "cancel_job",
+    "create_batch",
+    "create_job",
+    "get_batch",
+    "get_job",
+    "list_batches",
+    "list_jobs",
+    "parse_spec",
+    "retry_batch",
+    "retry_job",
+    "submit",
+    "wait",
+]

@@ -23,22 +23,32 @@ job id, ``batch_jobs(id)`` every job ever created for the batch, ``batches()`` b
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import redis
 
+from worker.batch_items import (  # noqa: F401 - part of this module's interface
+    BATCH_ID_RE,
+    MAX_NAME_CHARS,
+    _canonical,
+    batch_id_for,
+    check_batch_id,
+    check_name,
+    default_key,
+    item_digest,
+    loads_strict,
+    prepare,
+    read_jsonl,
+)
 from worker.engine import Engine
 from worker.finishing import job_view_by_id
 from worker.jobs.store import new_id
 from worker.jobs.views import iso
 
 MAX_BATCH_ITEMS = 10_000
-MAX_NAME_CHARS = 200
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 THROUGHPUT_WINDOW_S = 600.0
 MIN_RATE_WINDOW_S = 5.0
 CREATE_LOCK_S = 60
@@ -50,114 +60,9 @@ REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "reason", "cre
 
 
 def _api():  # type: ignore[no-untyped-def]
-    from worker import api   # worker.api re-exports this module's functions
+    from worker import api  # worker.api re-exports this module's functions
 
     return api
-
-
-# -- ids and keys ----------------------------------------------------------------------------
-def batch_id_for(name: str) -> str:
-    """The batch id of a name: the same name always resumes the same batch."""
-    return "bat_" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
-def item_digest(item: dict[str, Any]) -> str:
-    return hashlib.sha256(_canonical({k: v for k, v in item.items() if k != "key"})).hexdigest()[:16]
-
-
-def default_key(number: int, item: dict[str, Any]) -> str:
-    return f"line-{number}:{item_digest(item)}"
-
-
-# -- input ----------------------------------------------------------------------------------
-def read_jsonl(text: str) -> tuple[list[tuple[int, Any]], list[dict[str, Any]]]:
-    """Split JSONL text into ``(line number, value)`` pairs; blank lines are skipped.
-
-    A line is a JSON object (a spec), a JSON string, or plain text (both taken as the
-    prompt). A line that starts like JSON but does not parse is an error.
-    """
-    entries: list[tuple[int, Any]] = []
-    errors: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        raw = line.strip()
-        if not raw:
-            continue
-        if raw[0] in "{[\"":
-            try:
-                entries.append((number, _loads(raw)))
-            except (ValueError, RecursionError) as exc:
-                errors.append({"path": f"lines[{number}]", "line": number,
-                               "message": f"malformed JSON: {exc}"})
-            continue
-        entries.append((number, raw))
-    return entries, errors
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _loads(raw: str | bytes) -> Any:
-    """``json.loads`` without NaN/Infinity (they would not round-trip)."""
-    return json.loads(raw, parse_constant=_reject_constant)
-
-
-def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
-            then: list[Any] | None = None, path: str = "items",
-            zero_based: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Turn raw items into validated spec dicts with keys; returns ``(items, errors)``.
-
-    Strings become ``{"prompt": ...}``; ``then`` is the default follow-up list for items
-    without their own. Every error names the item (``items[3].prompt`` or ``lines[4]...``)
-    and, for JSONL, its line number.
-    """
-    api = _api()
-    items: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    for number, raw in entries:
-        where = f"{path}[{number - 1 if zero_based else number}]"
-        extra = {} if zero_based else {"line": number}
-        if isinstance(raw, str):
-            item: dict[str, Any] = {"prompt": raw}
-        elif isinstance(raw, dict):
-            item = dict(raw)
-        else:
-            errors.append({"path": where, "message": "must be a JSON object (a job spec) or a "
-                           "string (a prompt)", **extra})
-            continue
-        if then and "then" not in item:
-            item["then"] = list(then)
-        try:
-            if item.get("key") is None:
-                item["key"] = default_key(number, item)
-            api.parse_spec(item, max_image_bytes=max_image_bytes, prefix=where)
-        except api.SpecError as exc:
-            errors.extend({**e, **extra} for e in exc.errors)
-            continue
-        items.append(item)
-    seen: dict[str, int] = {}
-    for i, item in enumerate(items):
-        if item["key"] in seen:
-            errors.append({"path": f"{path}.key", "message": f"key {item['key']!r} is used "
-                           "by more than one item"})
-        seen[item["key"]] = i
-    return items, errors
-
-
-def check_name(name: str | None) -> None:
-    if name is not None and not (0 < len(name) <= MAX_NAME_CHARS):
-        raise _api().SpecError([{"path": "name", "message": f"must be 1 to {MAX_NAME_CHARS} characters"}])
-
-
-def check_batch_id(batch_id: str) -> None:
-    if not BATCH_ID_RE.match(batch_id):
-        raise _api().SpecError([{"path": "batchId", "message":
-                                 "must be 1 to 100 characters of A-Z a-z 0-9 _ -"}])
 
 
 # -- creation --------------------------------------------------------------------------------
@@ -245,10 +150,10 @@ def place(engine: Engine, batch_id: str, key: str, spec: Any) -> str:
         job_id = claimed.removeprefix(PENDING)
         status = r.hget(k.job(job_id), "status")
         if claimed.startswith(PENDING):
-            if status is not None:
-                _confirm(engine, batch_id, key, job_id)
-                return "inProgress"
-            return _create_claimed(engine, batch_id, key, job_id, spec)
+            if status is None:
+                return _create_claimed(engine, batch_id, key, job_id, spec)
+            _confirm(engine, batch_id, key, job_id)   # its creator died after creating it
+            continue
         if status is None or status == "succeeded":
             return "done"                       # finished (purged: finished long ago)
         if status == "partial":
@@ -320,8 +225,18 @@ def item_jobs(engine: Engine, batch_id: str) -> dict[str, str]:
     return {key: value.removeprefix(PENDING) for key, value in raw.items()}
 
 
-def _states(engine: Engine, job_ids: list[str]) -> list[tuple[str, float | None, float | None]]:
-    """(status, created, finished) per job, as the job view would say, in two round trips."""
+def _pending(engine: Engine, batch_id: str) -> set[str]:
+    """Job ids claimed but maybe not created yet (a submitter died in between)."""
+    raw = engine.r.hvals(engine.keys.batch_keys(batch_id))
+    return {v.removeprefix(PENDING) for v in raw if v.startswith(PENDING)}
+
+
+def _states(engine: Engine, job_ids: list[str], pending: frozenset[str] | set[str] = frozenset(),
+            ) -> list[tuple[str, float | None, float | None]]:
+    """(status, created, finished) per job, as the job view would say, in two round trips.
+
+    A job that does not exist is ``queued`` if its claim is pending (the next submission
+    creates it), else ``expired`` (purged by retention after it finished)."""
     r, k = engine.r, engine.keys
     pipe = r.pipeline(transaction=False)
     for jid in job_ids:
@@ -335,9 +250,9 @@ def _states(engine: Engine, job_ids: list[str]) -> list[tuple[str, float | None,
             pipe.hget(k.step(root), "status")
     roots = iter(pipe.execute())
     out = []
-    for (status, created, finished), root in rows:
+    for jid, ((status, created, finished), root) in zip(job_ids, rows):
         if status is None:
-            out.append(("expired", None, None))
+            out.append(("queued" if jid in pending else "expired", None, None))
             continue
         if status not in FINISHED:
             root_status = next(roots) if root else None
@@ -367,7 +282,7 @@ def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> di
     if not h:
         raise _api().NotFound(f"no batch {batch_id}")
     jobs = item_jobs(engine, batch_id)
-    states = _states(engine, list(jobs.values()))
+    states = _states(engine, list(jobs.values()), _pending(engine, batch_id))
     counts = {name: 0 for name in COUNTED}
     for status, _, _ in states:
         counts[status] += 1
@@ -443,12 +358,15 @@ def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
     if not exists(engine, batch_id):
         raise _api().NotFound(f"no batch {batch_id}")
     rows = []
+    pending = _pending(engine, batch_id)
     for key, job_id in sorted(item_jobs(engine, batch_id).items(), key=_key_order):
         view = job_view_by_id(engine, job_id, urls=False)
         if view is None:
-            rows.append({"key": key, "jobId": job_id, "status": "expired", "prompt": None,
-                         "imageKeys": [], "reason": "purged after the retention period",
-                         "createdAt": None, "finishedAt": None})
+            gone = job_id not in pending
+            rows.append({"key": key, "jobId": job_id, "status": "expired" if gone else "queued",
+                         "prompt": None, "imageKeys": [], "createdAt": None, "finishedAt": None,
+                         "reason": "purged after the retention period" if gone else
+                         "claimed but not created; submit the batch again"})
             continue
         reasons = [f"{s['label']}: {s['failReason']}" for s in view["steps"] if s["failReason"]]
         rows.append({"key": key, "jobId": job_id, "status": view["status"],

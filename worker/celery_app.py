@@ -51,6 +51,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 app = make_celery()
 
-from worker.logs import connect_celery_signals  # noqa: E402  (after the app exists)
+from worker.logs import connect_celery_signals
 
 connect_celery_signals(get_settings())

@@ -52,10 +52,11 @@ def _engine():  # type: ignore[no-untyped-def]
     import redis
 
     from worker.engine import build_engine
-    from worker.tasks import CeleryEnqueue
 
     settings = _settings()
     try:
+        from worker.tasks import CeleryEnqueue  # builds the Celery app from settings
+
         engine = build_engine(settings, enqueue=CeleryEnqueue())
         engine.r.ping()
     except ConfigError as exc:
@@ -423,6 +424,16 @@ def resume(as_json: bool) -> None:
     engine.window.resume()
     state = engine.window.state()
     _out(state, as_json, f"dispatch resumed; window {state['size']}/{state['max']}, {state['inUse']} in use")
+
+
+@main.command()
+@click.option("--keep-running", is_flag=True, help="leave everything up after the demo")
+@click.option("--speed", type=float, default=20.0, help="simulator speed factor")
+def demo(keep_running: bool, speed: float) -> None:
+    """Run the whole system locally on embedded defaults and a small demo batch."""
+    from worker.demo import run
+
+    sys.exit(run(speed=speed, keep_running=keep_running))
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import os
+import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.democonsumer import Consumer
+from worker.localnet import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "mjflow-demo"
@@ -41,29 +41,6 @@ CHAIN = "a glass greenhouse on a cliff at sunset"
 DEMO_FAULTS = {"drop_callbacks": 0.3, "duplicate_callbacks": 0.1, "reorder_callbacks": True,
                "seed": 42}
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
-
-
-def _free_port(preferred: int) -> int:
-    for port in (preferred, 0):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
-def _wait(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
 
 
 def _wait_bucket(endpoint: str, timeout_s: float = 60.0) -> None:
@@ -111,7 +88,7 @@ class Demo:
         from worker.devredis import ensure
 
         self.console.print(f"[bold]redis[/]   {ensure()}")
-        s3_port, sim_port, web_port = _free_port(9000), _free_port(8090), _free_port(8000)
+        s3_port, sim_port, web_port = free_port(9000), free_port(8090), free_port(8000)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
                "AWS_DEFAULT_REGION": "us-east-1"}
         s3_url = f"http://127.0.0.1:{s3_port}"
@@ -145,8 +122,8 @@ class Demo:
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
         self._spawn([str(bin_dir / "honcho"), "-f", str(procfile), "-d", str(ROOT), "start"],
                     env, "honcho.log")
-        _wait(f"{sim_url}/_sim/stats")
-        _wait(f"{web_url}/healthz")
+        wait_http(f"{sim_url}/_sim/stats")
+        wait_http(f"{web_url}/healthz")
         _wait_bucket(s3_url)
         self.console.print(f"[bold]s3[/]      local S3 API (moto server) at {s3_url}, bucket {BUCKET}")
         self.console.print(f"[bold]sim[/]     simulated midjourney-proxy at {sim_url} "
@@ -264,5 +241,3 @@ def run(*, speed: float = 20.0, keep_running: bool = False, timeout_s: float = 1
     return code
 
 
-if __name__ == "__main__":
-    raise SystemExit(run(keep_running="--keep-running" in sys.argv))

@@ -18,7 +18,7 @@ class Consumer:
         consumer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     event = consumer.webhook.verify(body, dict(self.headers))
@@ -38,7 +38,7 @@ class Consumer:
         self.url = f"http://{host}:{self.server.server_port}/events"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         self.thread.start()
         return self
 

@@ -8,22 +8,10 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 
-import requests
+from worker.localnet import wait_http
 
 DEFAULT_PORT = 9000
-
-
-def wait_until_up(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto server did not answer at {url}")
 
 
 def make_bucket(endpoint: str, bucket: str) -> None:
@@ -40,7 +28,7 @@ def make_bucket(endpoint: str, bucket: str) -> None:
 def start(port: int, host: str = "127.0.0.1") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until_up(f"http://{host}:{port}")
+    wait_http(f"http://{host}:{port}")
     return proc
 
 

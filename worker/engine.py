@@ -39,7 +39,7 @@ class Inline:
     """Runs follow-up work in this process (tests, the Hypothesis model, scripts)."""
 
     def __init__(self) -> None:
-        self.engine: "Engine | None" = None
+        self.engine: Engine | None = None
         self.log: list[tuple[str, Any]] = []
 
     def submit(self, step_id: str) -> None:
@@ -63,11 +63,13 @@ def hook_token(secret: str, step_id: str) -> str:
 
 
 def verify_hook_token(settings: Settings, step_id: str, token: str) -> bool:
-    """Constant-time check against the current and the previous secret."""
+    """Constant-time check against the current and the previous secret (any text: a
+    non-ASCII token from the URL is compared as bytes, never an error)."""
     ok = False
+    sent = token.encode("utf-8", "surrogateescape")
     for secret in (settings.hook_secret, settings.hook_secret_previous):
         if secret:
-            ok |= hmac.compare_digest(hook_token(secret, step_id), token)
+            ok |= hmac.compare_digest(hook_token(secret, step_id).encode(), sent)
     return ok
 
 

@@ -21,7 +21,7 @@ def job_view_by_id(engine: Engine, job_id: str, *, urls: bool = True) -> dict | 
     url_for = None
     if urls:
         ttl = engine.settings.presign_ttl_s
-        url_for = lambda key: engine.sink.url(key, ttl)  # noqa: E731
+        url_for = lambda key: engine.sink.url(key, ttl)
     return job_view(job, steps, url_for)
 
 
@@ -36,13 +36,13 @@ def finish_job(engine: Engine, job_id: str) -> str:
         if view:
             notify_step(engine.r, engine.keys, view, step_id, settings=engine.settings)
         return "step-event"
-    view = job_view_by_id(engine, job_id)
-    if view is None:
+    loaded = engine.store.load(job_id)
+    if loaded is None:
         engine.r.zrem(engine.keys.finishing(), job_id)
         return "unknown-job"
-    loaded = engine.store.load(job_id)
-    assert loaded is not None
     job, steps = loaded
+    ttl = engine.settings.presign_ttl_s
+    view = job_view(job, steps, lambda key: engine.sink.url(key, ttl))
     manifest = build_manifest(view, view["steps"])
     manifest["spec"] = {k: v for k, v in job.spec.items()
                         if k not in ("base64Array", "base64", "sourceBase64", "targetBase64")}

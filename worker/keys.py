@@ -21,9 +21,9 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:slots                       zset   slot leases: step id -> lease expiry (unix s)
     {p}:window                      hash   dispatch window: size, paused, reason, since
     {p}:answers                     list   recent upstream answers (capped, for the dashboard)
-    {p}:batch:{batch_id}            hash   batch record (name, created, totals)
+    {p}:batch:{batch_id}            hash   batch record (name, created, updated, resumed)
     {p}:batch:{batch_id}:jobs       zset   job ids of the batch by creation
-    {p}:batch:{batch_id}:keys       hash   item key -> job id
+    {p}:batch:{batch_id}:keys       hash   item key -> job id ("~" + job id while being created)
     {p}:batches                     zset   batch ids by creation time
     {p}:idem:{key}                  hash   Idempotency-Key -> job id + body hash
     {p}:retention                   zset   finished job -> purge time

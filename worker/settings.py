@@ -6,12 +6,11 @@ the first block are fixed by the design and must not change.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes"]
 Mode = Literal["FAST", "RELAX", "TURBO"]
@@ -131,7 +130,7 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "Settings":
+    def _cross_checks(self) -> Settings:
         if self.public_url and not self.hook_secret:
             raise ValueError("MJFLOW_HOOK_SECRET is required when MJFLOW_PUBLIC_URL is set")
         return self

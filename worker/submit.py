@@ -46,7 +46,7 @@ def build_request(engine: Engine, job: Job, step: Step) -> tuple[str, dict[str, 
         body = {"taskId": step.parent_task_id, "customId": step.custom_id}
         if step.enable_remix is not None:
             body["enableRemix"] = step.enable_remix
-    body["state"] = step.id
+    body["state"] = step.upstream_state
     hook = engine.hook_url(step.id)
     if hook:
         body["notifyHook"] = hook

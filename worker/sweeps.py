@@ -13,7 +13,7 @@ import uuid
 from worker.engine import Engine
 from worker.errors import MjflowError
 from worker.jobs import machine
-from worker.jobs.model import StepStatus
+from worker.jobs.model import StepStatus, upstream_state
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import PRIORITY_BUCKET, Txn
 from worker.polling import after_poll, poll_due
@@ -48,7 +48,7 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
     k = engine.keys
     count = 0
     for step_id in _due(engine, k.pending_submit(), now, engine.settings.submit_grace_s):
-        status, started, state_id = engine.r.hmget(k.step(step_id), "status", "submit_started", "id")
+        status, started = engine.r.hmget(k.step(step_id), "status", "submit_started")
         if status != S.SUBMITTING.value:
             engine.r.zrem(k.pending_submit(), step_id)
             continue
@@ -60,23 +60,28 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
             continue
         if now - float(started) < engine.settings.submit_grace_s:
             continue
-        job_id = engine.store.job_of(step_id)
-
-        def fn(tx: Txn, started: str = started) -> bool:
-            step = tx.steps[step_id]
-            if step.status != S.SUBMITTING or step.task_id or str(step.submit_started) != str(float(started)):
-                return False
-            step.submit_started = None
-            tx.save(step)
-            tx.effect("ambiguous_resubmit")
-            return True
-
-        if job_id and engine.store.mutate(job_id, fn):
+        if _clear_lost_attempt(engine, step_id, started):
             engine.store.bump("submits", "ambiguous_resubmits")
             log.warning("step %s: submit answer lost and no callback/list match after %.0fs; "
                         "resubmitting (counted as ambiguous)", step_id, now - float(started))
             engine.enqueue.submit(step_id)
     return count
+
+
+def _clear_lost_attempt(engine: Engine, step_id: str, started: str) -> bool:
+    """Forget a submit attempt whose answer was lost, if nothing else resolved it since."""
+    job_id = engine.store.job_of(step_id)
+
+    def fn(tx: Txn) -> bool:
+        step = tx.steps[step_id]
+        if step.status != S.SUBMITTING or step.task_id or step.submit_started != float(started):
+            return False
+        step.submit_started = None
+        tx.save(step)
+        tx.effect("ambiguous_resubmit")
+        return True
+
+    return bool(job_id and engine.store.mutate(job_id, fn))
 
 
 def _found_in_task_list(engine: Engine, step_id: str, now: float) -> bool:
@@ -87,8 +92,9 @@ def _found_in_task_list(engine: Engine, step_id: str, now: float) -> bool:
     except MjflowError as exc:
         log.warning("task list lookup failed: %s", exc)
         return False
+    generation = engine.r.hget(engine.keys.step(step_id), "generation")
     for task in tasks:
-        if task.state == step_id:
+        if task.state == upstream_state(step_id, generation):
             result = reconcile(engine.store, step_id, task, engine.timing(None), now)
             after_poll(engine, step_id, result)
             engine.store.bump("submits", "recovered_from_list")
@@ -101,21 +107,18 @@ def sweep_deadlines(engine: Engine, now: float) -> int:
     count = 0
     for step_id in engine.r.zrangebyscore(k.deadline(), "-inf", now, start=0, num=SWEEP_LIMIT):
         job_id = engine.store.job_of(step_id)
-        if job_id is None:
-            engine.r.zrem(k.deadline(), step_id)
-            continue
-
-        def fn(tx: Txn) -> bool:
-            step = tx.steps[step_id]
-            started = step.times.get("submitted") or step.times.get("submitting") or now
-            minutes = (now - started) / 60
-            last = f"{step.status.value} {step.progress}".strip()
-            reason = f"upstream timed out after {minutes:.0f} min (last seen: {last})"
-            return machine.move(tx, step, S.FAILED, now=now, reason=reason)
-
-        count += bool(engine.store.mutate(job_id, fn))
+        if job_id is not None:
+            count += bool(engine.store.mutate(job_id, lambda tx, sid=step_id: _expire(tx, sid, now)))
         engine.r.zrem(k.deadline(), step_id)
     return count
+
+
+def _expire(tx: Txn, step_id: str, now: float) -> bool:
+    step = tx.steps[step_id]
+    started = step.times.get("submitted") or step.times.get("submitting") or now
+    last = f"{step.status.value} {step.progress}".strip()
+    reason = f"upstream timed out after {(now - started) / 60:.0f} min (last seen: {last})"
+    return machine.move(tx, step, S.FAILED, now=now, reason=reason)
 
 
 def sweep_storing(engine: Engine, now: float) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,27 +17,12 @@ from typing import Any
 import redis
 import requests
 
+from worker.localnet import free_port, wait_http
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REDIS_URL = os.environ.get("MJFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUEUES = "mjflow.submit,mjflow.reconcile,mjflow.store,mjflow.deliver,mjflow.tick,mjflow.api"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
 
 
 @dataclass
@@ -58,7 +42,7 @@ class Stack:
         self.r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
 
     # -- lifecycle -------------------------------------------------------------------
-    def start(self) -> "Stack":
+    def start(self) -> Stack:
         from simulator.server import start as start_sim
 
         self.workdir = self.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix
@@ -143,7 +127,7 @@ class Stack:
         if self.workdir and not os.environ.get("MJFLOW_KEEP_TEST_FILES"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

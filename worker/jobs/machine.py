@@ -164,6 +164,7 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
         step.submit_started = None
         step.progress = ""
         step.misses = 0
+        step.generation += 1
         step.times = {"created": step.times.get("created", now), "retried": now}
         tx.save(step)
         reopened += 1

@@ -62,6 +62,13 @@ ACTION_PATHS = {
 }
 
 
+def upstream_state(step_id: str, generation: int | str | None = 0) -> str:
+    """The ``state`` sent with a step's submits: the step id, plus the retry generation
+    once a finished job was retried (a retry is a new upstream task, not a duplicate)."""
+    gen = int(generation or 0)
+    return step_id if gen == 0 else f"{step_id}.r{gen}"
+
+
 @dataclass
 class Step:
     """A step as stored in ``{p}:step:{id}``. JSON fields are decoded on load."""
@@ -86,6 +93,7 @@ class Step:
     buttons: list[dict[str, Any]] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     attempt: int = 0
+    generation: int = 0
     submit_started: float | None = None
     misses: int = 0
     times: dict[str, float] = field(default_factory=dict)
@@ -94,7 +102,7 @@ class Step:
     JSON_FIELDS = ("children", "buttons", "images", "times", "task")
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> "Step":
+    def from_hash(cls, h: dict[str, str]) -> Step:
         kw: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             if name not in h or h[name] == "":
@@ -102,7 +110,7 @@ class Step:
             raw = h[name]
             if name in cls.JSON_FIELDS:
                 kw[name] = json.loads(raw)
-            elif name in ("index", "attempt", "misses"):
+            elif name in ("index", "attempt", "misses", "generation"):
                 kw[name] = int(raw)
             elif name == "submit_started":
                 kw[name] = float(raw)
@@ -113,6 +121,10 @@ class Step:
             else:
                 kw[name] = raw
         return cls(**kw)
+
+    @property
+    def upstream_state(self) -> str:
+        return upstream_state(self.id, self.generation)
 
     def to_hash(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -147,7 +159,7 @@ class Job:
     upstream_ids: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_hash(cls, h: dict[str, str]) -> "Job":
+    def from_hash(cls, h: dict[str, str]) -> Job:
         return cls(
             id=h["id"], status=JobStatus(h["status"]), spec=json.loads(h["spec"]),
             created_at=float(h["created_at"]), batch=h.get("batch") or None,

@@ -65,7 +65,7 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
     if step.task_id and task.id != step.task_id:
         return "mismatch"
     if not step.task_id:
-        if task.state != step.id:
+        if task.state != step.upstream_state:
             return "mismatch"
         step.task_id = task.id
         tx.pipe.set(tx.keys.task(task.id), step.id, ex=tx.store.retention_s)

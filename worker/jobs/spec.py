@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,7 +16,7 @@ RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE"]
 MAX_PROMPT_CHARS = 8000
 MAX_DEPTH = 6
 MAX_STEPS = 40
-DATA_URL_RE = re.compile(r"^data:(image/[a-zA-Z0-9.+-]+);base64,(.+)$", re.S)
+DATA_URL_RE = re.compile(r"^data:(image/[a-zA-Z0-9.+-]+);base64,(.+)$", re.DOTALL)
 IMAGE_MAGIC = {
     b"\x89PNG\r\n\x1a\n": "image/png",
     b"\xff\xd8\xff": "image/jpeg",
@@ -52,13 +52,13 @@ class FollowUp(BaseModel):
 
     button: str = Field(min_length=1, max_length=100,
                         description="button label (U1, V2, 🔄, 'Zoom Out 2x'...) or customId kind")
-    then: list["FollowUpItem"] = Field(default_factory=list)
+    then: list[FollowUpItem] = Field(default_factory=list)
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     mask: str | None = Field(default=None, description="data URL of the Vary (Region) mask")
     enableRemix: bool | None = None
 
 
-FollowUpItem = Union[str, FollowUp]
+FollowUpItem = str | FollowUp
 FollowUp.model_rebuild()
 
 
@@ -106,7 +106,7 @@ class JobSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _by_action(self) -> "JobSpec":
+    def _by_action(self) -> JobSpec:
         a = self.action
         if a in ("IMAGINE", "SHORTEN") and not (self.prompt and self.prompt.strip()):
             raise ValueError(f"prompt is required for {a}")

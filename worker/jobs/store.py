@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -35,7 +36,7 @@ def ready_score(priority: int, created_s: float) -> float:
 class Txn:
     """The view of one job inside a transaction, plus the writes it will commit."""
 
-    store: "JobStore"
+    store: JobStore
     job: Job
     steps: dict[str, Step]
     pipe: Any

@@ -1,8 +1,9 @@
 """A job as the API, the CLI, events and the manifest show it (DESIGN.md's shape)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from worker.jobs.model import Job, JobStatus, Step, StepStatus
 
@@ -12,7 +13,7 @@ UrlFor = Callable[[str], str | None]
 def iso(ts: float | None) -> str | None:
     if not ts:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def job_status(job: Job, steps: list[Step]) -> JobStatus:

@@ -1,0 +1,122 @@
+"""Benchmarks 2 and 3 from the same runs.
+
+2. Latency: upstream SUCCESS → image stored (→ consumer event delivered, mjflow only)
+3. Upstream requests per finished task (the simulator's own counts)
+
+Five runs of the same workload (``JOBS`` jobs, each imagine → U1, submitted at once)
+against a fresh simulator at ``SPEED`` (1 account: 3 running + 10 queued):
+
+* mjflow, callbacks delivered (the production setup);
+* mjflow, every callback lost (``drop_callbacks: 1``): the 60 s safety-net polls only;
+* mjflow without callbacks configured (no ``MJFLOW_PUBLIC_URL``): the profile's 10 s polls;
+* naive (13 threads: one job each, fetch every 5 s);
+* reseller (one list-by-condition of all unfinished tasks every 15 s, 13 in flight).
+
+Every interval above is real-pace and divided by ``SPEED``. Waiting for a poll scales
+with it; processing time (callbacks, downloads, storing) does not, so at real pace the
+polling figures grow ``SPEED`` times while mjflow's callback path stays where it is.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench import harness as h
+from bench import scenarios as sc
+
+NAME_LATENCY = "latency"
+NAME_REQUESTS = "requests"
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    v = h.pct(values, q)
+    return None if v is None else v * 1000
+
+
+def run(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    speed = 40.0 if quick else 20.0
+    jobs = 10 if quick else 30
+    then = ["U1"]
+    runs = {
+        "mjflow": sc.run_mjflow(speed, jobs, then, callbacks=True),
+        "mjflow-lost": sc.run_mjflow(speed, jobs, then, callbacks=True,
+                                     faults={"drop_callbacks": 1.0}),
+        "mjflow-poll": sc.run_mjflow(speed, jobs, then, callbacks=False),
+        "naive": sc.run_baseline("naive", speed, jobs, then, concurrency=13),
+        "reseller": sc.run_baseline("reseller", speed, jobs, then, window=13),
+    }
+    lat = {name: sc.stored_latencies(r) for name, r in runs.items()}
+    base = {"naive": lat["naive"], "reseller": lat["reseller"]}
+    modes = (("mjflow", "callbacks delivered"), ("mjflow-lost", "all callbacks lost"),
+             ("mjflow-poll", "no callbacks configured"))
+    rows = []
+    for key, label in modes:
+        for q, qn in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(h.row(f"SUCCESS → stored {qn}, mjflow {label}", "ms", _ms(lat[key], q),
+                              {n: _ms(v, q) for n, v in base.items()}, lower_is_better=True))
+    for key, label in modes[:2]:
+        ev = list(runs[key]["events"].values())
+        for q, qn in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(h.row(f"SUCCESS → consumer event {qn}, mjflow {label}", "ms",
+                              _ms(ev, q), {n: None for n in base}, lower_is_better=True,
+                              ratios=False))
+    expected = jobs * (1 + len(then))
+    incomplete = {name: expected - sc.completed(r) for name, r in runs.items()
+                  if sc.completed(r) != expected}
+    latency = {
+        "name": NAME_LATENCY,
+        "title": f"2. Latency: upstream SUCCESS → stored → event ({jobs} jobs imagine → U1, "
+                 f"speed {speed:g})",
+        "baseline_names": ["naive", "reseller"], "rows": rows,
+        "notes": [
+            (f"intervals at speed {speed:g}: naive fetch {h.scaled(h.NAIVE_FETCH_S, speed):.2f} s"
+            f", reseller list {h.scaled(h.RESELLER_LIST_S, speed):.2f} s, mjflow polls "
+            f"{h.scaled(60, speed):.2f} s with callbacks expected / "
+            f"{h.scaled(10, speed):.2f} s without, tick "
+            f"{h.scaled(1, speed, h.TICK_FLOOR_S):.2f} s"),
+            "the baselines send no consumer event; their row is SUCCESS → stored",
+            (f"samples: {expected} tasks per run, {jobs} events; p99 of {expected} samples is "
+            "close to the maximum"),
+            ("everything not in the simulator's timeline is measured on this machine's clock: "
+            "mjflow's step times (Redis), the baselines' own stamps, the consumer's arrivals"),
+        ] + ([f"INCOMPLETE runs (tasks not stored): {incomplete}"] if incomplete else []),
+        "details": {name: sc.summary(r) for name, r in runs.items()},
+        "ok": not incomplete,
+    }
+
+    req = {name: r["requests"] for name, r in runs.items()}
+    bq = {"naive": req["naive"], "reseller": req["reseller"]}
+    rows = []
+    for key, label in modes:
+        rows.append(h.row(f"API requests per finished task, mjflow {label}", "",
+                          req[key]["api_per_task"],
+                          {n: v["api_per_task"] for n, v in bq.items()}, lower_is_better=True))
+    rows.append(h.row("image downloads per finished task, mjflow callbacks delivered", "",
+                      req["mjflow"]["downloads_per_task"],
+                      {n: v["downloads_per_task"] for n, v in bq.items()},
+                      lower_is_better=True))
+    rows.append(h.row("queue-full answers, mjflow callbacks delivered", "",
+                      float(runs["mjflow"]["queue_full"]),
+                      {n: float(runs[n]["queue_full"]) for n in bq}, lower_is_better=True,
+                      ratios=False))
+    requests = {
+        "name": NAME_REQUESTS,
+        "title": f"3. Upstream requests per finished task (same runs as 2, speed {speed:g})",
+        "baseline_names": ["naive", "reseller"], "rows": rows,
+        "notes": [
+            ("API requests = submits + fetches + list-by-condition, counted by the simulator; "
+            "downloads are counted separately"),
+            ("per finished (SUCCESS) upstream task; polls per task do not depend on the speed "
+            "factor (task durations and intervals are scaled alike)"),
+            "by endpoint: " + "; ".join(
+                f"{n}: {r['by_endpoint']}" for n, r in req.items()),
+        ],
+        "details": {name: r for name, r in req.items()},
+        "ok": not incomplete,
+    }
+    return latency, requests
+
+
+if __name__ == "__main__":
+    for result in run("--quick" in sys.argv):
+        print(h.report(result))

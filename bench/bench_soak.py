@@ -1,0 +1,199 @@
+"""Benchmark 6, memory.
+
+a. Peak RSS growth while storing one 50 MB image: ``bench/bench_memory.py`` (a fresh
+   process per variant; mjflow's streaming store into S3 (moto) and into files, against
+   ``requests.get(url).content`` + ``put_object``).
+b. RSS of the worker over a soak of ``JOBS`` jobs: fed in batches (about two batches live
+   at a time), RSS of every process sampled each second. The Celery worker's pool
+   children are recycled every 2,000 tasks (``worker_max_tasks_per_child``), so their
+   RSS is reported with the number of children seen; the worker's main process is never
+   recycled. The soak runs without callbacks (polls only), imagine-only jobs and several
+   simulated accounts, the cheapest path per job, so that 10,000 jobs fit in the time.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from bench import harness as h
+from bench import scenarios as sc
+
+NAME = "memory"
+ACCOUNTS = 8
+SAMPLE_S = 1.0
+
+
+def image_store(size_mb: float) -> dict[str, Any]:
+    """Run bench/bench_memory.py and read its table."""
+    out = subprocess.run([sys.executable, "bench/bench_memory.py", "--size-mb", str(size_mb)],
+                         cwd=h.ROOT, capture_output=True, text=True, timeout=600, check=False)
+    variants: dict[str, dict[str, Any]] = {}
+    for line in out.stdout.splitlines():
+        m = re.match(r"^(naive|mjflow-s3|mjflow-file|s3-multipart)\s+([\d.]+)\s+([\d.naN]+)\s+"
+                     r"([\d.]+)\s+(\S+)", line)
+        if m:
+            variants[m.group(1)] = {"growth_mb": float(m.group(2)), "seconds": float(m.group(4)),
+                                    "sha": m.group(5)}
+    image = re.search(r"image: ([\d.]+) MB", out.stdout)
+    return {"returncode": out.returncode, "variants": variants,
+            "image_mb": float(image.group(1)) if image else None,
+            "stdout": out.stdout, "stderr": out.stderr[-2000:]}
+
+
+class Sampler(threading.Thread):
+    """RSS of web, worker (main + pool children) and beat, every ``SAMPLE_S``."""
+
+    def __init__(self, stack: h.BenchStack) -> None:
+        super().__init__(daemon=True)
+        self.stack = stack
+        self.samples: list[dict[str, Any]] = []
+        self.children: set[int] = set()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self.samples.append(self.sample())
+
+    def sample(self) -> dict[str, Any]:
+        procs = self.stack.procs
+        worker = procs["worker"].pid
+        rss = h.tree_rss_kb(worker)
+        kids = {pid: kb for pid, kb in rss.items() if pid != worker}
+        self.children.update(kids)
+        web = h.tree_rss_kb(procs["web"].pid)
+        return {"t": time.time(), "live": self.stack.live_jobs(),
+                "done": int(self.stack.r.zcard(f"{self.stack.prefix}:jobs"))
+                - self.stack.live_jobs(),
+                "worker_main_kb": rss.get(worker, 0),
+                "worker_child_max_kb": max(kids.values(), default=0),
+                "worker_total_kb": sum(rss.values()),
+                "web_total_kb": sum(web.values()),
+                "beat_kb": h.rss_kb(procs["beat"].pid)}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=5)
+
+
+def soak(jobs: int, chunk: int, speed: float) -> dict[str, Any]:
+    env = {"MJFLOW_MAX_IN_FLIGHT": str(13 * ACCOUNTS), "MJFLOW_TICK_INTERVAL_S": "0.25"}
+    stack = h.BenchStack(speed=speed, callbacks=False, env_extra=env,
+                         sim_options={"accounts": ACCOUNTS})
+    with h.fast_images(), stack:
+        time.sleep(1.0)
+        sampler = Sampler(stack)
+        first = sampler.sample()
+        sampler.start()
+        contention = h.Contention()
+        start = time.time()
+        sent = 0
+        deadline = time.monotonic() + 1200
+        try:
+            while sent < jobs and time.monotonic() < deadline:
+                if stack.live_jobs() > chunk:
+                    time.sleep(0.1)
+                    continue
+                n = min(chunk, jobs - sent)
+                stack.submit_batch(sc.job_specs(n, [], prefix=f"soak {sent}"), f"soak-{sent}")
+                sent += n
+            end = stack.wait_idle(600)
+        finally:
+            sampler.stop()
+        last = sampler.sample()
+        cont = contention.result()
+        counts = stack.r.hgetall(f"{stack.prefix}:counter:storage")
+        redis_bytes = 0
+        keys = 0
+        pipe = stack.r.pipeline(transaction=False)
+        for key in stack.r.scan_iter(f"{stack.prefix}:*", count=2000):
+            if ":celery:" in key:
+                continue
+            pipe.memory_usage(key)
+            keys += 1
+            if keys % 2000 == 0:
+                redis_bytes += sum(v or 0 for v in pipe.execute())
+        redis_bytes += sum(v or 0 for v in pipe.execute())
+        stats = stack.sim_stats()
+    samples = sampler.samples
+    step = max(1, len(samples) // 200)
+    tenth = next((s for s in samples if s["done"] >= jobs * 0.1), samples[0] if samples else last)
+    return {
+        "jobs": jobs, "sent": sent, "seconds": end - start, "first": first, "last": last,
+        "at_10pct": tenth, "samples": samples[::step], "children_seen": len(sampler.children),
+        "peak": {k: max((s[k] for s in samples), default=0)
+                 for k in ("worker_main_kb", "worker_child_max_kb", "worker_total_kb",
+                           "web_total_kb", "beat_kb")},
+        "images_stored": int(counts.get("images", 0)),
+        "succeeded_upstream": stats.get("tasks", {}).get("SUCCESS", 0),
+        "redis_bytes": redis_bytes, "redis_keys": keys, "contention": cont,
+    }
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    image = image_store(50.0)
+    jobs = 1000 if quick else 10_000
+    s = soak(jobs, chunk=250 if quick else 500, speed=500.0)
+    v = image["variants"]
+    mb = 1 / 1024
+    naive_growth = v.get("naive", {}).get("growth_mb")
+    rows = [
+        h.row("RSS growth storing a 50 MB image, mjflow → S3", "MB",
+              v.get("mjflow-s3", {}).get("growth_mb"), {"naive": naive_growth},
+              lower_is_better=True),
+        h.row("RSS growth storing a 50 MB image, mjflow → file", "MB",
+              v.get("mjflow-file", {}).get("growth_mb"), {"naive": naive_growth},
+              lower_is_better=True),
+        h.row("worker main RSS at the start of the soak", "MB",
+              s["first"]["worker_main_kb"] * mb, {"naive": None}, lower_is_better=True,
+              ratios=False),
+        h.row("worker main RSS at the end of the soak", "MB",
+              s["last"]["worker_main_kb"] * mb, {"naive": None}, lower_is_better=True,
+              ratios=False),
+        h.row("worker main RSS growth, 10 % → end of soak", "MB",
+              (s["last"]["worker_main_kb"] - s["at_10pct"]["worker_main_kb"]) * mb,
+              {"naive": None}, lower_is_better=True, ratios=False),
+        h.row("worker pool child RSS, peak over the soak", "MB",
+              s["peak"]["worker_child_max_kb"] * mb, {"naive": None}, lower_is_better=True,
+              ratios=False),
+        h.row("worker total RSS (main + 4 children), peak", "MB",
+              s["peak"]["worker_total_kb"] * mb, {"naive": None}, lower_is_better=True,
+              ratios=False),
+        h.row("worker total RSS at the end", "MB", s["last"]["worker_total_kb"] * mb,
+              {"naive": None}, lower_is_better=True, ratios=False),
+        h.row("web (gunicorn, 3 processes) RSS, peak", "MB", s["peak"]["web_total_kb"] * mb,
+              {"naive": None}, lower_is_better=True, ratios=False),
+        h.row("beat RSS, peak", "MB", s["peak"]["beat_kb"] * mb, {"naive": None},
+              lower_is_better=True, ratios=False),
+        h.row("Redis memory per finished job kept (7-day retention)", "KB",
+              s["redis_bytes"] / 1024 / max(1, s["jobs"]), {"naive": None},
+              lower_is_better=True, ratios=False),
+        h.row("soak: jobs finished", "", float(s["last"]["done"]), {"naive": None},
+              lower_is_better=False, ratios=False),
+        h.row("soak: duration", "s", s["seconds"], {"naive": None}, lower_is_better=True,
+              ratios=False),
+    ]
+    ok = (image["returncode"] == 0 and s["last"]["done"] == jobs
+          and s["images_stored"] >= jobs)
+    details = {"image": {k: v for k, v in image.items() if k != "stdout"},
+               "image_table": image["stdout"], "soak": s}
+    return {
+        "name": NAME, "title": f"6. Memory: storing a 50 MB image; RSS over a {jobs:,}-job soak",
+        "baseline_names": ["naive"], "rows": rows,
+        "notes": [
+            ("a: bench/bench_memory.py (VmHWM − VmRSS before, fresh process per variant); "
+            f"image {image['image_mb']} MB of PNG noise; naive = requests.get().content + "
+            "put_object"),
+            (f"b: {jobs:,} imagine jobs, polls only (no callbacks), {ACCOUNTS} simulated accounts"
+            f", speed 500, worker concurrency 4; {s['children_seen']} pool children seen "
+            "(recycled every 2,000 tasks)"),
+        ] + ([] if ok else ["INCOMPLETE or failed: see details"]),
+        "details": details, "ok": ok,
+    }
+
+
+if __name__ == "__main__":
+    print(h.report(run("--quick" in sys.argv)))
