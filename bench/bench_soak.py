@@ -52,10 +52,10 @@ class Sampler(threading.Thread):
         self.stack = stack
         self.samples: list[dict[str, Any]] = []
         self.children: set[int] = set()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.wait(SAMPLE_S):
+        while not self._halt.wait(SAMPLE_S):
             self.samples.append(self.sample())
 
     def sample(self) -> dict[str, Any]:
@@ -75,7 +75,7 @@ class Sampler(threading.Thread):
                 "beat_kb": h.rss_kb(procs["beat"].pid)}
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=5)
 
 

@@ -431,13 +431,15 @@ def check_dispatch(c: Collected, v: Verdict) -> None:
     w = c.chaos.get("watch") or {}
     if not w:
         return
+    answers = dict(sorted(c.counters.get("answers", {}).items()))
     v.add("dispatch health", [], (
         f"tick lock held longer than {w.get('stall_after_s', 0):.0f} s during "
         f"{w.get('lock_stall_s', 0):.0f} s of {w.get('seconds', 0):.0f} s "
         f"(longest {w.get('max_lock_age_s', 0):.0f} s; a tick interrupted by a kill or the "
         f"Redis restart leaves it until its TTL); dispatch window min "
         f"{w.get('window_min', 0):.1f} of {w.get('window_max', 0)}, below a quarter for "
-        f"{w.get('window_low_s', 0):.0f} s; slots in use max {w.get('slots_max', 0)}"),
+        f"{w.get('window_low_s', 0):.0f} s (submit answers {answers or 'none'}; "
+        f"retry_later answers shrink it); slots in use max {w.get('slots_max', 0)}"),
         info=True)
 
 

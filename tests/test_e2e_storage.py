@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import boto3
+import requests
 
 from tests.support.stack import Stack, free_port
 from tests.support.tcpproxy import TcpProxy
@@ -71,6 +72,13 @@ def test_s3_outage_then_five_images_manifest_and_one_signed_event():
             assert sorted(event["data"]["images"]) == sorted(i["key"] for i in images)
             log = stack.job(job_id)["deliveries"]
             assert log and log[0]["state"] == "delivered"
+            resp = requests.post(f"{stack.web_url}/v1/jobs/{job_id}/deliveries/replay",
+                                 headers=stack.headers, timeout=10)     # replay: same webhook-id
+            assert resp.status_code == 200
+            deadline = time.monotonic() + 20
+            while len(consumer.events) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert [e["id"] for e in consumer.events] == [consumer.events[0]["id"]] * 2
         finally:
             proxy.stop()
             moto.terminate()

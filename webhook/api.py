@@ -178,6 +178,11 @@ def retry_job(job_id: str):  # type: ignore[no-untyped-def]
     return jsonify(jobs_api.retry_job(_engine(), job_id))
 
 
+@bp.post("/jobs/<job_id>/deliveries/replay")
+def replay_deliveries(job_id: str):  # type: ignore[no-untyped-def]
+    return jsonify(jobs_api.replay_deliveries(_engine(), job_id))
+
+
 # -- batches --------------------------------------------------------------------------------------
 def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
     """(kind, items or text, name, batch id, then) from a JSON array/object or JSONL body."""

@@ -310,6 +310,11 @@ def operations() -> dict[str, dict[str, dict[str, Any]]]:
                 "200": _json(ref("JobRetried"), "the job; `retried` steps reopened"),
                 "404": _err("no such job")}, operationId="retryJob", parameters=[JOB_ID]),
         },
+        "/v1/jobs/{job_id}/deliveries/replay": {
+            "post": _op("Send the job's events to its consumer again (same webhook-id)", {
+                "200": _json(ref("JobDetail"), "the job, with its delivery log"),
+                "404": _err("no such job")}, operationId="replayDeliveries", parameters=[JOB_ID]),
+        },
         "/v1/batches": {
             "post": _op("Create or resume a batch", {
                 "202": _json(ref("BatchCreated"), "items created", Location="the batch's URL"),

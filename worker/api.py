@@ -162,6 +162,16 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     return view
 
 
+def replay_deliveries(engine: Engine, job_id: str) -> dict[str, Any]:
+    """Schedule every event of the job again now (a disabled endpoint is re-enabled)."""
+    from worker.delivery import replay
+
+    view = get_job(engine, job_id)
+    replay(engine.r, engine.keys, job_id=job_id, force=True)
+    engine.enqueue.deliver()
+    return view | {"deliveries": get_job(engine, job_id)["deliveries"]}
+
+
 def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
     if engine.store.mutate(job_id, machine.cancel) is None:
         raise NotFound(f"no job {job_id}")
