@@ -35,7 +35,7 @@ def _ms(values: list[float], q: float) -> float | None:
 
 def run(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     speed = 40.0 if quick else 20.0
-    jobs = 10 if quick else 30
+    jobs = 6 if quick else 24
     then = ["U1"]
     runs = {
         "mjflow": sc.run_mjflow(speed, jobs, then, callbacks=True),

@@ -102,9 +102,9 @@ def callback_requests(stack: h.BenchStack, steps: list[tuple[str, str]]) -> list
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    k = 200 if quick else 500
-    duration = 4.0 if quick else 10.0
-    burst = 5_000 if quick else 20_000
+    k = 100 if quick else 500
+    duration = 2.0 if quick else 10.0
+    burst = 2_000 if quick else 20_000
     redis_pid = h.redis_server_pid()
     work = Path(tempfile.mkdtemp(prefix="mjbench-recv-"))
     reqs_file = work / "reqs.json"

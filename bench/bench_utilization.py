@@ -51,7 +51,7 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    jobs = 60 if quick else 300
+    jobs = 30 if quick else 300
     speed = 100.0 if quick else 50.0
     then = ["U1"]
     mj = sc.run_mjflow(speed, jobs, then, callbacks=True, fast=True, events=False,

@@ -483,7 +483,8 @@ def test_replay_to_disabled_endpoint_needs_force(r, keys, settings, session, rec
     assert len(reqs) == 2 and reqs[0]["headers"]["webhook-id"] == reqs[1]["headers"]["webhook-id"]
 
 
-def test_concurrent_deliver_due_never_double_sends(r, keys, settings, receiver) -> None:
+def test_concurrent_deliver_due_never_double_sends(r, keys, receiver) -> None:
+    settings = delivery_settings(delivery_timeout_s=10.0)   # a loaded CI box must not time out here
     url = receiver.script("/many", {"status": 200, "sleep_s": 0.02})
     ids = {enqueue(r, keys, job_id=f"job_{i}", url=url, event=event(f"job_{i}")) for i in range(40)}
     barrier = threading.Barrier(3)

@@ -149,7 +149,10 @@ def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
     """One round; returns counts, or None when another tick holds the lock."""
     lock = engine.keys.lock("tick")
     token = uuid.uuid4().hex
-    if not engine.r.set(lock, token, nx=True, ex=60):
+    # The lock only saves work: every step of a tick is atomic and idempotent, so a tick that
+    # outlives it (or a worker killed while holding it) costs at most a few seconds.
+    ttl_s = max(5, int(engine.settings.tick_interval_s * 10))
+    if not engine.r.set(lock, token, nx=True, ex=ttl_s):
         return None
     try:
         now = time.time() if now is None else now
