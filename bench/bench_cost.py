@@ -52,7 +52,7 @@ def idle_rates(speed: float, env: dict[str, str], idle_s: float
 
 def run(quick: bool = False) -> dict[str, Any]:
     jobs = 50 if quick else 1000
-    base_jobs = 20 if quick else 150
+    base_jobs = 20 if quick else 100
     speed = 200.0
     then = ["U1"]
     window = 13 * ACCOUNTS

@@ -24,6 +24,9 @@ from bench import scenarios as sc
 
 NAME = "memory"
 ACCOUNTS = 8
+#: Pool processes for the soak (WORKER_CONCURRENCY; the Procfile's default is 4): 10,000
+#: jobs go through about 40 % faster with 8 on this machine, and RSS is per process.
+CONCURRENCY = 8
 SAMPLE_S = 1.0
 DRAIN_S = 25.0   # time kept, after the last batch is fed, to finish it and measure
 
@@ -80,11 +83,13 @@ class Sampler(threading.Thread):
         self.join(timeout=5)
 
 
-def soak(jobs: int, chunk: int, speed: float, feed_until: float) -> dict[str, Any]:
-    """Feed up to ``jobs`` jobs; stop feeding at ``feed_until`` (monotonic) if not done."""
+def soak(jobs: int, chunk: int, speed: float, feed_until: float, min_jobs: int
+         ) -> dict[str, Any]:
+    """Feed up to ``jobs`` jobs; past ``feed_until`` (monotonic) stop feeding once at
+    least ``min_jobs`` were sent."""
     env = {"MJFLOW_MAX_IN_FLIGHT": str(13 * ACCOUNTS), "MJFLOW_TICK_INTERVAL_S": "0.25"}
     stack = h.BenchStack(speed=speed, callbacks=False, env_extra=env,
-                         sim_options={"accounts": ACCOUNTS})
+                         sim_options={"accounts": ACCOUNTS}, worker_concurrency=CONCURRENCY)
     with h.fast_images(), stack:
         time.sleep(1.0)
         sampler = Sampler(stack)
@@ -94,7 +99,7 @@ def soak(jobs: int, chunk: int, speed: float, feed_until: float) -> dict[str, An
         start = time.time()
         sent = 0
         try:
-            while sent < jobs and time.monotonic() < feed_until:
+            while sent < jobs and (sent < min_jobs or time.monotonic() < feed_until):
                 if stack.live_jobs() > chunk:
                     time.sleep(0.1)
                     continue
@@ -141,7 +146,8 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
     jobs = 300 if quick else 10_000
     if deadline is None:
         deadline = time.monotonic() + (120 if quick else 1800)
-    s = soak(jobs, chunk=100 if quick else 500, speed=500.0, feed_until=deadline - DRAIN_S)
+    s = soak(jobs, chunk=100 if quick else 500, speed=500.0, feed_until=deadline - DRAIN_S,
+             min_jobs=200 if quick else 2000)
     v = image["variants"]
     mb = 1 / 1024
     naive_growth = v.get("naive", {}).get("growth_mb")
@@ -164,7 +170,7 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
         h.row("worker pool child RSS, peak over the soak", "MB",
               s["peak"]["worker_child_max_kb"] * mb, {"naive": None}, lower_is_better=True,
               ratios=False),
-        h.row("worker total RSS (main + 4 children), peak", "MB",
+        h.row(f"worker total RSS (main + {CONCURRENCY} children), peak", "MB",
               s["peak"]["worker_total_kb"] * mb, {"naive": None}, lower_is_better=True,
               ratios=False),
         h.row("worker total RSS at the end", "MB", s["last"]["worker_total_kb"] * mb,
@@ -195,7 +201,7 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
             f"image {image['image_mb']} MB of PNG noise; naive = requests.get().content + "
             "put_object"),
             (f"b: {jobs:,} imagine jobs, polls only (no callbacks), {ACCOUNTS} simulated accounts"
-            f", speed 500, worker concurrency 4; {s['children_seen']} pool children seen "
+            f", speed 500, worker concurrency {CONCURRENCY}; {s['children_seen']} pool children seen "
             "(recycled every 2,000 tasks)"),
         ] + ([] if done >= jobs else [
             (f"the soak stopped feeding at {done:,} of {jobs:,} jobs to keep the whole run "

@@ -602,6 +602,17 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """A result as Markdown: heading, table, notes, what else ran on the machine."""
+    lines = [f"### {result['title']}", "", table(result), ""]
+    lines += [f"- {note}" for note in result.get("notes", [])]
+    cont = result.get("contention")
+    if cont:
+        lines.append(f"- other processes on the machine used {cont['foreign_cores']:.2f} "
+                     f"cores on average meanwhile ({result.get('seconds', '?')} s)")
+    return "\n".join(lines)
+
+
 def save(result: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{result['name']}.json"

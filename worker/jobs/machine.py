@@ -35,7 +35,7 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
     if frm == S.QUEUED:
         p.zrem(k.ready(tx.job.lane), step.id)
     if to == S.QUEUED:
-        p.zadd(k.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, now)})
+        p.zadd(k.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, tx.job.created_at)})
         p.zadd(k.lanes(), {tx.job.lane: 0}, nx=True)
     if to in (S.SUBMITTED, S.RUNNING, S.MODAL):
         p.zrem(k.pending_submit(), step.id)
@@ -82,7 +82,7 @@ def requeue(tx: Txn, step: Step, *, now: float | None = None) -> bool:
     step.status = S.QUEUED
     step.submit_started = None
     tx.save(step)
-    tx.pipe.zadd(tx.keys.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, now)})
+    tx.pipe.zadd(tx.keys.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, tx.job.created_at)})
     tx.pipe.zadd(tx.keys.lanes(), {tx.job.lane: 0}, nx=True)
     return True
 
@@ -169,7 +169,7 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
         tx.save(step)
         reopened += 1
         if to == S.QUEUED:
-            tx.pipe.zadd(tx.keys.ready(job.lane), {step.id: ready_score(job.priority, now)})
+            tx.pipe.zadd(tx.keys.ready(job.lane), {step.id: ready_score(job.priority, job.created_at)})
             tx.pipe.zadd(tx.keys.lanes(), {job.lane: 0}, nx=True)
         for child_id in step.children:
             child = tx.steps[child_id]

@@ -28,8 +28,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-def ready_score(priority: int, created_s: float) -> float:
-    return (9 - priority) * PRIORITY_BUCKET + int(created_s * 1000)
+def ready_score(priority: int, job_created_s: float) -> float:
+    """Higher priority first; within a priority, older jobs first, so a job's follow-ups
+    go ahead of later jobs' first steps and jobs finish (and store) early in a batch."""
+    return (9 - priority) * PRIORITY_BUCKET + int(job_created_s * 1000)
 
 
 @dataclass
