@@ -132,12 +132,18 @@ def check_duplicates(c: Collected, v: Verdict) -> None:
     submits = c.counters.get("submits", {})
     ambiguous = int(submits.get("ambiguous_resubmits", 0))
     resubmitted = set(c.ambiguous_steps)
+    by_click = _steps_by_click(c)
     explained, unexplained = [], []
     for item in items:
-        states = {c.timelines.get(t, {}).get("state") for t in item.get("taskIds", [])}
-        states.discard(None)
-        (explained if states and states <= resubmitted else unexplained).append(
-            f"{item.get('kind')} {','.join(sorted(states)) or '?'} tasks {item.get('taskIds')}")
+        steps = {_step_of_state(c.timelines.get(t, {}).get("state"))
+                 for t in item.get("taskIds", [])}
+        steps.discard(None)
+        if not steps and item.get("kind") == "action":
+            found = by_click.get((item.get("parentId"), item.get("customId")))
+            steps = {found} if found else set()
+        (explained if steps and steps <= resubmitted else unexplained).append(
+            f"{item.get('kind')} of step {','.join(sorted(s for s in steps if s)) or '?'}: "
+            f"tasks {item.get('taskIds')}")
     problems = []
     if unexplained:
         problems.append(f"{len(unexplained)} duplicate submissions without an ambiguous "
@@ -156,6 +162,24 @@ def check_duplicates(c: Collected, v: Verdict) -> None:
         f"from the task list {submits.get('recovered_from_list', 0)}. A resubmit happens when "
         "no callback with our state arrives within MJFLOW_SUBMIT_GRACE_S (all of a task's "
         "callbacks dropped) and the profile has no task list to look in"), info=True)
+
+
+def _step_of_state(state: str | None) -> str | None:
+    """The step id behind an upstream ``state`` (``stp_x`` or ``stp_x.rN`` for a retry)."""
+    return state.split(".r", 1)[0] if state else None
+
+
+def _steps_by_click(c: Collected) -> dict[tuple[str, str], str]:
+    """(parent's upstream task id, customId) -> step id, for action duplicates."""
+    out: dict[tuple[str, str], str] = {}
+    for view in c.views.values():
+        if not view:
+            continue
+        task_of = {s["id"]: s.get("taskId") for s in view["steps"]}
+        for s in view["steps"]:
+            if s.get("parent") and s.get("customId"):
+                out[(task_of.get(s["parent"]) or "", s["customId"])] = s["id"]
+    return out
 
 
 # -- 3. every SUCCESS image stored exactly once, with the right checksum --------------------

@@ -138,3 +138,22 @@ def test_a_deadline_failure_of_a_stuck_task_is_fine():
         c.events["job_0"][0]["data"].update(status="partial", images=["job_0/00-IMAGINE.png"])
 
     assert _violations(stuck) == []
+
+
+def test_a_duplicate_from_a_counted_ambiguous_resubmit_is_explained():
+    def resubmitted(c: Collected) -> None:
+        c.timelines["t99"] = {"state": "stp_0_1", "stuck": False, "account": "1", "events": []}
+        c.sim_stats["duplicate_submissions"]["items"].append(
+            {"kind": "action", "parentId": "t00", "customId": "MJ::up::1", "taskIds": ["t01", "t99"]})
+        c.counters["submits"]["ambiguous_resubmits"] = 1
+        c.ambiguous_steps = ["stp_0_1"]
+
+    assert _violations(resubmitted) == []
+
+    def state_unknown(c: Collected) -> None:
+        resubmitted(c)
+        for t in ("t01", "t99"):
+            c.timelines[t]["state"] = None
+        c.views["job_0"]["steps"][1].update(parent="stp_0_0", customId="MJ::up::1")
+
+    assert _violations(state_unknown) == []

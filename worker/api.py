@@ -29,7 +29,7 @@ from worker.engine import Engine
 from worker.errors import InvalidSpec, MjflowError
 from worker.finishing import job_view_by_id
 from worker.jobs import machine
-from worker.jobs.model import JobStatus, StepStatus
+from worker.jobs.model import StepStatus
 from worker.jobs.spec import JobSpec
 from worker.jobs.store import Txn, new_id
 
@@ -248,13 +248,6 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
                 break
     nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
     return {"items": out, "next": nxt}
-
-
-def step_counts(views: list[dict[str, Any]]) -> dict[str, int]:
-    counts: dict[str, int] = {s.value: 0 for s in JobStatus}
-    for v in views:
-        counts[v["status"]] = counts.get(v["status"], 0) + 1
-    return counts
 
 
 # -- for services that import mjflow -------------------------------------------------------------

@@ -18,7 +18,6 @@ from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import Txn
-from worker.upstream import Task
 
 log = logging.getLogger("mjflow.poll")
 S = StepStatus
@@ -117,7 +116,3 @@ def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:
     log.warning("step %s: %s (policy %s)", step_id, reason, policy)
     engine.store.bump("polls", "lost")
     return 1
-
-
-def snapshot_of(payload: dict) -> Task:
-    return Task.model_validate(payload)

@@ -14,7 +14,6 @@ ALIASES = {
     "pan right": "➡️", "pan_up": "⬆️", "pan up": "⬆️", "pan_down": "⬇️", "pan down": "⬇️",
 }
 EMOJI_VARIANTS = {"⬅": "⬅️", "➡": "➡️", "⬆": "⬆️", "⬇": "⬇️"}
-MODAL_KINDS = ("MJ::CustomZoom::", "MJ::Inpaint::")
 
 
 def button_name(button: dict[str, Any]) -> str:
@@ -47,7 +46,3 @@ def resolve_button(name: str, buttons: list[dict[str, Any]]) -> tuple[str | None
         if f"::{kind}::" in cid or cid.startswith(f"MJ::{kind}::") or cid.endswith(f"::{kind}"):
             return cid, ""
     return None, f"button '{name}' not offered; offered: {offered(buttons)}"
-
-
-def is_modal_button(custom_id: str | None) -> bool:
-    return bool(custom_id) and custom_id.startswith(MODAL_KINDS)
