@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
         return _check_url(
             f"MJFLOW_{info.field_name.upper()}", value,
-            ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "sentinel"),
+            ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp"),
         )
 
     @field_validator("storage_url")
