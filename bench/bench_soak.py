@@ -126,10 +126,13 @@ def soak(jobs: int, chunk: int, speed: float, feed_until: float, min_jobs: int
         stats = stack.sim_stats()
     samples = sampler.samples
     step = max(1, len(samples) // 200)
-    tenth = next((s for s in samples if s["done"] >= jobs * 0.1), samples[0] if samples else last)
+    done = last["done"]
+    tenth = next((s for s in samples if s["done"] >= done * 0.1), samples[0] if samples else last)
+    three_q = next((s for s in samples if s["done"] >= done * 0.75), last)
     return {
         "jobs": jobs, "sent": sent, "seconds": end - start, "first": first, "last": last,
-        "at_10pct": tenth, "samples": samples[::step], "children_seen": len(sampler.children),
+        "at_10pct": tenth, "at_75pct": three_q, "samples": samples[::step],
+        "children_seen": len(sampler.children),
         "peak": {k: max((s[k] for s in samples), default=0)
                  for k in ("worker_main_kb", "worker_child_max_kb", "worker_total_kb",
                            "web_total_kb", "beat_kb")},
@@ -167,6 +170,9 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
         h.row("worker main RSS growth, 10 % → end of soak", "MB",
               (s["last"]["worker_main_kb"] - s["at_10pct"]["worker_main_kb"]) * mb,
               {"naive": None}, lower_is_better=True, ratios=False),
+        h.row("worker main RSS growth over the last quarter of the soak", "MB",
+              (s["last"]["worker_main_kb"] - s["at_75pct"]["worker_main_kb"]) * mb,
+              {"naive": None}, lower_is_better=True, ratios=False),
         h.row("worker pool child RSS, peak over the soak", "MB",
               s["peak"]["worker_child_max_kb"] * mb, {"naive": None}, lower_is_better=True,
               ratios=False),
@@ -180,7 +186,7 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
         h.row("beat RSS, peak", "MB", s["peak"]["beat_kb"] * mb, {"naive": None},
               lower_is_better=True, ratios=False),
         h.row("Redis memory per finished job kept (7-day retention)", "KB",
-              s["redis_bytes"] / 1024 / max(1, s["jobs"]), {"naive": None},
+              s["redis_bytes"] / 1024 / max(1, s["last"]["done"]), {"naive": None},
               lower_is_better=True, ratios=False),
         h.row("soak: jobs finished", "", float(s["last"]["done"]), {"naive": None},
               lower_is_better=False, ratios=False),
@@ -200,9 +206,9 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
             ("a: bench/bench_memory.py (VmHWM − VmRSS before, fresh process per variant); "
             f"image {image['image_mb']} MB of PNG noise; naive = requests.get().content + "
             "put_object"),
-            (f"b: {jobs:,} imagine jobs, polls only (no callbacks), {ACCOUNTS} simulated accounts"
-            f", speed 500, worker concurrency {CONCURRENCY}; {s['children_seen']} pool children seen "
-            "(recycled every 2,000 tasks)"),
+            (f"b: imagine jobs (target {jobs:,}), polls only (no callbacks), {ACCOUNTS} "
+             f"simulated accounts, speed 500, worker concurrency {CONCURRENCY}; "
+             f"{s['children_seen']} pool children seen (recycled every 2,000 tasks)"),
         ] + ([] if done >= jobs else [
             (f"the soak stopped feeding at {done:,} of {jobs:,} jobs to keep the whole run "
             "within its time budget (python -m bench.bench_soak runs all of them)")])
@@ -212,4 +218,9 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(h.report(run("--quick" in sys.argv)))
+    # python -m bench.bench_soak [--quick] [--save]: the whole soak, without make bench's
+    # time budget; --save writes bench/results/memory-standalone.json
+    result = run("--quick" in sys.argv)
+    print(h.report(result))
+    if "--save" in sys.argv:
+        h.save({**result, "name": f"{NAME}-standalone", "mode": "standalone"})

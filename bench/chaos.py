@@ -125,7 +125,7 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(jobs=60, duration_s=150.0, submit_over_s=25.0, drain_s=60.0, burst_at_s=4.0,
+        return cls(jobs=60, duration_s=180.0, submit_over_s=25.0, drain_s=60.0, burst_at_s=4.0,
                    burst=10, kill_every_s=10.0, web_restart_at_s=12.0, redis_restart_at_s=20.0,
                    redis_down_s=2.0, s3_outage_at_s=27.0, s3_outage_s=8.0,
                    step_deadline_s=25.0, upscale_deadline_s=20.0, stuck_timeout_s=35.0,
@@ -733,14 +733,13 @@ class Chaos:
 
 
 # -- watching -------------------------------------------------------------------------------
-TICK_LOCK_TTL_S = 60      # worker/sweeps.py: SET lock:tick NX EX 60
 TICK_STALL_AFTER_S = 5.0  # a tick takes well under a second; held longer = it was interrupted
 
 
 class Watch:
-    """Samples the dispatch machinery once a second: how long the tick lock has been held
-    (an interrupted tick leaves it for its whole TTL: no dispatch, polls or sweeps), the
-    dispatch window (AIMD) and the slots in use."""
+    """Samples the dispatch machinery once a second: how long the current holder of the
+    tick lock has held it (an interrupted tick leaves it until its TTL: no dispatch, polls
+    or sweeps meanwhile), the dispatch window (AIMD) and the slots in use."""
 
     def __init__(self, r: redis.Redis, max_in_flight: int) -> None:
         self.r = r
@@ -753,15 +752,21 @@ class Watch:
         self.window_now = float(max_in_flight)
         self.slots_max = 0
         self.lock_age_now = 0.0
+        self._holder: tuple[str, float] | None = None     # (token, first seen)
 
     def sample(self, dt: float) -> None:
         pipe = self.r.pipeline(transaction=False)
-        pipe.ttl(f"{PREFIX}:lock:tick")
+        pipe.get(f"{PREFIX}:lock:tick")
         pipe.hget(f"{PREFIX}:window", "size")
         pipe.zcard(f"{PREFIX}:slots")
-        ttl, size, slots = pipe.execute()
+        token, size, slots = pipe.execute()
+        now = time.monotonic()
         self.seconds += dt
-        self.lock_age_now = TICK_LOCK_TTL_S - ttl if ttl is not None and ttl >= 0 else 0.0
+        if token is None:
+            self._holder = None
+        elif self._holder is None or self._holder[0] != token:
+            self._holder = (token, now)
+        self.lock_age_now = now - self._holder[1] if self._holder else 0.0
         if self.lock_age_now > TICK_STALL_AFTER_S:
             self.lock_stall_s += dt
         self.max_lock_age_s = max(self.max_lock_age_s, self.lock_age_now)
@@ -1126,7 +1131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="the ~2-minute CI version")
     ap.add_argument("--jobs", type=int, help="jobs to run (default 1000; quick 60)")
     ap.add_argument("--duration-s", type=float,
-                    help="every job must be terminal within this (default 3600; quick 150)")
+                    help="every job must be terminal within this (default 3600; quick 180)")
     ap.add_argument("--seed", type=int, help="simulator fault seed")
     ap.add_argument("--json", metavar="PATH", help="also write the summary as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, AOF)")

@@ -254,6 +254,39 @@ def fast_images() -> Iterator[None]:
         images.render = original  # type: ignore[assignment]
 
 
+#: Task durations vary by this fraction either way (uniform) around the simulator's.
+DURATION_SPREAD = 0.3
+
+
+@contextmanager
+def varied_durations(spread: float = DURATION_SPREAD, seed: int = 7) -> Iterator[None]:
+    """Make the simulator's task durations vary (×U(1−spread, 1+spread), seeded).
+
+    The simulator runs every imagine for exactly 30 s / speed. With fixed durations a
+    poller whose interval divides the duration (naive: 5 s into 30 s) stays in phase with
+    the task and sees SUCCESS a few milliseconds after it happens, which real, varying
+    Midjourney durations never allow. Every side of a comparison gets the same spread.
+    """
+    import random
+
+    from simulator import engine
+
+    original = engine.duration_ms
+    rng = random.Random(seed)
+    lock = threading.Lock()
+
+    def duration_ms(action: str, speed: float) -> int:
+        with lock:
+            factor = rng.uniform(1 - spread, 1 + spread)
+        return max(1, int(original(action, speed) * factor))
+
+    engine.duration_ms = duration_ms  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine.duration_ms = original  # type: ignore[assignment]
+
+
 # --- the consumer of job events ---------------------------------------------------------
 
 

@@ -6,7 +6,7 @@
 
 Each benchmark measures mjflow beside its baseline(s) in the same run; a table's
 "× vs X" column says how many times better mjflow is than X (> 1: mjflow is better).
-This machine may be shared: before each benchmark the run waits (at most 10 s) for
+This machine may be shared: before each benchmark the run waits (a few seconds at most) for
 other processes to go quiet, and every result records how much CPU other processes used
 while it ran (``contention``). Exits 1 if a benchmark failed or found a problem (a lost
 callback, a run that did not finish).
@@ -27,7 +27,7 @@ from bench import harness as h
 #: The whole run's budget: the memory soak (last) stops feeding jobs to end within it.
 BUDGET_S = {"full": 14.5 * 60, "quick": 180.0}
 #: At most this long, before each benchmark, waiting for other processes to go quiet.
-QUIET_WAIT_S = {"full": 10.0, "quick": 3.0}
+QUIET_WAIT_S = {"full": 4.0, "quick": 2.0}
 
 BENCHMARKS: dict[str, str] = {
     "receiver": "bench.bench_receiver",
@@ -65,7 +65,8 @@ def main() -> int:
     tables: list[str] = []
     for name in names:
         t0 = time.monotonic()
-        quiet = {} if args.no_wait else h.wait_quiet(max_wait_s=QUIET_WAIT_S[mode])
+        quiet = {} if args.no_wait else h.wait_quiet(max_wait_s=QUIET_WAIT_S[mode],
+                                                     window_s=2.0)
         print(f"\n>> {name} ...", flush=True)
         contention = h.Contention()
         try:

@@ -9,7 +9,8 @@ Both return the same shape, so every benchmark compares like with like::
      "cpu_s": {process: CPU seconds during the run}, "contention": {...}}
 
 ``finish_s`` is when the simulator moved the task to SUCCESS (its own record), so
-"SUCCESS → stored" is measured the same way for everyone.
+"SUCCESS → stored" is measured the same way for everyone. Task durations vary ±30 %
+around the simulator's (:func:`bench.harness.varied_durations`), the same for every side.
 """
 from __future__ import annotations
 
@@ -65,6 +66,7 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
     stack = h.BenchStack(speed=speed, callbacks=callbacks, sim_options=sim_options,
                          env_extra=env_extra or {})
     with ExitStack() as es:
+        es.enter_context(h.varied_durations())
         if fast:
             es.enter_context(h.fast_images())
         consumer = h.Consumer() if events else None
@@ -127,6 +129,7 @@ def run_baseline(kind: str, speed: float, jobs: int, then: list[str], *,
     work = Path(tempfile.mkdtemp(prefix=f"mjbench-{kind}-"))
     out = work / "result.json"
     with ExitStack() as es:
+        es.enter_context(h.varied_durations())
         if fast:
             es.enter_context(h.fast_images())
         sim = start_sim(port=0, speed=speed, **(sim_options or {}))
