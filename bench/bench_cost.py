@@ -7,9 +7,11 @@ upstream is never what paces the run). CPU is read from ``/proc`` for each proce
 runs each tick): that rate is measured first, with nothing to do, and taken out of the
 busy figure; it is shown on its own row, per second and per real-pace task.
 
-Baselines: the same workload through naive and reseller (each one process; their own
-``getrusage``). All three download, verify and store every image with the same code.
-Redis's CPU is not in any figure (it is shared on this machine).
+Baselines: the same kind of jobs through naive and reseller (each one process; their own
+``getrusage``), fewer of them and at ``BASE_SPEED``: they poll on timers, and at mjflow's
+speed the simulator (one Python process) could not answer those polls in time, so they
+would come out artificially few per task. All three download, verify and store every
+image with the same code. Redis's CPU is not in any figure (it is shared on this machine).
 """
 from __future__ import annotations
 

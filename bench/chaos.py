@@ -176,6 +176,52 @@ def group_pids(pgid: int) -> list[int]:
     return out
 
 
+def _machine_busy_s(hz: int) -> float:
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
+    return (sum(parts[:8]) - idle) / hz
+
+
+class CpuMeter:
+    """Cores used by the soak (this process and every process group it started) and by the
+    rest of the machine over the run: the run's figures depend on both."""
+
+    def __init__(self, procs: Procs) -> None:
+        self.procs = procs
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.t0 = time.monotonic()
+        self.busy0 = _machine_busy_s(self.hz)
+        self.self0 = sum(os.times()[:2])
+        self.base: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._first = True
+
+    def sample(self) -> None:
+        groups = set(self.procs.pgids)
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) not in groups:
+                continue
+            pid, cpu = int(entry), (int(fields[11]) + int(fields[12])) / self.hz
+            if pid not in self.base:
+                self.base[pid] = cpu if self._first else 0.0
+            self.last[pid] = max(cpu, self.last.get(pid, 0.0))
+        self._first = False
+
+    def result(self) -> dict[str, float]:
+        elapsed = max(1e-6, time.monotonic() - self.t0)
+        mine = sum(os.times()[:2]) - self.self0 + sum(
+            self.last[p] - self.base.get(p, 0.0) for p in self.last)
+        busy = _machine_busy_s(self.hz) - self.busy0
+        return {"seconds": elapsed, "cores": os.cpu_count() or 0,
+                "soak_cores": mine / elapsed, "other_cores": max(0.0, busy - mine) / elapsed}
+
+
 def rss_mb(pids: list[int]) -> float:
     total = 0
     for pid in pids:
@@ -194,6 +240,7 @@ class Procs:
         self.workdir = workdir
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
+        self.pgids: set[int] = set()
         self.logs: dict[str, Path] = {}
         self._lock = threading.Lock()
 
@@ -205,6 +252,7 @@ class Procs:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         with self._lock:
             self.procs[name] = proc
+            self.pgids.add(proc.pid)
         return proc
 
     def kill(self, name: str, sig: int = signal.SIGKILL, timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -672,7 +720,9 @@ class Chaos:
         self.stats["web_restarts"] += 1
 
     def restart_redis(self) -> None:
+        down_at = time.time()
         result = self.system.redis.restart(self.plan.redis_down_s)
+        self.stats.setdefault("redis_down_wall", []).append([down_at, time.time()])
         self.stats["redis_restarts"] += 1
         self.stats["redis_aof_ok"] = result["aof_ok"]
         self.stats["redis_restart"] = result
@@ -836,6 +886,7 @@ class Monitor:
         self.sub = sub
         self.r = r
         self.watch = Watch(r, plan.max_in_flight)
+        self.cpu = CpuMeter(system.procs)
         self.counts: Counter[str] = Counter()
         self.terminal = 0
         self.all_terminal = False
@@ -855,6 +906,7 @@ class Monitor:
                             if s in ("succeeded", "partial", "failed", "cancelled"))
         self.all_terminal = (self.sub.done.is_set()
                              and self.terminal == self.plan.jobs - len(self.sub.errors))
+        self.cpu.sample()
         rss = self.system.procs.rss("worker")
         self.peak_rss = max(self.peak_rss, rss)
         if t - self._last_print >= 10:
@@ -953,20 +1005,47 @@ def s3_inventory(system: System, views: dict[str, dict | None], verify_bytes: in
     return objects, heads, hashes
 
 
-AMBIGUOUS_RE = re.compile(r"(stp_[0-9a-f]{20})")
+STEP_RE = re.compile(r"(stp_[0-9a-f]{20})")
+AFTER_RE = re.compile(r"after (\d+)s")
 
 
-def ambiguous_steps(procs: Procs) -> list[str]:
-    out = []
-    for name in ("worker",):
-        path = procs.logs.get(name)
-        if not path or not path.exists():
-            continue
-        with path.open(errors="replace") as fh:
-            for line in fh:
-                if "counted as ambiguous" in line:
-                    out.extend(AMBIGUOUS_RE.findall(line)[:1])
-    return out
+def _log_time(ts: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(ts).timestamp()
+    except ValueError:
+        return None
+
+
+def submit_log(procs: Procs) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """From the worker's JSON log: the ambiguous resubmits (step, when, when its first
+    submit started) and the submits whose answer was lost (step -> times)."""
+    resubmits: list[dict[str, Any]] = []
+    lost: dict[str, list[float]] = {}
+    path = procs.logs.get("worker")
+    if not path or not path.exists():
+        return resubmits, lost
+    with path.open(errors="replace") as fh:
+        for line in fh:
+            if "counted as ambiguous" not in line and "answer lost" not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            msg = str(entry.get("msg", ""))
+            step = (STEP_RE.findall(msg) or [None])[0]
+            at = _log_time(str(entry.get("ts", "")))
+            if step is None or at is None:
+                continue
+            if "counted as ambiguous" in msg:
+                after = AFTER_RE.search(msg)
+                resubmits.append({"step": step, "at": at,
+                                  "started": at - float(after.group(1)) if after else None})
+            elif msg.startswith("submit of step"):
+                lost.setdefault(step, []).append(at)
+    return resubmits, lost
 
 
 def collect(system: System, plan: Plan, sub: Submitter, chaos: Chaos,
@@ -978,6 +1057,7 @@ def collect(system: System, plan: Plan, sub: Submitter, chaos: Chaos,
                 for name in ("effects", "submits", "callbacks", "polls", "storage",
                              "webhook_attempts", "answers")}
     celery, unacked = celery_depths(r)
+    resubmits, lost = submit_log(system.procs)
     objects, heads, hashes = s3_inventory(system, views, plan.verify_bytes, plan.seed)
     sim = system.sim.sim
     timelines = {}
@@ -996,7 +1076,8 @@ def collect(system: System, plan: Plan, sub: Submitter, chaos: Chaos,
         listing_counts=listing_counts(system), sim_stats=system.sim_stats(),
         timelines=timelines, counters=counters, queues=queue_depths(r), celery=celery,
         celery_unacked=unacked, objects=objects, heads=heads, byte_hashes=hashes,
-        events=events, bad_events=bad, ambiguous_steps=ambiguous_steps(system.procs),
+        events=events, bad_events=bad, ambiguous_steps=[r["step"] for r in resubmits],
+        resubmits=resubmits, lost_answers=lost, submit_timeout_s=plan.upstream_timeout_s,
         chaos=chaos.stats, rss_mb=rss, max_rss_mb=plan.max_rss_mb,
         deadlines={"step": plan.step_deadline_s, "upscale": plan.upscale_deadline_s},
         now=time.time())
@@ -1051,6 +1132,7 @@ def run(plan: Plan, keep: bool = False) -> Outcome:
         in_time = mon.all_terminal
         terminal_at_limit = mon.terminal
         chaos.stats["watch"] = mon.watch.summary()
+        chaos.stats["cpu"] = mon.cpu.result()
         chaos.stop.set()
         chaos_thread.join(timeout=120)
         chaos.heal()

@@ -75,6 +75,9 @@ class Collected:
     rss_mb: dict[str, float]
     max_rss_mb: float
     deadlines: dict[str, float]                   # "step" / "upscale" -> seconds
+    resubmits: list[dict[str, Any]] = field(default_factory=list)   # {step, at, started}
+    lost_answers: dict[str, list[float]] = field(default_factory=dict)  # step -> times
+    submit_timeout_s: float = 3.0
     now: float = 0.0
 
 
@@ -148,6 +151,11 @@ def check_duplicates(c: Collected, v: Verdict) -> None:
     if unexplained:
         problems.append(f"{len(unexplained)} duplicate submissions without an ambiguous "
                         f"resubmit behind them: {_few(unexplained)}")
+    groundless = [r["step"] for r in c.resubmits if not resubmit_cause(r, c)]
+    if groundless:
+        problems.append(f"{len(groundless)} resubmits of steps whose submit answer was neither "
+                        f"lost (timeout) nor cut off by a kill or the Redis restart: "
+                        f"{_few(groundless)}")
     if len(explained) > ambiguous:
         problems.append(f"{len(explained)} duplicates but only {ambiguous} ambiguous resubmits")
     submissions = sum(c.sim_stats.get("submissions", {}).values())
@@ -155,13 +163,41 @@ def check_duplicates(c: Collected, v: Verdict) -> None:
               f"({len(unexplained)} unexplained)")
     v.add("zero duplicate submissions", problems, detail)
     adopted = c.counters.get("effects", {}).get("task_adopted", 0)
+    causes = Counter(resubmit_cause(r, c) or "no cause" for r in c.resubmits)
     v.add("ambiguous resubmits", [], (
-        f"{ambiguous} resubmits after a lost submit answer, {len(explained)} of them made a "
-        f"duplicate task; lost answers {submits.get('outcome_unknown', 0)} (hung submits, "
-        f"kills, Redis restart), recovered by a callback carrying our state {adopted}, "
-        f"from the task list {submits.get('recovered_from_list', 0)}. A resubmit happens when "
-        "no callback with our state arrives within MJFLOW_SUBMIT_GRACE_S (all of a task's "
-        "callbacks dropped) and the profile has no task list to look in"), info=True)
+        f"{ambiguous} resubmits after a lost submit answer (causes: "
+        f"{dict(causes) or 'none'}), {len(explained)} of them made a duplicate task; "
+        f"{submits.get('outcome_unknown', 0)} answers timed out (hung submits), "
+        f"{adopted} tasks recovered by a callback carrying our state, "
+        f"{submits.get('recovered_from_list', 0)} from the task list. A submit whose answer "
+        "is lost is resubmitted when no callback with its state arrives within "
+        "MJFLOW_SUBMIT_GRACE_S (all of the task's callbacks dropped, or it waited in the "
+        "upstream queue, which sends none) and the profile has no task list to look in"),
+        info=True)
+
+
+def _interruptions(chaos: dict[str, Any]) -> list[tuple[float, float, str]]:
+    """Wall-time windows in which a submit's answer could be cut off: worker kills, the
+    Redis restart."""
+    out = [(at, at + 2.0, "worker killed") for _, what, at in chaos.get("timeline", [])
+           if what == "worker SIGKILL"]
+    out += [(a, b, "Redis restart") for a, b in chaos.get("redis_down_wall", [])]
+    return out
+
+
+def resubmit_cause(r: dict[str, Any], c: Collected) -> str | None:
+    """Why a step was resubmitted: its answer timed out, or the process applying it died
+    (a kill or the Redis restart while the submit was in flight); None if neither."""
+    if r["step"] in c.lost_answers:
+        return "answer timed out"
+    started = r.get("started")
+    if started is None:
+        return None
+    lo, hi = started - 2.0, started + c.submit_timeout_s + 3.0
+    for a, b, what in _interruptions(c.chaos):
+        if a <= hi and b >= lo:
+            return what
+    return None
 
 
 def _step_of_state(state: str | None) -> str | None:
@@ -467,6 +503,16 @@ def check_dispatch(c: Collected, v: Verdict) -> None:
         info=True)
 
 
+def check_machine(c: Collected, v: Verdict) -> None:
+    cpu = c.chaos.get("cpu") or {}
+    if not cpu:
+        return
+    v.add("machine load", [], (
+        f"over the {cpu['seconds']:.0f} s of the run the soak's processes used "
+        f"{cpu['soak_cores']:.2f} cores on average and other processes "
+        f"{cpu['other_cores']:.2f}, of {cpu['cores']}"), info=True)
+
+
 def evaluate(c: Collected, expect: dict[str, Any] | None = None) -> Verdict:
     v = Verdict()
     check_terminal(c, v)
@@ -477,6 +523,7 @@ def evaluate(c: Collected, expect: dict[str, Any] | None = None) -> Verdict:
     check_idle(c, v)
     check_chaos(c, v, expect or {})
     check_dispatch(c, v)
+    check_machine(c, v)
     return v
 
 

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, _chaos]
 
 @pytest.mark.timeout(900)
 def test_quick_chaos_soak_exits_zero():
-    proc = subprocess.run([sys.executable, "-m", "bench.chaos", "--quick"], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "bench.chaos", "--quick", "--jobs", "40"], cwd=ROOT,
                           capture_output=True, text=True, timeout=840, check=False)
     assert proc.returncode == 0, (proc.stdout[-6000:] + "\n--- stderr ---\n"
                                   + proc.stderr[-4000:])
@@ -157,3 +157,29 @@ def test_a_duplicate_from_a_counted_ambiguous_resubmit_is_explained():
         c.views["job_0"]["steps"][1].update(parent="stp_0_0", customId="MJ::up::1")
 
     assert _violations(state_unknown) == []
+
+
+def test_a_resubmit_needs_a_lost_answer_or_an_interruption():
+    def groundless(c: Collected) -> None:
+        c.resubmits = [{"step": "stp_1_1", "at": 1000.0, "started": 979.0}]
+        c.ambiguous_steps = ["stp_1_1"]
+
+    assert any("neither lost" in v for v in _violations(groundless))
+
+    def timed_out(c: Collected) -> None:
+        groundless(c)
+        c.lost_answers = {"stp_1_1": [982.0]}
+
+    assert _violations(timed_out) == []
+
+    def killed(c: Collected) -> None:
+        groundless(c)
+        c.chaos["timeline"] = [(20.0, "worker SIGKILL", 980.5)]
+
+    assert _violations(killed) == []
+
+    def redis_down(c: Collected) -> None:
+        groundless(c)
+        c.chaos["redis_down_wall"] = [[975.0, 981.0]]
+
+    assert _violations(redis_down) == []
