@@ -221,6 +221,7 @@ def run(quick: bool = False, deadline: float | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     # python -m bench.bench_soak [--quick] [--save]: the whole soak, without make bench's
     # time budget; --save writes bench/results/memory-standalone.json
+    h.stop_cleanly_on_sigterm()
     result = run("--quick" in sys.argv)
     print(h.report(result))
     if "--save" in sys.argv:

@@ -83,6 +83,16 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     }
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so that ``with BenchStack()`` blocks stop their
+    processes and delete their Redis keys when the run is terminated."""
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -55,6 +55,7 @@ def main() -> int:
         (h.RESULTS / ".gitignore").write_text("*\n")
     import importlib
 
+    h.stop_cleanly_on_sigterm()
     mode = "quick" if args.quick else "full"
     started = time.monotonic()
     info = h.machine()

@@ -81,7 +81,9 @@ class Engine:
     enqueue: Enqueue = field(default_factory=Inline)
 
     def __post_init__(self) -> None:
-        self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s)
+        self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s,
+                              redrive_s=self.settings.redrive_s)
+        self.store.on_effect["job_finished"] = self.enqueue.finish
         self.window = Window(self.r, self.keys, self.settings.max_in_flight)
 
     @property

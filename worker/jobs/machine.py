@@ -49,7 +49,9 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
     if to == S.STORING:
         _leave_upstream(tx, step)
         tx.effect("slot_released")
-        p.zadd(k.storing(), {step.id: now})
+        # the reconcile that made this move hands the store out at once; the schedule is
+        # the safety net that re-drives it if that hand-off is lost
+        p.zadd(k.storing(), {step.id: now + tx.store.redrive_s})
         tx.effect("store_scheduled")
         _start_children(tx, step, now)
     if to.terminal:
@@ -128,7 +130,7 @@ def _finish_job(tx: Txn, now: float) -> None:
     tx.job_dirty = True
     k = tx.keys
     tx.pipe.srem(k.jobs_live(), job.id)
-    tx.pipe.zadd(k.finishing(), {job.id: now})
+    tx.pipe.zadd(k.finishing(), {job.id: now + tx.store.redrive_s})   # safety net
     tx.pipe.zadd(k.retention(), {job.id: now + tx.store.retention_s})
     tx.effect("job_finished")
 

@@ -64,10 +64,14 @@ class Txn:
 
 
 class JobStore:
-    def __init__(self, r: redis.Redis, keys: Keys, *, retention_s: int = 7 * 86400) -> None:
+    def __init__(self, r: redis.Redis, keys: Keys, *, retention_s: int = 7 * 86400,
+                 redrive_s: float = 60.0) -> None:
         self.r = r
         self.keys = keys
         self.retention_s = retention_s
+        self.redrive_s = redrive_s
+        #: called with the job id after a commit whose transaction counted that effect
+        self.on_effect: dict[str, Callable[[str], None]] = {}
 
     # -- creation -------------------------------------------------------------------
     def create(self, spec: JobSpec, *, batch: str | None = None, job_id: str | None = None,
@@ -161,6 +165,9 @@ class JobStore:
                     continue
             for action in txn.after:
                 action()
+            for name in txn.effects:
+                if name in self.on_effect:
+                    self.on_effect[name](job_id)
             return result
         raise RuntimeError(f"job {job_id}: too much contention, gave up after {retries} tries")
 
