@@ -93,6 +93,26 @@ def stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _raise)
 
 
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Let a cleanup finish: SIGINT/SIGTERM arriving meanwhile are held, then raised as
+    KeyboardInterrupt once it is done (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in old:
+        signal.signal(sig, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt(f"signal {got[0]} (held during cleanup)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -448,14 +468,15 @@ class BenchStack:
                 proc.wait(timeout=5)
 
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.kill(name)
-        if self.sim is not None:
-            self.sim.stop()
-        self.http.close()
-        cleanup_prefix(self.r, self.prefix)
-        if not os.environ.get("MJFLOW_KEEP_BENCH_FILES"):
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        with signals_deferred():
+            for name in list(self.procs):
+                self.kill(name)
+            if self.sim is not None:
+                self.sim.stop()
+            self.http.close()
+            cleanup_prefix(self.r, self.prefix)
+            if not os.environ.get("MJFLOW_KEEP_BENCH_FILES"):
+                shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         try:
