@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import io
-import json
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 from urllib.parse import quote, unquote
@@ -174,14 +172,9 @@ class S3Sink:
             )
 
     def put_json(self, key: str, obj: Any) -> None:
-        data = json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-        self.put(
-            key,
-            io.BytesIO(data),
-            content_type="application/json",
-            metadata={},
-            sha256_hex=hashlib.sha256(data).hexdigest(),
-        )
+        from worker.storage.sinks import put_json  # sinks imports this module
+
+        put_json(self, key, obj)
 
     def head(self, key: str) -> dict[str, Any] | None:
         """``{"size", "contentType", "metadata", "sha256"}`` of the object, or ``None``."""

@@ -62,6 +62,13 @@ class Sink(Protocol):
     def describe(self) -> str: ...
 
 
+def put_json(sink: Any, key: str, obj: Any) -> None:
+    """Store ``obj`` as pretty JSON under ``key`` through ``sink.put`` (any sink)."""
+    data = json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
+    sink.put(key, io.BytesIO(data), content_type="application/json", metadata={},
+             sha256_hex=hashlib.sha256(data).hexdigest())
+
+
 class FileSink:
     """Objects as files under ``root``; metadata in a ``<key>.meta.json`` sidecar.
 
@@ -100,14 +107,7 @@ class FileSink:
         _atomic_write(_sidecar(path), lambda out: out.write(body))
 
     def put_json(self, key: str, obj: Any) -> None:
-        data = json.dumps(obj, ensure_ascii=False, indent=2, default=str).encode("utf-8")
-        self.put(
-            key,
-            io.BytesIO(data),
-            content_type="application/json",
-            metadata={},
-            sha256_hex=hashlib.sha256(data).hexdigest(),
-        )
+        put_json(self, key, obj)
 
     def head(self, key: str) -> dict[str, Any] | None:
         path = self._path(key)
