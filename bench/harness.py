@@ -35,7 +35,7 @@ from typing import Any, Self
 import redis
 import requests
 
-from worker.localnet import wait_http
+from worker.localnet import stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -447,16 +447,8 @@ class BenchStack:
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
-        if proc and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        if proc is not None:
+            stop_group(proc, sig, timeout_s=20)
 
     def stop(self) -> None:
         with signals_deferred():

@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.democonsumer import Consumer
-from worker.localnet import free_port, wait_http
+from worker.localnet import free_port, stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "mjflow-demo"
@@ -134,16 +133,7 @@ class Demo:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc, timeout_s=20)
 
 
 def run_jobs(console: Console, web: str, timeout_s: float, callback_url: str) -> list[dict[str, Any]]:

@@ -1,7 +1,11 @@
-"""Two small helpers for local runs (demo, dev S3, tests, benchmarks) on loopback."""
+"""Small helpers for local runs (demo, dev S3, tests, benchmarks) on loopback."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import time
 
 import requests
@@ -30,3 +34,18 @@ def wait_http(url: str, timeout_s: float = 30.0) -> None:
         except requests.RequestException:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> None:
+    """Send ``sig`` to the process group ``proc`` leads (started with
+    ``start_new_session=True``), wait, and SIGKILL the group if it is still there."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)

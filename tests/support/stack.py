@@ -17,7 +17,7 @@ from typing import Any
 import redis
 import requests
 
-from worker.localnet import free_port, wait_http
+from worker.localnet import free_port, stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -107,16 +107,8 @@ class Stack:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name, None)
-        if proc and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        if proc is not None:
+            stop_group(proc, sig)
 
     def stop(self) -> None:
         for name in list(self.procs):
