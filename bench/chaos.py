@@ -1221,6 +1221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _terminate(signum: int, frame: Any) -> None:
+    log(f"got {signal.Signals(signum).name}: stopping")
     raise KeyboardInterrupt
 
 
@@ -1233,7 +1234,8 @@ def main(argv: list[str] | None = None) -> int:
         plan.duration_s = args.duration_s
     if args.seed is not None:
         plan.seed = args.seed
-    signal.signal(signal.SIGTERM, _terminate)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         outcome = run(plan, keep=args.keep)
     except KeyboardInterrupt:

@@ -101,7 +101,13 @@ def main() -> int:
                "timings": timings, "failures": failures, "machine": info}
     h.RESULTS.mkdir(parents=True, exist_ok=True)
     (h.RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (h.RESULTS / "tables.md").write_text("\n\n".join(tables) + "\n")
+    # every result on file, this run's and (with --only) earlier ones, in benchmark order
+    on_file = []
+    for name in ("receiver", "latency", "requests", "utilization", "cost", "memory"):
+        path = h.RESULTS / f"{name}.json"
+        if path.exists():
+            on_file.append(h.markdown(json.loads(path.read_text())))
+    (h.RESULTS / "tables.md").write_text("\n\n".join(on_file or tables) + "\n")
     print(f"\nall done in {total / 60:.1f} min; results in {Path(h.RESULTS).relative_to(h.ROOT)}/")
     if failures:
         print("PROBLEMS: " + "; ".join(failures))
