@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 redis: ## make sure a Redis answers at MJFLOW_REDIS_URL (starts a local one if none does)
-	@$(BIN)/python -m worker.devredis
+	@$(BIN)/python -m worker.dev.localredis
 
 test: install redis
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

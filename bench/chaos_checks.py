@@ -17,7 +17,7 @@ TERMINAL_JOB = frozenset({"succeeded", "partial", "failed", "cancelled"})
 TERMINAL_STEP = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 EVENT_FOR_STATUS = {"succeeded": "job.succeeded", "partial": "job.partial",
                     "failed": "job.failed", "cancelled": "job.cancelled"}
-DEADLINE_REASON = "upstream timed out after"       # worker/sweeps.py sweep_deadlines
+DEADLINE_REASON = "upstream timed out after"       # worker/flow/tick.py sweep_deadlines
 UPSTREAM_FAILED_REASON = "upstream failed the task"  # worker/jobs/reconcile.py
 UPSTREAM_TIMEOUT_REASON = "upstream timed out the task"  # the upstream's own 任务超时
 IDLE_QUEUES = ("poll", "deadline", "slots", "storing", "finishing", "pending-submit",

@@ -35,7 +35,7 @@ from typing import Any, Self
 import redis
 import requests
 
-from worker.localnet import stop_group, wait_http
+from worker.dev.localnet import stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -70,7 +70,7 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     ``TICK_FLOOR_S``). Safety timers (submit grace, redrive, deadlines) keep their
     defaults: nothing in these runs waits for them.
     """
-    from worker.engine import CALLBACK_POLL_S
+    from worker.flow.engine import CALLBACK_POLL_S
     from worker.settings import Settings
     from worker.upstream import get_profile
 

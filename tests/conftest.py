@@ -49,7 +49,7 @@ def make_settings(prefix: str, tmp_path):
 
 @pytest.fixture
 def engine(rds, make_settings):
-    from worker.engine import Engine, Inline
+    from worker.flow.engine import Engine, Inline
     from worker.keys import Keys
 
     settings = make_settings()

@@ -16,7 +16,7 @@ from tests.support.stack import Stack
 from tests.support.web import serve
 from webhook import create_app
 from worker import api, batches
-from worker.engine import Engine, Inline
+from worker.flow.engine import Engine, Inline
 from worker.keys import Keys
 
 KEY = "k1"

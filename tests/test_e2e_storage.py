@@ -10,8 +10,8 @@ import requests
 
 from tests.support.stack import Stack, free_port
 from tests.support.tcpproxy import TcpProxy
-from worker import devs3
-from worker.democonsumer import Consumer
+from worker.dev import locals3 as devs3
+from worker.dev.consumer import Consumer
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci1lMmUtc3RvcmFnZS10ZXN0cw=="
 BUCKET = "e2e-bucket"

@@ -9,12 +9,12 @@ import requests
 
 from tests.support.web import serve
 from webhook import create_app
-from worker.engine import Engine, Inline, hook_token
+from worker.flow.engine import Engine, Inline, hook_token
+from worker.flow.submit import apply_answer
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys
-from worker.submit import apply_answer
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
 

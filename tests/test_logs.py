@@ -12,7 +12,7 @@ import requests
 from tests.support.web import serve
 from webhook import create_app
 from worker import logs
-from worker.engine import Engine, Inline, hook_token
+from worker.flow.engine import Engine, Inline, hook_token
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys
 from worker.logs import JsonFormatter, RedactFilter, bind, init_request_logging

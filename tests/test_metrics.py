@@ -13,7 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.web import serve
 from webhook import create_app
 from webhook import metrics as web_metrics
-from worker.engine import Engine, Inline
+from worker.flow.engine import Engine, Inline
+from worker.flow.submit import apply_answer
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys
 from worker.metrics import (
@@ -22,7 +23,6 @@ from worker.metrics import (
     make_registry,
     observe_step_duration,
 )
-from worker.submit import apply_answer
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
 

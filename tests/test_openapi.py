@@ -15,7 +15,7 @@ from tests.conftest import REDIS_URL
 from tests.support.web import serve
 from webhook import create_app
 from webhook.openapi import app_routes
-from worker.engine import Engine, Inline
+from worker.flow.engine import Engine, Inline
 from worker.keys import Keys
 from worker.settings import load_settings
 

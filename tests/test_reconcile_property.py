@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from worker.engine import Engine, Inline
+from worker.flow.engine import Engine, Inline
 from worker.jobs.model import JobStatus, StepStatus
 from worker.jobs.reconcile import Timing, reconcile
 from worker.jobs.spec import JobSpec
@@ -37,7 +37,7 @@ def history(step_id: str, outcome: str) -> list[dict]:
 
 
 def run(rds, make_settings, order: list[int], outcome: str, adopt_by_state: bool):
-    from worker.submit import apply_answer
+    from worker.flow.submit import apply_answer
     from worker.upstream import Task
 
     settings = make_settings(key_prefix=f"mjflow-prop-{uuid.uuid4().hex[:8]}")

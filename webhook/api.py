@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
+from webhook import openapi
 from webhook.auth import authorized
 from worker import api as jobs_api
 from worker import batches
@@ -283,7 +284,6 @@ def upstream_resume():  # type: ignore[no-untyped-def]
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
-    from webhook import openapi
 
     openapi.init_app(app)
 

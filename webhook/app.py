@@ -6,25 +6,22 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from worker.engine import Engine, build_engine
+from webhook import api, dashboard, health, hooks, metrics
+from worker.enqueue import CeleryEnqueue
+from worker.flow.engine import Engine, build_engine
+from worker.logs import init_request_logging, setup_logging
 from worker.settings import Settings, get_settings
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Flask:
     settings = settings or get_settings()
-    from worker.logs import init_request_logging, setup_logging
 
     setup_logging(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_upload_bytes * 8, 64 * 1024 * 1024)
     if engine is None:
-        from worker.tasks import CeleryEnqueue
-
         engine = build_engine(settings, CeleryEnqueue())
     app.extensions["mjflow"] = engine
-
-    from webhook import api, dashboard, health, hooks, metrics
-
     hooks.init_app(app)
     api.init_app(app)
     health.init_app(app)

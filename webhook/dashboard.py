@@ -50,7 +50,8 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.auth import authorized
 from worker import api as jobs_api
-from worker.finishing import job_view_by_id
+from worker import batches
+from worker.flow.finishing import job_view_by_id
 from worker.jobs.model import JobStatus
 from worker.jobs.views import iso
 
@@ -90,14 +91,6 @@ NOTICES = {
 def _engine():  # type: ignore[no-untyped-def]
     return current_app.extensions["mjflow"]
 
-
-def _batches():  # type: ignore[no-untyped-def]
-    """:mod:`worker.batches` when it is there (it holds the batch views)."""
-    try:
-        from worker import batches
-    except ImportError:  # pragma: no cover - the module ships with mjflow
-        return None
-    return batches
 
 
 # -- auth ----------------------------------------------------------------------------------
@@ -353,7 +346,7 @@ def _summary(batch_id: str, name: str | None, states: list[str], **extra: Any) -
 
 
 def _batch_view(engine: Any, batch_id: str) -> dict[str, Any]:
-    mod = _batches()
+    mod = batches
     if mod is not None and hasattr(mod, "get_batch"):
         return mod.get_batch(engine, batch_id)
     h = engine.r.hgetall(engine.keys.batch(batch_id))          # pragma: no cover - fallback
@@ -365,7 +358,7 @@ def _batch_view(engine: Any, batch_id: str) -> dict[str, Any]:
 
 
 def _list_batches(engine: Any) -> list[dict[str, Any]]:
-    mod = _batches()
+    mod = batches
     if mod is not None and hasattr(mod, "list_batches"):
         return mod.list_batches(engine, limit=LIST_BATCHES)["items"]
     out = []                                                       # pragma: no cover
@@ -380,7 +373,7 @@ def _list_batches(engine: Any) -> list[dict[str, Any]]:
 def _batch_job_ids(engine: Any, batch_id: str) -> list[str]:
     """The batch's current jobs (one per item) in creation order."""
     ordered = engine.r.zrange(engine.keys.batch_jobs(batch_id), 0, -1)
-    mod = _batches()
+    mod = batches
     if mod is None or not hasattr(mod, "item_jobs"):
         return ordered                                             # pragma: no cover
     current = set(mod.item_jobs(engine, batch_id).values())
@@ -535,7 +528,7 @@ def batch(batch_id: str):  # type: ignore[no-untyped-def]
 @bp.post("/batches/<batch_id>/retry")
 def batch_retry(batch_id: str):  # type: ignore[no-untyped-def]
     engine = _engine()
-    mod = _batches()
+    mod = batches
     if batch_id == INTERACTIVE or mod is None or not hasattr(mod, "retry_batch"):
         abort(404)
     result = mod.retry_batch(engine, batch_id)

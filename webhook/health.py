@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify
 
+from worker.celery_app import get_app
+
 bp = Blueprint("health", __name__)
 
 
@@ -21,9 +23,7 @@ def readyz():  # type: ignore[no-untyped-def]
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["redis"] = f"error: {type(exc).__name__}"
     try:
-        from worker.celery_app import app as celery
-
-        with celery.connection_for_write() as conn:
+        with get_app().connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         checks["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001

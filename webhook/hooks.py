@@ -14,9 +14,9 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
-from worker.engine import verify_hook_token
+from worker.flow.engine import verify_hook_token
+from worker.flow.polling import heartbeat
 from worker.jobs.model import StepStatus, upstream_state
-from worker.polling import heartbeat
 from worker.upstream import Task
 
 bp = Blueprint("hooks", __name__)

@@ -6,7 +6,7 @@
 
     # or with an engine of your own (tests, scripts):
     from worker.api import create_job
-    from worker.engine import build_engine
+    from worker.flow.engine import build_engine
     job = create_job(build_engine(), {"prompt": "a lighthouse", "then": ["U1"]})
 
 Batches (:mod:`worker.batches`) are re-exported here: ``create_batch``, ``get_batch``,
@@ -18,245 +18,22 @@ Errors: :class:`SpecError` (invalid spec, carries field paths), :class:`Conflict
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import time
 from typing import Any
 
-from pydantic import ValidationError
-
-from worker.engine import Engine
-from worker.errors import InvalidSpec, MjflowError
-from worker.finishing import job_view_by_id
-from worker.jobs import machine
+from worker import batches
+from worker.enqueue import CeleryEnqueue
+from worker.errors import Conflict, NotFound, SpecError
+from worker.flow.engine import Engine, build_engine
+from worker.job_ops import cancel_job, create_job, get_job, list_jobs, replay_deliveries, retry_job
 from worker.jobs.model import StepStatus
-from worker.jobs.spec import JobSpec
-from worker.jobs.store import Txn, new_id
-
-IDEMPOTENCY_TTL_S = 24 * 3600
-MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
-
-
-class SpecError(InvalidSpec):
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
-
-
-class Conflict(MjflowError):
-    pass
-
-
-class NotFound(MjflowError):
-    pass
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "FollowUp", "function-after[_by_action(), JobSpec]"):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "body"
-
-
-def _too_deep(data: Any, limit: int) -> str | None:
-    """The path of a value nested deeper than ``limit`` (iteratively: no recursion), or None."""
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
-    while stack:
-        value, path, depth = stack.pop()
-        if depth > limit:
-            return path
-        if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
-    return None
-
-
-def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
-    """Validate a job spec; raises SpecError listing every problem with its field path."""
-    if not isinstance(data, dict):
-        raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
-    too_deep = _too_deep(data, MAX_JSON_DEPTH)
-    if too_deep is not None:
-        path = f"{prefix}{'.' if prefix and too_deep else ''}{too_deep}" or "body"
-        raise SpecError([{"path": path, "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}])
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise SpecError([{"path": prefix or "body",
-                          "message": "text contains an unpaired surrogate (not valid Unicode)"}]) from None
-    except (TypeError, ValueError, RecursionError):
-        raise SpecError([{"path": prefix or "body", "message": "must be plain JSON"}]) from None
-    try:
-        spec = JobSpec.model_validate(data)
-    except RecursionError:
-        raise SpecError([{"path": prefix or "body", "message": "nested too deeply"}]) from None
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors(include_url=False):
-            path = _loc(tuple(err["loc"]))
-            if prefix and path == "body":
-                path = ""
-            errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
-                           "message": err["msg"].removeprefix("Value error, ")})
-        raise SpecError(errors) from None
-    try:
-        spec.check_images(max_image_bytes)
-    except ValueError as exc:
-        path, _, msg = str(exc).partition(": ")
-        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}]) from None
-    return spec
-
-
-def _body_hash(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | None = None,
-               batch: str | None = None, dispatch_now: bool = True) -> dict[str, Any]:
-    """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
-    spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
-    if idempotency_key:
-        key = engine.keys.idem(idempotency_key)
-        digest = _body_hash(data)
-        job_id = new_id("job")
-        if not engine.r.hsetnx(key, "job", job_id):
-            existing = engine.r.hgetall(key)
-            if existing.get("hash") and existing["hash"] != digest:
-                raise Conflict("Idempotency-Key already used with a different body")
-            for _ in range(50):
-                view = job_view_by_id(engine, existing["job"])
-                if view:
-                    return view | {"replayed": True}
-                time.sleep(0.02)
-                existing = engine.r.hgetall(key)
-            raise Conflict("Idempotency-Key is being used by a request still in progress")
-        engine.r.hset(key, "hash", digest)
-        engine.r.expire(key, IDEMPOTENCY_TTL_S)
-        job = engine.store.create(spec, batch=batch, job_id=job_id)
-    else:
-        job = engine.store.create(spec, batch=batch)
-    if dispatch_now:
-        from worker.sweeps import dispatch
-
-        dispatch(engine)
-    view = job_view_by_id(engine, job.id, urls=False)
-    assert view is not None
-    return view
-
-
-def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
-    view = job_view_by_id(engine, job_id)
-    if view is None:
-        raise NotFound(f"no job {job_id}")
-    from worker.delivery import delivery_log
-
-    view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
-    view["manifest"] = engine.r.hget(engine.keys.job(job_id), "manifest")
-    view["events"] = engine.store.notes(job_id)
-    return view
-
-
-def replay_deliveries(engine: Engine, job_id: str) -> dict[str, Any]:
-    """Schedule every event of the job again now (a disabled endpoint is re-enabled)."""
-    from worker.delivery import replay
-
-    view = get_job(engine, job_id)
-    replay(engine.r, engine.keys, job_id=job_id, force=True)
-    engine.enqueue.deliver()
-    return view | {"deliveries": get_job(engine, job_id)["deliveries"]}
-
-
-def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
-    if engine.store.mutate(job_id, machine.cancel) is None:
-        raise NotFound(f"no job {job_id}")
-    return get_job(engine, job_id)
-
-
-def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict[str, Any]:
-    """Run the failed steps of a finished job again (their children too)."""
-    loaded = engine.store.load(job_id)
-    if loaded is None:
-        raise NotFound(f"no job {job_id}")
-
-    def fn(tx: Txn) -> int:
-        return machine.retry_failed(tx)
-
-    count = engine.store.mutate(job_id, fn) or 0
-    if count and dispatch_now:
-        from worker.sweeps import dispatch
-
-        dispatch(engine)
-    return get_job(engine, job_id) | {"retried": count}
-
-
-def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
-              created_from: float | None = None, created_to: float | None = None,
-              cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
-    import math
-
-    for name, value in (("created_from", created_from), ("created_to", created_to)):
-        if value is not None and not math.isfinite(value):
-            raise SpecError([{"path": name, "message": "must be a finite unix time"}])
-    if cursor is not None:
-        try:
-            if not math.isfinite(float(cursor.partition(":")[0])):
-                raise ValueError
-        except ValueError:
-            raise SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
-    k = engine.keys
-    index = k.batch_jobs(batch) if batch else k.jobs()
-    cursor_score: float | None = None
-    skip_id: str | None = None
-    if cursor:
-        head, _, skip_id = cursor.partition(":")
-        cursor_score = float(head)
-    hi: Any = cursor_score if cursor_score is not None else (
-        created_to if created_to is not None else "+inf")
-    if cursor_score is not None and created_to is not None:
-        hi = min(cursor_score, created_to)
-    lo = created_from if created_from is not None else "-inf"
-    out: list[dict[str, Any]] = []
-    offset = 0
-    page = max(limit * 2, 50)
-    last_score = None
-    while len(out) < limit:
-        rows = engine.r.zrevrangebyscore(index, hi, lo, start=offset, num=page, withscores=True)
-        if not rows:
-            break
-        offset += len(rows)
-        for job_id, score in rows:
-            if skip_id is not None:
-                if score == cursor_score:
-                    # ties with the cursor: skip up to and including the cursor job
-                    if job_id == skip_id:
-                        skip_id = None
-                    continue
-                skip_id = None          # the cursor job is gone; carry on below its score
-            view = job_view_by_id(engine, job_id, urls=False)
-            if view is None or (status and view["status"] != status):
-                continue
-            out.append(view)
-            last_score = (score, job_id)
-            if len(out) >= limit:
-                break
-    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
-    return {"items": out, "next": nxt}
+from worker.jobs.spec import parse_spec
 
 
 # -- for services that import mjflow -------------------------------------------------------------
 @functools.lru_cache(maxsize=1)
 def default_engine() -> Engine:
     """The engine of this process, from ``MJFLOW_*`` settings; work goes to Celery."""
-    from worker.engine import build_engine
-    from worker.tasks import CeleryEnqueue
-
     return build_engine(enqueue=CeleryEnqueue())
 
 
@@ -282,36 +59,30 @@ def wait(job_id: str, *, timeout_s: float = 1800.0, poll_s: float = 1.0,
         time.sleep(poll_s)
 
 
-def _batches():  # type: ignore[no-untyped-def]
-    from worker import batches
-
-    return batches
-
-
 def create_batch(engine: Engine, items: list[Any], name: str | None = None,
                  batch_id: str | None = None, **kw: Any) -> dict[str, Any]:
     """See :func:`worker.batches.create_batch`."""
-    return _batches().create_batch(engine, items, name=name, batch_id=batch_id, **kw)
+    return batches.create_batch(engine, items, name=name, batch_id=batch_id, **kw)
 
 
 def get_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
-    return _batches().get_batch(engine, batch_id)
+    return batches.get_batch(engine, batch_id)
 
 
 def list_batches(engine: Engine, **kw: Any) -> dict[str, Any]:
-    return _batches().list_batches(engine, **kw)
+    return batches.list_batches(engine, **kw)
 
 
 def batch_report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
-    return _batches().report(engine, batch_id)
+    return batches.report(engine, batch_id)
 
 
 def retry_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
-    return _batches().retry_batch(engine, batch_id)
+    return batches.retry_batch(engine, batch_id)
 
 
 def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
-    return _batches().cancel_batch(engine, batch_id)
+    return batches.cancel_batch(engine, batch_id)
 
 
 __all__ = [
@@ -328,6 +99,7 @@ __all__ = [
     "get_job",
     "list_batches",
     "list_jobs",
+    "replay_deliveries",
     "parse_spec",
     "retry_batch",
     "retry_job",

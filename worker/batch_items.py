@@ -13,7 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from worker.api import SpecError, parse_spec
+from worker.errors import SpecError
+from worker.jobs.spec import parse_spec
 
 MAX_NAME_CHARS = 200
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")

@@ -43,8 +43,13 @@ from worker.batch_items import (  # noqa: F401 - part of this module's interface
     prepare,
     read_jsonl,
 )
-from worker.engine import Engine
-from worker.finishing import job_view_by_id
+from worker.errors import NotFound, SpecError
+from worker.flow.engine import Engine
+from worker.flow.finishing import job_view_by_id
+from worker.flow.tick import dispatch
+from worker.job_ops import retry_job
+from worker.jobs import machine
+from worker.jobs.spec import parse_spec
 from worker.jobs.store import new_id
 from worker.jobs.views import iso
 
@@ -59,22 +64,16 @@ REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "reason", "cre
                  "finishedAt")
 
 
-def _api():  # type: ignore[no-untyped-def]
-    from worker import api  # worker.api re-exports this module's functions
-
-    return api
-
-
 # -- creation --------------------------------------------------------------------------------
 def create_batch(engine: Engine, items: list[Any], name: str | None = None,
                  batch_id: str | None = None, *, then: list[Any] | None = None) -> dict[str, Any]:
     """Validate every item, then create (or resume) the batch; returns its view plus
     ``submitted``: how many items were created, already done, in progress, retried, renewed.
 
-    Nothing is created when any item is invalid (:class:`worker.api.SpecError` lists all).
+    Nothing is created when any item is invalid (:class:`worker.SpecError` lists all).
     """
     if not isinstance(items, list):
-        raise _api().SpecError([{"path": "items", "message": "must be a list of job specs"}])
+        raise SpecError([{"path": "items", "message": "must be a list of job specs"}])
     return _create(engine, list(enumerate(items, 1)), name=name, batch_id=batch_id, then=then,
                    path="items", zero_based=True)
 
@@ -90,13 +89,12 @@ def create_batch_jsonl(engine: Engine, text: str, name: str | None = None,
 def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
             batch_id: str | None, then: list[Any] | None, path: str, zero_based: bool,
             errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    api = _api()
     errors = list(errors or [])
     check_name(name)
     if batch_id is not None:
         check_batch_id(batch_id)
     if len(entries) + len(errors) > MAX_BATCH_ITEMS:
-        raise api.SpecError([{"path": path, "message": f"at most {MAX_BATCH_ITEMS} items per "
+        raise SpecError([{"path": path, "message": f"at most {MAX_BATCH_ITEMS} items per "
                               "request (send more in further requests with the same name)"}])
     items, item_errors = prepare(entries, max_image_bytes=engine.settings.max_upload_bytes,
                                  then=then, path=path, zero_based=zero_based)
@@ -104,7 +102,7 @@ def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
     if not errors and not items:
         errors.append({"path": path, "message": "a batch needs at least one item"})
     if errors:
-        raise api.SpecError(sorted(errors, key=lambda e: e.get("line", 0)))
+        raise SpecError(sorted(errors, key=lambda e: e.get("line", 0)))
     if batch_id is None:
         batch_id = batch_id_for(name) if name else batch_id_for(
             "items:" + hashlib.sha256(_canonical(items)).hexdigest())
@@ -114,7 +112,6 @@ def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
 def submit_items(engine: Engine, batch_id: str, items: list[dict[str, Any]],
                  name: str | None = None) -> dict[str, Any]:
     """Place already validated items (each with a ``key``) into the batch."""
-    api = _api()
     r, k = engine.r, engine.keys
     now = time.time()
     if r.hsetnx(k.batch(batch_id), "created", repr(now)):
@@ -125,13 +122,11 @@ def submit_items(engine: Engine, batch_id: str, items: list[dict[str, Any]],
     r.hset(k.batch(batch_id), mapping=fields)
     summary = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
     for item in items:
-        spec = api.parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes)
+        spec = parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes)
         outcome = place(engine, batch_id, item["key"], spec)
         summary[outcome] += 1
     if summary["created"] or summary["retried"] or summary["renewed"]:
         r.hset(k.batch(batch_id), "resumed", repr(now))
-        from worker.sweeps import dispatch
-
         dispatch(engine)
     return batch_view(engine, batch_id) | {"submitted": summary}
 
@@ -157,7 +152,7 @@ def place(engine: Engine, batch_id: str, key: str, spec: Any) -> str:
         if status is None or status == "succeeded":
             return "done"                       # finished (purged: finished long ago)
         if status == "partial":
-            reopened = _api().retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
+            reopened = retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
             return "retried" if reopened else "done"   # nothing retryable: leave it
         if status in ("failed", "cancelled"):
             fresh = new_id("job")
@@ -280,7 +275,7 @@ def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> di
     now = time.time() if now is None else now
     h = engine.r.hgetall(engine.keys.batch(batch_id))
     if not h:
-        raise _api().NotFound(f"no batch {batch_id}")
+        raise NotFound(f"no batch {batch_id}")
     jobs = item_jobs(engine, batch_id)
     states = _states(engine, list(jobs.values()), _pending(engine, batch_id))
     counts = {name: 0 for name in COUNTED}
@@ -334,7 +329,7 @@ def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) 
             if not math.isfinite(hi):
                 raise ValueError
         except ValueError:
-            raise _api().SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
+            raise SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
     rows = r.zrevrangebyscore(k.batches(), hi, "-inf", start=0, num=limit + 50, withscores=True)
     ids = [batch_id for batch_id, _ in rows]
     if after and after in ids:
@@ -344,7 +339,7 @@ def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) 
     for batch_id, score in rows:
         try:
             out.append(batch_view(engine, batch_id))
-        except _api().NotFound:
+        except NotFound:
             continue
         last = (score, batch_id)
         if len(out) >= limit:
@@ -356,7 +351,7 @@ def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) 
 def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
     """One row per item: key, job id, status, prompt, image keys, failure reason, times."""
     if not exists(engine, batch_id):
-        raise _api().NotFound(f"no batch {batch_id}")
+        raise NotFound(f"no batch {batch_id}")
     rows = []
     pending = _pending(engine, batch_id)
     for key, job_id in sorted(item_jobs(engine, batch_id).items(), key=_key_order):
@@ -398,35 +393,29 @@ def report_csv(rows: list[dict[str, Any]]) -> str:
 # -- actions ---------------------------------------------------------------------------------
 def retry_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
     """Retry the failed steps of every failed or partial job of the batch (same job ids)."""
-    api = _api()
     if not exists(engine, batch_id):
-        raise api.NotFound(f"no batch {batch_id}")
+        raise NotFound(f"no batch {batch_id}")
     jobs = list(item_jobs(engine, batch_id).values())
     jobs_retried = steps = 0
     for job_id, (status, _, _) in zip(jobs, _states(engine, jobs)):
         if status in ("failed", "partial"):
-            count = api.retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
+            count = retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
             jobs_retried += 1 if count else 0
             steps += count
     if steps:
         engine.r.hset(engine.keys.batch(batch_id), "resumed", repr(time.time()))
-        from worker.sweeps import dispatch
-
         dispatch(engine)
     return batch_view(engine, batch_id) | {"retried": {"jobs": jobs_retried, "steps": steps}}
 
 
 def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
     """Cancel every job of the batch that has not finished (in-flight steps finish)."""
-    api = _api()
     if not exists(engine, batch_id):
-        raise api.NotFound(f"no batch {batch_id}")
+        raise NotFound(f"no batch {batch_id}")
     jobs = list(item_jobs(engine, batch_id).values())
     cancelled = 0
     for job_id, (status, _, _) in zip(jobs, _states(engine, jobs)):
         if status in ("queued", "running"):
-            from worker.jobs import machine
-
             if engine.store.mutate(job_id, machine.cancel) is not None:
                 cancelled += 1
     return batch_view(engine, batch_id) | {"cancelled": cancelled}

@@ -2,12 +2,16 @@
 
 JSON only, acks late, reject on worker lost, prefetch 1, results ignored, and a
 visibility timeout longer than any task may run (tasks are short: waiting lives in
-Redis sorted sets, never in countdowns or ETAs).
+Redis sorted sets, never in countdowns or ETAs). Nothing is built at import time:
+:func:`get_app` builds the app on first use.
 """
 from __future__ import annotations
 
+import functools
+
 from celery import Celery
 
+from worker.logs import connect_celery_signals
 from worker.settings import Settings, get_settings
 
 QUEUES = ("mjflow.submit", "mjflow.reconcile", "mjflow.store", "mjflow.deliver",
@@ -49,8 +53,18 @@ def make_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = make_celery()
+@functools.cache
+def get_app() -> Celery:
+    """The process's Celery app, built on first use from ``MJFLOW_*`` settings."""
+    settings = get_settings()
+    app = make_celery(settings)
+    connect_celery_signals(settings)
+    return app
 
-from worker.logs import connect_celery_signals
 
-connect_celery_signals(get_settings())
+def __getattr__(name: str) -> Celery:
+    # ``celery -A worker.celery_app`` and ``from worker.celery_app import app`` build it here,
+    # so importing this module costs nothing and reads no settings
+    if name == "app":
+        return get_app()
+    raise AttributeError(name)

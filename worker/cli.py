@@ -22,9 +22,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import redis
 
+from simulator.cli import main as sim_main
 from worker import api, batches
-from worker.settings import ConfigError
+from worker.enqueue import CeleryEnqueue
+from worker.flow.engine import build_engine
+from worker.settings import ConfigError, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 EXIT_PENDING, EXIT_INTERRUPTED = 5, 130
@@ -40,8 +44,6 @@ def fail(code: int, message: str) -> NoReturn:
 
 
 def _settings():  # type: ignore[no-untyped-def]
-    from worker.settings import get_settings
-
     try:
         return get_settings()
     except ConfigError as exc:
@@ -49,14 +51,8 @@ def _settings():  # type: ignore[no-untyped-def]
 
 
 def _engine():  # type: ignore[no-untyped-def]
-    import redis
-
-    from worker.engine import build_engine
-
     settings = _settings()
     try:
-        from worker.tasks import CeleryEnqueue  # builds the Celery app from settings
-
         engine = build_engine(settings, enqueue=CeleryEnqueue())
         engine.r.ping()
     except ConfigError as exc:
@@ -431,7 +427,7 @@ def resume(as_json: bool) -> None:
 @click.option("--speed", type=float, default=20.0, help="simulator speed factor")
 def demo(keep_running: bool, speed: float) -> None:
     """Run the whole system locally on embedded defaults and a small demo batch."""
-    from worker.demo import run
+    from worker.dev.demo import run
 
     sys.exit(run(speed=speed, keep_running=keep_running))
 
@@ -441,8 +437,6 @@ def demo(keep_running: bool, speed: float) -> None:
 @click.pass_context
 def sim(ctx: click.Context) -> None:
     """Run the simulated upstream (see `mjflow sim --help`)."""
-    from simulator.cli import main as sim_main
-
     sys.exit(sim_main(ctx.args) or 0)
 
 

@@ -10,8 +10,14 @@
         ├── ImageRejected           not an image, too large, unreadable
         ├── UnsafeURL               refused by the SSRF guard
         └── InvalidSpec             a job spec that cannot be run
+            └── SpecError           ... with every problem and its field path
+    ├── Conflict            an Idempotency-Key reused with another body, or still in progress
+    └── NotFound            no such job, batch or delivery
+    ConfigError (SystemExit) settings that cannot start the process
 """
 from __future__ import annotations
+
+from typing import Any
 
 
 class MjflowError(Exception):
@@ -52,3 +58,23 @@ class UnsafeURL(PermanentError):
 
 class InvalidSpec(PermanentError):
     pass
+
+
+class SpecError(InvalidSpec):
+    """An invalid spec; ``errors`` lists ``{"path", "message"}`` for every problem."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['path']}: {e['message']}" for e in errors))
+
+
+class Conflict(MjflowError):
+    pass
+
+
+class NotFound(MjflowError):
+    pass
+
+
+class ConfigError(SystemExit):
+    """Raised at start when a setting is invalid; the message names the variable."""

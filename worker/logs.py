@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from worker.settings import get_settings
+
 REDACTED = "<redacted>"
 MIN_SECRET_LEN = 6
 CONTEXT_FIELDS = ("job", "step", "task")
@@ -373,8 +375,6 @@ if _GunicornBase is not None:
         def setup(self, cfg: Any) -> None:
             super().setup(cfg)
             try:
-                from worker.settings import get_settings
-
                 settings = get_settings()
             except BaseException:  # noqa: BLE001 - the app reports bad settings itself
                 settings = None

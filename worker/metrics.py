@@ -83,6 +83,8 @@ PREFIX = "mjflow_"
 STEP_DURATION_BUCKETS: tuple[float, ...] = (
     5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 450, 600, 900, 1800, 3600,
 )
+from worker.delivery import failed_count, pending_count
+
 STEP_DURATION = "step_duration"      # index hash: action -> observations
 OLDEST_SCAN_LIMIT = 200
 PENDING_SCAN_LIMIT = 25
@@ -337,8 +339,6 @@ class RedisCollector(Collector):
         ]
 
     def _deliveries(self) -> list[Metric]:
-        from worker.delivery import failed_count, pending_count
-
         e = self.engine
         g = GaugeMetricFamily
         return [

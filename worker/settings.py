@@ -12,6 +12,9 @@ from urllib.parse import urlparse
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from worker.errors import ConfigError
+from worker.storage.naming import validate_template
+
 ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes"]
 Mode = Literal["FAST", "RELAX", "TURBO"]
 
@@ -114,8 +117,6 @@ class Settings(BaseSettings):
     @field_validator("key_template")
     @classmethod
     def _template(cls, value: str) -> str:
-        from worker.storage.naming import validate_template
-
         try:
             validate_template(value)
         except ValueError as exc:
@@ -138,10 +139,6 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
-
-
-class ConfigError(SystemExit):
-    """Raised at start when a setting is invalid; the message names the variable."""
 
 
 def _describe(exc: ValidationError) -> str:

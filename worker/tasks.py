@@ -5,32 +5,21 @@ import functools
 import logging
 from typing import Any
 
-from worker.celery_app import ROUTES, app
-from worker.engine import Engine, build_engine
+from worker.batches import create_batch as create_many
+from worker.celery_app import get_app
+from worker.delivery import deliver_due
+from worker.enqueue import CeleryEnqueue
+from worker.errors import SpecError
+from worker.flow.callbacks import reconcile_callback
+from worker.flow.engine import Engine, build_engine
+from worker.flow.finishing import finish_job
+from worker.flow.storing import store_step
+from worker.flow.submit import submit_step
+from worker.flow.tick import tick as run_tick
+from worker.job_ops import create_job as create_one
 
 log = logging.getLogger("mjflow.tasks")
-
-
-class CeleryEnqueue:
-    """Hands follow-up work to Celery queues."""
-
-    def _send(self, name: str, *args: Any) -> None:
-        app.send_task(name, args=list(args), queue=ROUTES[name])
-
-    def submit(self, step_id: str) -> None:
-        self._send("mjflow.submit", step_id)
-
-    def store(self, step_id: str) -> None:
-        self._send("mjflow.store", step_id)
-
-    def reconcile(self, step_id: str, snapshot: dict[str, Any], source: str) -> None:
-        self._send("mjflow.reconcile", step_id, snapshot, source)
-
-    def finish(self, job_id: str) -> None:
-        self._send("mjflow.finish", job_id)
-
-    def deliver(self) -> None:
-        self._send("mjflow.deliver")
+app = get_app()
 
 
 @functools.lru_cache(maxsize=1)
@@ -40,44 +29,32 @@ def engine() -> Engine:
 
 @app.task(name="mjflow.submit")
 def submit(step_id: str) -> str:
-    from worker.submit import submit_step
-
     return submit_step(engine(), step_id)
 
 
 @app.task(name="mjflow.reconcile")
 def reconcile(step_id: str, snapshot: dict[str, Any], source: str = "callback") -> str:
-    from worker.callbacks import reconcile_callback
-
     return reconcile_callback(engine(), step_id, snapshot, source)
 
 
 @app.task(name="mjflow.store")
 def store(step_id: str) -> str:
-    from worker.storing import store_step
-
     return store_step(engine(), step_id)
 
 
 @app.task(name="mjflow.finish")
 def finish(job_id: str) -> str:
-    from worker.finishing import finish_job
-
     return finish_job(engine(), job_id)
 
 
 @app.task(name="mjflow.deliver")
 def deliver() -> int:
-    from worker.delivery import deliver_due
-
     e = engine()
     return deliver_due(e.r, e.keys, settings=e.settings)
 
 
 @app.task(name="mjflow.tick")
 def tick() -> dict[str, int] | None:
-    from worker.sweeps import tick as run_tick
-
     return run_tick(engine())
 
 
@@ -88,12 +65,9 @@ def create_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -
     A redelivered message makes no second job: the Celery task id is the default
     Idempotency-Key. An invalid spec is logged with its field paths and dropped.
     """
-    from worker.api import SpecError
-    from worker.api import create_job as create
-
     key = idempotency_key or (f"celery:{self.request.id}" if self.request.id else None)
     try:
-        return create(engine(), spec, idempotency_key=key)["id"]
+        return create_one(engine(), spec, idempotency_key=key)["id"]
     except SpecError as exc:
         log.error("mjflow.create_job: invalid spec dropped: %s", exc)
         return None
@@ -103,11 +77,8 @@ def create_job(self, spec: dict[str, Any], idempotency_key: str | None = None) -
 def create_batch(items: list[Any], name: str | None = None,
                  batch_id: str | None = None) -> str | None:
     """The batch door: a list of specs (or prompts); safe to run twice (see worker.batches)."""
-    from worker.api import SpecError
-    from worker.api import create_batch as create
-
     try:
-        return create(engine(), items, name=name, batch_id=batch_id)["id"]
+        return create_many(engine(), items, name=name, batch_id=batch_id)["id"]
     except SpecError as exc:
         log.error("mjflow.create_batch: invalid batch dropped: %s", exc)
         return None

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 import requests
 
-from worker.localnet import free_port, stop_group, wait_http
+from worker.dev.localnet import free_port, stop_group, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from worker.errors import SpecError
 
 RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE"]
 MAX_PROMPT_CHARS = 8000
@@ -160,3 +163,68 @@ def _walk(items: list[FollowUp], path: str):
     for i, item in enumerate(items):
         yield f"{path}[{i}]", item
         yield from _walk(normalize_then(item.then), f"{path}[{i}].then")
+
+
+MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("str", "FollowUp", "function-after[_by_action(), JobSpec]"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _too_deep(data: Any, limit: int) -> str | None:
+    """The path of a value nested deeper than ``limit`` (iteratively: no recursion), or None."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > limit:
+            return path
+        if isinstance(value, dict):
+            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+    return None
+
+
+def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
+    """Validate a job spec; raises SpecError listing every problem with its field path."""
+    if not isinstance(data, dict):
+        raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
+    too_deep = _too_deep(data, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        path = f"{prefix}{'.' if prefix and too_deep else ''}{too_deep}" or "body"
+        raise SpecError([{"path": path, "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}])
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SpecError([{"path": prefix or "body",
+                          "message": "text contains an unpaired surrogate (not valid Unicode)"}]) from None
+    except (TypeError, ValueError, RecursionError):
+        raise SpecError([{"path": prefix or "body", "message": "must be plain JSON"}]) from None
+    try:
+        spec = JobSpec.model_validate(data)
+    except RecursionError:
+        raise SpecError([{"path": prefix or "body", "message": "nested too deeply"}]) from None
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors(include_url=False):
+            path = _loc(tuple(err["loc"]))
+            if prefix and path == "body":
+                path = ""
+            errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
+                           "message": err["msg"].removeprefix("Value error, ")})
+        raise SpecError(errors) from None
+    try:
+        spec.check_images(max_image_bytes)
+    except ValueError as exc:
+        path, _, msg = str(exc).partition(": ")
+        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}]) from None
+    return spec

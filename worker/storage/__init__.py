@@ -22,11 +22,13 @@ from worker.storage.errors import (
     SourceGone,
     StorageRejected,
 )
+from worker.storage.files import FileSink
 from worker.storage.grid import GridPart, split_grid
 from worker.storage.manifest import build_manifest
 from worker.storage.naming import image_key, manifest_key, sanitize_label, validate_template
 from worker.storage.s3sink import S3Sink, make_s3_client
-from worker.storage.sinks import FileSink, Sink, sink_from_url
+from worker.storage.sink import Sink
+from worker.storage.sinks import sink_from_url
 from worker.storage.ssrf import check_url, guarded_get, guarded_request
 from worker.storage.store import StoredImage, StoreRequest, store_step_images, write_manifest
 

@@ -42,6 +42,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from worker.errors import MjflowError, StorageUnavailable
 from worker.storage.errors import StorageRejected
+from worker.storage.sink import put_json
 
 MULTIPART_THRESHOLD_BYTES = 128 * 1024 * 1024
 MULTIPART_CHUNK_BYTES = 8 * 1024 * 1024
@@ -172,8 +173,6 @@ class S3Sink:
             )
 
     def put_json(self, key: str, obj: Any) -> None:
-        from worker.storage.sinks import put_json  # sinks imports this module
-
         put_json(self, key, obj)
 
     def head(self, key: str) -> dict[str, Any] | None:

@@ -5,9 +5,10 @@ queries (returning ``Task`` models); ``classify`` is the one mapping of answers 
 outcomes; ``PROFILES`` holds what each provider does differently.
 """
 from worker.upstream.client import SUBMIT_PATHS, UpstreamClient
+from worker.upstream.codes import CodeRule, Outcome
 from worker.upstream.errors import UpstreamAuthFailed, UpstreamOutOfCredit, UpstreamRetryLater
 from worker.upstream.models import Button, Task, TaskStatus
-from worker.upstream.outcomes import Answer, CodeRule, Outcome, classify
+from worker.upstream.outcomes import Answer, classify
 from worker.upstream.profiles import PROFILES, Profile, get_profile
 
 __all__ = [

@@ -34,7 +34,7 @@ import requests
 from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
-from worker.errors import BadUpstreamAnswer, InvalidSpec
+from worker.errors import BadUpstreamAnswer, ConfigError, InvalidSpec
 from worker.upstream.errors import UpstreamAuthFailed, UpstreamOutOfCredit, UpstreamRetryLater
 from worker.upstream.models import Task, as_text
 from worker.upstream.outcomes import Answer, Outcome, classify
@@ -153,8 +153,6 @@ class UpstreamClient(SubmitMethods):
     def from_settings(cls, settings: Any, *, session: requests.Session | None = None
                       ) -> UpstreamClient:
         """Build the client from ``worker.settings.Settings``."""
-        from worker.settings import ConfigError
-
         if not settings.upstream_url:
             raise ConfigError("MJFLOW_UPSTREAM_URL is required to talk to the upstream")
         return cls(

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from worker.upstream.outcomes import CodeRule, Outcome
+from worker.upstream.codes import CodeRule, Outcome
 
 USER_AGENT = "mjflow/0.1"
 DEFAULT_PROFILE = "midjourney-proxy"

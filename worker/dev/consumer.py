@@ -53,7 +53,7 @@ class Consumer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.democonsumer --port 9100``: print each verified event."""
+    """``python -m worker.dev.consumer --port 9100``: print each verified event."""
     import argparse
     import os
     import time

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.engine import Engine
 from worker.errors import MjflowError
+from worker.flow.engine import Engine
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.reconcile import reconcile

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from worker.engine import Engine
+from worker.delivery import notify_job, notify_step
+from worker.flow.engine import Engine
 from worker.jobs.views import job_view
+from worker.storage import build_manifest, write_manifest
 
 log = logging.getLogger("mjflow.finish")
 
@@ -26,9 +28,6 @@ def job_view_by_id(engine: Engine, job_id: str, *, urls: bool = True) -> dict | 
 
 
 def finish_job(engine: Engine, job_id: str) -> str:
-    from worker.delivery import notify_job, notify_step
-    from worker.storage import build_manifest, write_manifest
-
     if job_id.startswith("step:"):
         step_id = job_id.removeprefix("step:")
         owner = engine.store.job_of(step_id)

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from worker.engine import Engine
+from worker.flow.engine import Engine
 from worker.jobs import machine
 from worker.jobs.model import ACTION_PATHS, Job, Step, StepStatus
 from worker.jobs.store import Txn

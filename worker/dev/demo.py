@@ -24,8 +24,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker.democonsumer import Consumer
-from worker.localnet import free_port, stop_group, wait_http
+from worker.dev.consumer import Consumer
+from worker.dev.localnet import free_port, stop_group, wait_http
+from worker.dev.localredis import ensure
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "mjflow-demo"
@@ -84,8 +85,6 @@ class Demo:
         return proc
 
     def start(self) -> dict[str, str]:
-        from worker.devredis import ensure
-
         self.console.print(f"[bold]redis[/]   {ensure()}")
         s3_port, sim_port, web_port = free_port(9000), free_port(8090), free_port(8000)
         env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",

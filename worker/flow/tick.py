@@ -10,13 +10,14 @@ import logging
 import time
 import uuid
 
-from worker.engine import Engine
 from worker.errors import MjflowError
+from worker.flow.engine import Engine
+from worker.flow.polling import after_poll, poll_due
+from worker.flow.retention import purge_job
 from worker.jobs import machine
 from worker.jobs.model import StepStatus, upstream_state
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import PRIORITY_BUCKET, Txn
-from worker.polling import after_poll, poll_due
 
 log = logging.getLogger("mjflow.tick")
 S = StepStatus
@@ -136,8 +137,6 @@ def sweep_finishing(engine: Engine, now: float) -> int:
 
 
 def purge_expired(engine: Engine, now: float) -> int:
-    from worker.retention import purge_job
-
     k = engine.keys
     expired = engine.r.zrangebyscore(k.retention(), "-inf", now, start=0, num=SWEEP_LIMIT)
     for job_id in expired:

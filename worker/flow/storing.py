@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 
-from worker.engine import Engine
 from worker.errors import PermanentError, RetryableError
+from worker.flow.engine import Engine
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.store import Txn
+from worker.storage import StoreRequest, store_step_images
 from worker.upstream import Task
 
 log = logging.getLogger("mjflow.store")
@@ -22,8 +23,6 @@ STORE_BACKOFF_S = (2.0, 5.0, 15.0, 30.0, 60.0)
 
 
 def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
-    from worker.storage import StoreRequest, store_step_images
-
     job_id = engine.store.job_of(step_id)
     loaded = engine.store.load(job_id) if job_id else None
     if loaded is None:

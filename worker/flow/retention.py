@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker.delivery import purge_job_deliveries
-from worker.engine import Engine
+from worker.flow.engine import Engine
 
 
 def purge_job(engine: Engine, job_id: str) -> None:

@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from worker.engine import Engine
 from worker.errors import MjflowError
+from worker.flow.engine import Engine
+from worker.flow.polling import after_poll
 from worker.jobs.reconcile import reconcile
-from worker.polling import after_poll
 from worker.upstream import Task
 
 log = logging.getLogger("mjflow.callback")

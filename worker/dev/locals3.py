@@ -1,6 +1,6 @@
 """A local S3 API for demos: moto's server on loopback with one bucket created.
 
-    python -m worker.devs3 --port 9000 --bucket mjflow
+    python -m worker.dev.locals3 --port 9000 --bucket mjflow
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from worker.localnet import wait_http
+from worker.dev.localnet import wait_http
 
 DEFAULT_PORT = 9000
 

@@ -13,13 +13,14 @@ from typing import Any, Protocol
 import redis
 import requests
 
+from worker.flow.window import Window
 from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
 from worker.keys import Keys
 from worker.redis_conn import connect
 from worker.settings import Settings, get_settings
+from worker.storage import sink_from_url
 from worker.upstream import Profile, UpstreamClient, get_profile
-from worker.window import Window
 
 CALLBACK_POLL_S = 60.0   # with callbacks expected, polling is only the safety net
 UPSCALE_ACTIONS = ("upsample::",)
@@ -101,7 +102,6 @@ class Engine:
 
     @functools.cached_property
     def sink(self):  # type: ignore[no-untyped-def]
-        from worker.storage import sink_from_url
 
         return sink_from_url(self.settings.storage_url)
 

@@ -1,0 +1,148 @@
+"""Jobs through the front doors: create (idempotent per Idempotency-Key), read, list,
+cancel, retry and replay their events. Plain functions over an :class:`Engine`; the HTTP
+API, the CLI, Celery and :mod:`worker.api` call them."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from typing import Any
+
+from worker.delivery import delivery_log, replay
+from worker.errors import Conflict, NotFound, SpecError
+from worker.flow.engine import Engine
+from worker.flow.finishing import job_view_by_id
+from worker.flow.tick import dispatch
+from worker.jobs import machine
+from worker.jobs.spec import parse_spec
+from worker.jobs.store import Txn, new_id
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def _body_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | None = None,
+               batch: str | None = None, dispatch_now: bool = True) -> dict[str, Any]:
+    """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
+    spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
+    if idempotency_key:
+        key = engine.keys.idem(idempotency_key)
+        digest = _body_hash(data)
+        job_id = new_id("job")
+        if not engine.r.hsetnx(key, "job", job_id):
+            existing = engine.r.hgetall(key)
+            if existing.get("hash") and existing["hash"] != digest:
+                raise Conflict("Idempotency-Key already used with a different body")
+            for _ in range(50):
+                view = job_view_by_id(engine, existing["job"])
+                if view:
+                    return view | {"replayed": True}
+                time.sleep(0.02)
+                existing = engine.r.hgetall(key)
+            raise Conflict("Idempotency-Key is being used by a request still in progress")
+        engine.r.hset(key, "hash", digest)
+        engine.r.expire(key, IDEMPOTENCY_TTL_S)
+        job = engine.store.create(spec, batch=batch, job_id=job_id)
+    else:
+        job = engine.store.create(spec, batch=batch)
+    if dispatch_now:
+        dispatch(engine)
+    view = job_view_by_id(engine, job.id, urls=False)
+    assert view is not None
+    return view
+
+
+def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    view = job_view_by_id(engine, job_id)
+    if view is None:
+        raise NotFound(f"no job {job_id}")
+    view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
+    view["manifest"] = engine.r.hget(engine.keys.job(job_id), "manifest")
+    view["events"] = engine.store.notes(job_id)
+    return view
+
+
+def replay_deliveries(engine: Engine, job_id: str) -> dict[str, Any]:
+    """Schedule every event of the job again now (a disabled endpoint is re-enabled)."""
+    view = get_job(engine, job_id)
+    replay(engine.r, engine.keys, job_id=job_id, force=True)
+    engine.enqueue.deliver()
+    return view | {"deliveries": get_job(engine, job_id)["deliveries"]}
+
+
+def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    if engine.store.mutate(job_id, machine.cancel) is None:
+        raise NotFound(f"no job {job_id}")
+    return get_job(engine, job_id)
+
+
+def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict[str, Any]:
+    """Run the failed steps of a finished job again (their children too)."""
+    loaded = engine.store.load(job_id)
+    if loaded is None:
+        raise NotFound(f"no job {job_id}")
+
+    def fn(tx: Txn) -> int:
+        return machine.retry_failed(tx)
+
+    count = engine.store.mutate(job_id, fn) or 0
+    if count and dispatch_now:
+        dispatch(engine)
+    return get_job(engine, job_id) | {"retried": count}
+
+
+def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
+              created_from: float | None = None, created_to: float | None = None,
+              cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
+    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
+    for name, value in (("created_from", created_from), ("created_to", created_to)):
+        if value is not None and not math.isfinite(value):
+            raise SpecError([{"path": name, "message": "must be a finite unix time"}])
+    if cursor is not None:
+        try:
+            if not math.isfinite(float(cursor.partition(":")[0])):
+                raise ValueError
+        except ValueError:
+            raise SpecError([{"path": "cursor", "message": "not a cursor this API returned"}]) from None
+    k = engine.keys
+    index = k.batch_jobs(batch) if batch else k.jobs()
+    cursor_score: float | None = None
+    skip_id: str | None = None
+    if cursor:
+        head, _, skip_id = cursor.partition(":")
+        cursor_score = float(head)
+    hi: Any = cursor_score if cursor_score is not None else (
+        created_to if created_to is not None else "+inf")
+    if cursor_score is not None and created_to is not None:
+        hi = min(cursor_score, created_to)
+    lo = created_from if created_from is not None else "-inf"
+    out: list[dict[str, Any]] = []
+    offset = 0
+    page = max(limit * 2, 50)
+    last_score = None
+    while len(out) < limit:
+        rows = engine.r.zrevrangebyscore(index, hi, lo, start=offset, num=page, withscores=True)
+        if not rows:
+            break
+        offset += len(rows)
+        for job_id, score in rows:
+            if skip_id is not None:
+                if score == cursor_score:
+                    # ties with the cursor: skip up to and including the cursor job
+                    if job_id == skip_id:
+                        skip_id = None
+                    continue
+                skip_id = None          # the cursor job is gone; carry on below its score
+            view = job_view_by_id(engine, job_id, urls=False)
+            if view is None or (status and view["status"] != status):
+                continue
+            out.append(view)
+            last_score = (score, job_id)
+            if len(out) >= limit:
+                break
+    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
+    return {"items": out, "next": nxt}
