@@ -90,7 +90,7 @@ def setup_steps(stack: h.BenchStack, k: int) -> list[tuple[str, str]]:
 
 
 def callback_requests(stack: h.BenchStack, steps: list[tuple[str, str]]) -> list[list[str]]:
-    from worker.flow.engine import hook_token
+    from worker.flow.tokens import hook_token
 
     reqs = []
     for sid, task_id in steps:

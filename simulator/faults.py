@@ -54,6 +54,10 @@ class Faults(BaseModel):
     )
     hung_submit_ms: int = Field(0, ge=0, description="delay of a hung submit answer")
     queue_full_burst: int = Field(0, ge=0, description="the next N submits get queue-full")
+    omit_from_lists_every: int = Field(
+        0, ge=0, description="every Nth list-by-condition answer leaves every task out "
+        "(a reseller's stale cache); 0 = never",
+    )
     balance_after: int | None = Field(
         None, ge=0, description="after N accepted submits (counted from when set) → out of credit"
     )

@@ -94,6 +94,7 @@ class Simulator(SubmitsMixin, EngineMixin):
         self._cond = threading.Condition(self._lock)
         self._faults = faults if isinstance(faults, Faults) else Faults.model_validate(faults or {})
         self._rng = random.Random(self._faults.seed)
+        self._list_calls = 0
         self.signer = UrlSigner(url_ttl_s if url_ttl_s is not None else DEFAULT_URL_TTL_S / speed)
         self._ids = IdGenerator()
         self._accounts = [Account(str(ROOT_BASE_INSTANCE_ID + i)) for i in range(max(1, accounts))]
@@ -277,6 +278,10 @@ class Simulator(SubmitsMixin, EngineMixin):
     def views(self, ids: list[str]) -> list[dict[str, Any]]:
         """``list-by-condition``: known ids only, de-duplicated, in request order."""
         with self._lock:
+            self._list_calls += 1
+            every = self._faults.omit_from_lists_every
+            if every and self._list_calls % every == 0:
+                return []
             seen: set[str] = set()
             out = []
             for i in ids:

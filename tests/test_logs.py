@@ -12,7 +12,8 @@ import requests
 from tests.support.web import serve
 from webhook import create_app
 from worker import logs
-from worker.flow.engine import Engine, Inline, hook_token
+from worker.flow.engine import Engine, Inline
+from worker.flow.tokens import hook_token
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys
 from worker.logs import JsonFormatter, RedactFilter, bind, init_request_logging

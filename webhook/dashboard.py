@@ -51,9 +51,8 @@ from werkzeug.exceptions import HTTPException
 from webhook.auth import authorized
 from worker import api as jobs_api
 from worker import batches
-from worker.flow.finishing import job_view_by_id
 from worker.jobs.model import JobStatus
-from worker.jobs.views import iso
+from worker.jobs.views import iso, load_view
 
 log = logging.getLogger("mjflow.dashboard")
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
@@ -490,7 +489,7 @@ def index():  # type: ignore[no-untyped-def]
     ids = _interactive_ids(engine)
     states = _states(engine, ids)
     interactive = _summary(INTERACTIVE, "Interactive jobs", states)
-    recent = [v for v in (job_view_by_id(engine, j, urls=False)
+    recent = [v for v in (load_view(engine.store, j)
                           for j in ids[:RECENT_INTERACTIVE]) if v]
     return _render("index.html", "_index_live.html", refresh=True, batches=batches,
                    interactive=interactive, recent=recent, nav="batches")
@@ -515,7 +514,7 @@ def batch(batch_id: str):  # type: ignore[no-untyped-def]
     chosen = [j for j, s in zip(ids, states) if status is None or s == status]
     pages = max(1, math.ceil(len(chosen) / PAGE_SIZE))
     page_no = min(page_no, pages)
-    views = [job_view_by_id(engine, j, urls=False)
+    views = [load_view(engine.store, j)
              for j in chosen[(page_no - 1) * PAGE_SIZE: page_no * PAGE_SIZE]]
     cards = [_card(v) for v in views if v]
     refresh = any(s in OPEN for s in states)

@@ -14,9 +14,8 @@ import logging
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
-from worker.flow.engine import verify_hook_token
 from worker.flow.polling import heartbeat
-from worker.jobs.model import StepStatus, upstream_state
+from worker.flow.tokens import verify_hook_token
 from worker.upstream import Task
 
 bp = Blueprint("hooks", __name__)
@@ -50,16 +49,15 @@ def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
         task = None
     if task is None or not task.id:
         return _reject(400, "malformed", "body is not a task JSON object with an id")
-    status, task_id, generation = engine.r.hmget(engine.keys.step(step_id), "status", "task_id",
-                                                 "generation")
-    if status is None:
+    step = engine.store.brief(step_id)
+    if step is None:
         return _reject(404, "not_found", "no such hook")
-    if StepStatus(status).terminal:
+    if step.status.terminal:
         return _reject(409, "late", "step already finished")
-    if task_id and task.id != task_id or not task_id and task.state != upstream_state(step_id, generation):
+    if step.task_id and task.id != step.task_id or not step.task_id and task.state != step.upstream_state:
         return _reject(409, "wrong_task", "callback is for another task")
     heartbeat(engine, step_id)
-    engine.enqueue.reconcile(step_id, payload, "callback")
+    engine.enqueue.reconcile(step_id, payload)
     engine.store.bump("callbacks", "accepted")
     return Response(status=204)
 

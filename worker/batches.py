@@ -45,13 +45,12 @@ from worker.batch_items import (  # noqa: F401 - part of this module's interface
 )
 from worker.errors import NotFound, SpecError
 from worker.flow.engine import Engine
-from worker.flow.finishing import job_view_by_id
 from worker.flow.tick import dispatch
 from worker.job_ops import retry_job
 from worker.jobs import machine
 from worker.jobs.spec import parse_spec
 from worker.jobs.store import new_id
-from worker.jobs.views import iso
+from worker.jobs.views import iso, load_view
 
 MAX_BATCH_ITEMS = 10_000
 THROUGHPUT_WINDOW_S = 600.0
@@ -355,7 +354,7 @@ def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
     rows = []
     pending = _pending(engine, batch_id)
     for key, job_id in sorted(item_jobs(engine, batch_id).items(), key=_key_order):
-        view = job_view_by_id(engine, job_id, urls=False)
+        view = load_view(engine.store, job_id)
         if view is None:
             gone = job_id not in pending
             rows.append({"key": key, "jobId": job_id, "status": "expired" if gone else "queued",

@@ -23,6 +23,7 @@ ROUTES = {
     "mjflow.reconcile": "mjflow.reconcile",
     "mjflow.store": "mjflow.store",
     "mjflow.finish": "mjflow.deliver",
+    "mjflow.step_event": "mjflow.deliver",
     "mjflow.deliver": "mjflow.deliver",
     "mjflow.tick": "mjflow.tick",
     "mjflow.create_job": "mjflow.api",

@@ -18,11 +18,14 @@ class CeleryEnqueue:
     def store(self, step_id: str) -> None:
         self._send("mjflow.store", step_id)
 
-    def reconcile(self, step_id: str, snapshot: dict[str, Any], source: str) -> None:
-        self._send("mjflow.reconcile", step_id, snapshot, source)
+    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None:
+        self._send("mjflow.reconcile", step_id, snapshot)
 
     def finish(self, job_id: str) -> None:
         self._send("mjflow.finish", job_id)
+
+    def step_event(self, step_id: str) -> None:
+        self._send("mjflow.step_event", step_id)
 
     def deliver(self) -> None:
         self._send("mjflow.deliver")

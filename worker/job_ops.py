@@ -12,11 +12,11 @@ from typing import Any
 from worker.delivery import delivery_log, replay
 from worker.errors import Conflict, NotFound, SpecError
 from worker.flow.engine import Engine
-from worker.flow.finishing import job_view_by_id
 from worker.flow.tick import dispatch
 from worker.jobs import machine
 from worker.jobs.spec import parse_spec
 from worker.jobs.store import Txn, new_id
+from worker.jobs.views import job_view, load_view
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -38,7 +38,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
             if existing.get("hash") and existing["hash"] != digest:
                 raise Conflict("Idempotency-Key already used with a different body")
             for _ in range(50):
-                view = job_view_by_id(engine, existing["job"])
+                view = load_view(engine.store, existing["job"], engine.image_url)
                 if view:
                     return view | {"replayed": True}
                 time.sleep(0.02)
@@ -51,17 +51,19 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
         job = engine.store.create(spec, batch=batch)
     if dispatch_now:
         dispatch(engine)
-    view = job_view_by_id(engine, job.id, urls=False)
+    view = load_view(engine.store, job.id)
     assert view is not None
     return view
 
 
 def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
-    view = job_view_by_id(engine, job_id)
-    if view is None:
+    loaded = engine.store.load(job_id)
+    if loaded is None:
         raise NotFound(f"no job {job_id}")
+    job, steps = loaded
+    view = job_view(job, steps, engine.image_url)
     view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
-    view["manifest"] = engine.r.hget(engine.keys.job(job_id), "manifest")
+    view["manifest"] = job.manifest
     view["events"] = engine.store.notes(job_id)
     return view
 
@@ -137,7 +139,7 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
                         skip_id = None
                     continue
                 skip_id = None          # the cursor job is gone; carry on below its score
-            view = job_view_by_id(engine, job_id, urls=False)
+            view = load_view(engine.store, job_id)
             if view is None or (status and view["status"] != status):
                 continue
             out.append(view)

@@ -22,7 +22,7 @@ Everything here costs a bounded number of Redis calls (``SCARD``/``ZCARD``/``HGE
 small hashes, pipelined), independent of the number of jobs. The one exception-free
 guarantee: if Redis does not answer, the scrape still succeeds with ``mjflow_redis_up 0``.
 
-Step durations are histograms kept in Redis too: :func:`observe_step_duration` adds one
+Step durations are histograms kept in Redis too: :func:`~worker.jobs.durations.observe_step_duration` adds one
 observation (bucket counter + sum + count, in one ``MULTI``) to the hash
 ``{p}:counter:step_duration:{action}`` and counts the action in ``{p}:counter:step_duration``
 (the index the collector reads to find the actions). Call it with ``tx.pipe`` from inside
@@ -59,9 +59,7 @@ the head of that zset (also capped). 0 when nothing is in flight.
 """
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -76,19 +74,14 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from worker.jobs.durations import STEP_DURATION, STEP_DURATION_BUCKETS
 from worker.keys import Keys
 
 PREFIX = "mjflow_"
-# Midjourney steps take seconds (upscales) to many minutes (relax mode imagines).
-STEP_DURATION_BUCKETS: tuple[float, ...] = (
-    5, 10, 20, 30, 45, 60, 90, 120, 180, 300, 450, 600, 900, 1800, 3600,
-)
 from worker.delivery import failed_count, pending_count
 
-STEP_DURATION = "step_duration"      # index hash: action -> observations
 OLDEST_SCAN_LIMIT = 200
 PENDING_SCAN_LIMIT = 25
-_ACTION_RE = re.compile(r"[^a-z0-9_.-]+")
 
 # counter hash -> ({field: (metric name, help)}, catch-all (name, label, help) or None)
 _SIMPLE_COUNTERS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, str, str] | None]] = {
@@ -122,48 +115,6 @@ _SIMPLE_COUNTERS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, str, st
     ),
 }
 _STORAGE_FAILURES = {"retryable_failures": "retryable", "permanent_failures": "permanent"}
-
-
-def _action_label(action: str) -> str:
-    return _ACTION_RE.sub("_", str(action).strip().lower())[:40] or "unknown"
-
-
-def _bucket_field(bound: float) -> str:
-    return f"le:{floatToGoString(bound)}"
-
-
-def observe_step_duration(r: Any, keys: Keys, action: str, seconds: float,
-                          *, buckets: Iterable[float] = STEP_DURATION_BUCKETS) -> None:
-    """Add one step duration (seconds) to the histogram of ``action``.
-
-    ``r`` is a Redis client or a pipeline. With a client the writes go out in their own
-    ``MULTI`` (a scrape never sees the count without its bucket). With a pipeline (e.g.
-    ``tx.pipe`` inside ``JobStore.mutate``) the commands are only queued: they commit with
-    the transition, so a retried transaction never counts twice.
-
-    Buckets are stored non-cumulatively (``le:<bound>`` = observations in
-    ``(previous bound, bound]``; above the last bound only ``count`` grows); the collector
-    accumulates them. Negative durations count as 0; NaN/inf are ignored.
-    """
-    try:
-        seconds = float(seconds)
-    except (TypeError, ValueError):
-        return
-    if math.isnan(seconds) or math.isinf(seconds):
-        return
-    seconds = max(0.0, seconds)
-    label = _action_label(action)
-    key = keys.counter(f"{STEP_DURATION}:{label}")
-    bucket = next((b for b in sorted(float(b) for b in buckets) if seconds <= b), None)
-    own = not isinstance(r, redis.client.Pipeline)
-    pipe = r.pipeline(transaction=True) if own else r
-    if bucket is not None:
-        pipe.hincrby(key, _bucket_field(bucket), 1)
-    pipe.hincrbyfloat(key, "sum", seconds)
-    pipe.hincrby(key, "count", 1)
-    pipe.hincrby(keys.counter(STEP_DURATION), label, 1)
-    if own:
-        pipe.execute()
 
 
 def _int(v: Any) -> int:
@@ -307,15 +258,8 @@ class RedisCollector(Collector):
     def _oldest_age(self, step_ids: list[str], now: float) -> float:
         if not step_ids:
             return 0.0
-        p = self.engine.r.pipeline(transaction=False)
-        for sid in step_ids:
-            p.hget(self.engine.keys.step(sid), "times")
         oldest: float | None = None
-        for raw in p.execute():
-            try:
-                times = json.loads(raw) if raw else {}
-            except ValueError:
-                continue
+        for times in self.engine.store.step_times(step_ids):
             started = [float(times[n]) for n in ("submitting", "submitted") if times.get(n)]
             if started and (oldest is None or min(started) < oldest):
                 oldest = min(started)

@@ -12,7 +12,7 @@ from worker.enqueue import CeleryEnqueue
 from worker.errors import SpecError
 from worker.flow.callbacks import reconcile_callback
 from worker.flow.engine import Engine, build_engine
-from worker.flow.finishing import finish_job
+from worker.flow.finishing import emit_step_event, finish_job
 from worker.flow.storing import store_step
 from worker.flow.submit import submit_step
 from worker.flow.tick import tick as run_tick
@@ -33,8 +33,9 @@ def submit(step_id: str) -> str:
 
 
 @app.task(name="mjflow.reconcile")
-def reconcile(step_id: str, snapshot: dict[str, Any], source: str = "callback") -> str:
-    return reconcile_callback(engine(), step_id, snapshot, source)
+def reconcile(step_id: str, snapshot: dict[str, Any], *_legacy: Any) -> str:
+    # ``_legacy``: the unread "source" that web processes of the previous release still send
+    return reconcile_callback(engine(), step_id, snapshot)
 
 
 @app.task(name="mjflow.store")
@@ -45,6 +46,11 @@ def store(step_id: str) -> str:
 @app.task(name="mjflow.finish")
 def finish(job_id: str) -> str:
     return finish_job(engine(), job_id)
+
+
+@app.task(name="mjflow.step_event")
+def step_event(step_id: str) -> str:
+    return emit_step_event(engine(), step_id)
 
 
 @app.task(name="mjflow.deliver")

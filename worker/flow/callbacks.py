@@ -1,5 +1,6 @@
 """A callback's snapshot, after the receiver accepted it: confirm terminal states with
-one fetch (``MJFLOW_CONFIRM_TERMINAL_CALLBACKS``), then the one reconcile path."""
+one fetch (``MJFLOW_CONFIRM_TERMINAL_CALLBACKS``), then the one reconcile path (whose
+transitions hand out what follows: the store, a modal's input, the job's finish)."""
 from __future__ import annotations
 
 import logging
@@ -10,15 +11,13 @@ from pydantic import ValidationError
 
 from worker.errors import MjflowError
 from worker.flow.engine import Engine
-from worker.flow.polling import after_poll
 from worker.jobs.reconcile import reconcile
 from worker.upstream import Task
 
 log = logging.getLogger("mjflow.callback")
 
 
-def reconcile_callback(engine: Engine, step_id: str, snapshot: dict[str, Any],
-                       source: str = "callback") -> str:
+def reconcile_callback(engine: Engine, step_id: str, snapshot: dict[str, Any]) -> str:
     try:
         task = Task.model_validate(snapshot)
     except ValidationError:
@@ -30,14 +29,12 @@ def reconcile_callback(engine: Engine, step_id: str, snapshot: dict[str, Any],
             log.warning("could not confirm terminal callback for step %s: %s", step_id, exc)
             confirmed = None
         if confirmed is None or confirmed.id != task.id:
-            engine.r.zadd(engine.keys.poll(), {step_id: time.time()}, xx=True)   # poll soon
+            engine.store.poll_at(step_id, time.time())       # poll soon
             return "unconfirmed"
-        if not confirmed.state and task.state:
-            confirmed.state = task.state
+        # the upstream's own copy decides, its ``state`` included: a task is only ever
+        # adopted by the step whose state the upstream recorded with it
         task = confirmed
-    step = engine.store.get_step(step_id)
-    custom_id = step.custom_id if step else None
-    result = reconcile(engine.store, step_id, task, engine.timing(custom_id))
-    after_poll(engine, step_id, result)
+    brief = engine.store.brief(step_id)
+    result = reconcile(engine.store, step_id, task, engine.timing(brief.custom_id if brief else None))
     engine.store.bump("callbacks", f"reconciled_{result.split(':')[0]}")
     return result

@@ -5,25 +5,24 @@ finish) that Celery tasks, the web app, the CLI and tests call.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis
 import requests
 
+from worker.flow.tokens import hook_token
 from worker.flow.window import Window
 from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
 from worker.keys import Keys
 from worker.redis_conn import connect
 from worker.settings import Settings, get_settings
-from worker.storage import sink_from_url
+from worker.storage import Sink, sink_from_url
 from worker.upstream import Profile, UpstreamClient, get_profile
+from worker.upstream.models import is_upscale
 
 CALLBACK_POLL_S = 60.0   # with callbacks expected, polling is only the safety net
-UPSCALE_ACTIONS = ("upsample::",)
 
 
 class Enqueue(Protocol):
@@ -31,8 +30,9 @@ class Enqueue(Protocol):
 
     def submit(self, step_id: str) -> None: ...
     def store(self, step_id: str) -> None: ...
-    def reconcile(self, step_id: str, snapshot: dict[str, Any], source: str) -> None: ...
+    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None: ...
     def finish(self, job_id: str) -> None: ...
+    def step_event(self, step_id: str) -> None: ...
     def deliver(self) -> None: ...
 
 
@@ -49,29 +49,17 @@ class Inline:
     def store(self, step_id: str) -> None:
         self.log.append(("store", step_id))
 
-    def reconcile(self, step_id: str, snapshot: dict[str, Any], source: str) -> None:
+    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None:
         self.log.append(("reconcile", step_id))
 
     def finish(self, job_id: str) -> None:
         self.log.append(("finish", job_id))
 
+    def step_event(self, step_id: str) -> None:
+        self.log.append(("step_event", step_id))
+
     def deliver(self) -> None:
         self.log.append(("deliver", None))
-
-
-def hook_token(secret: str, step_id: str) -> str:
-    return hmac.new(secret.encode(), step_id.encode(), hashlib.sha256).hexdigest()[:40]
-
-
-def verify_hook_token(settings: Settings, step_id: str, token: str) -> bool:
-    """Constant-time check against the current and the previous secret (any text: a
-    non-ASCII token from the URL is compared as bytes, never an error)."""
-    ok = False
-    sent = token.encode("utf-8", "surrogateescape")
-    for secret in (settings.hook_secret, settings.hook_secret_previous):
-        if secret:
-            ok |= hmac.compare_digest(hook_token(secret, step_id).encode(), sent)
-    return ok
 
 
 @dataclass
@@ -84,7 +72,14 @@ class Engine:
     def __post_init__(self) -> None:
         self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s,
                               redrive_s=self.settings.redrive_s)
-        self.store.on_effect["job_finished"] = self.enqueue.finish
+        # what follows each transition, wired once (see worker.jobs.machine)
+        self.store.on_effect.update({
+            "store_scheduled": self.enqueue.store,
+            "modal_pending": self.enqueue.submit,
+            "job_finished": self.enqueue.finish,
+        })
+        if self.settings.step_events:
+            self.store.on_effect["step_stored"] = self.enqueue.step_event
         self.window = Window(self.r, self.keys, self.settings.max_in_flight)
 
     @property
@@ -101,9 +96,12 @@ class Engine:
         return requests.Session()
 
     @functools.cached_property
-    def sink(self):  # type: ignore[no-untyped-def]
-
+    def sink(self) -> Sink:
         return sink_from_url(self.settings.storage_url)
+
+    def image_url(self, key: str) -> str:
+        """A URL to read a stored object (presigned for S3)."""
+        return self.sink.url(key, self.settings.presign_ttl_s)
 
     @property
     def callbacks_on(self) -> bool:
@@ -117,8 +115,8 @@ class Engine:
         return self.profile.poll_interval_s
 
     def timing(self, custom_id: str | None = None) -> Timing:
-        is_upscale = bool(custom_id) and any(a in custom_id for a in UPSCALE_ACTIONS)
-        deadline = self.settings.upscale_deadline_s if is_upscale else self.settings.step_deadline_s
+        deadline = (self.settings.upscale_deadline_s if is_upscale(custom_id)
+                    else self.settings.step_deadline_s)
         return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
 
     def hook_url(self, step_id: str) -> str | None:

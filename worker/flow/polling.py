@@ -27,7 +27,7 @@ POLL_CLAIM_LIMIT = 500
 def heartbeat(engine: Engine, step_id: str, now: float | None = None) -> None:
     """A callback arrived: push the step's next poll back (only if it is scheduled)."""
     now = time.time() if now is None else now
-    engine.r.zadd(engine.keys.poll(), {step_id: now + engine.settings.heartbeat_push_s}, xx=True)
+    engine.store.poll_at(step_id, now + engine.settings.heartbeat_push_s)
 
 
 def claim_due(engine: Engine, now: float, limit: int = POLL_CLAIM_LIMIT) -> list[str]:
@@ -45,15 +45,12 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
     step_ids = claim_due(engine, now)
     if not step_ids:
         return {"polled": 0, "moved": 0, "lost": 0}
-    pipe = engine.r.pipeline(transaction=False)
-    for sid in step_ids:
-        pipe.hmget(engine.keys.step(sid), "task_id", "status", "custom_id")
     by_task: dict[str, tuple[str, str | None]] = {}
-    for sid, (task_id, status, custom_id) in zip(step_ids, pipe.execute()):
-        if not task_id or status is None or StepStatus(status).terminal:
+    for sid, brief in zip(step_ids, engine.store.briefs(step_ids)):
+        if brief is None or not brief.task_id or brief.status.terminal:
             engine.r.zrem(engine.keys.poll(), sid)
             continue
-        by_task[task_id] = (sid, custom_id)
+        by_task[brief.task_id] = (sid, brief.custom_id)
     try:
         tasks = engine.client.list_by_condition(list(by_task))
     except MjflowError as exc:
@@ -70,7 +67,6 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
         seen.add(task.id)
         sid, custom_id = by_task[task.id]
         result = reconcile(engine.store, sid, task, engine.timing(custom_id), now)
-        after_poll(engine, sid, result)
         if result.startswith("moved"):
             moved += 1
     for task_id in set(by_task) - seen:
@@ -80,29 +76,25 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
     return {"polled": len(by_task), "moved": moved, "lost": lost}
 
 
-def after_poll(engine: Engine, step_id: str, result: str) -> None:
-    """Follow-up work a reconcile result asks for (one place for callbacks and polls)."""
-    if result == "moved:storing":
-        engine.enqueue.store(step_id)
-    elif result == "moved:modal":
-        engine.enqueue.submit(step_id)
-
-
 def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:
-    misses = engine.r.hincrby(engine.keys.step(step_id), "misses", 1)
-    if misses < engine.settings.missing_polls_before_lost:
-        return 0
+    """The task was not in the upstream's answer: count it (a snapshot that sees the task
+    resets the count in its own transaction), and after N polls in a row apply the policy."""
     job_id = engine.store.job_of(step_id)
     if job_id is None:
         return 0
     policy = engine.settings.lost_task_policy
-    reason = (f"upstream no longer knows task {task_id} "
-              f"(missing from {misses} polls in a row)")
+    limit = engine.settings.missing_polls_before_lost
 
-    def fn(tx: Txn) -> None:
+    def fn(tx: Txn) -> str | None:
         step = tx.steps[step_id]
-        if step.status.terminal or step.status == S.STORING:
-            return
+        if step.status.terminal or step.status == S.STORING or step.task_id != task_id:
+            return None
+        step.misses += 1
+        tx.save(step)
+        if step.misses < limit:
+            return None
+        reason = (f"upstream no longer knows task {task_id} "
+                  f"(missing from {step.misses} polls in a row)")
         if policy == "resubmit" and step.status in (S.SUBMITTED, S.RUNNING):
             step.task_id = None
             step.misses = 0
@@ -111,8 +103,11 @@ def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:
             tx.effect("lost_resubmitted")
         else:
             machine.move(tx, step, S.FAILED, now=now, reason=reason)
+        return reason
 
-    engine.store.mutate(job_id, fn)
+    reason = engine.store.mutate(job_id, fn)
+    if reason is None:
+        return 0
     log.warning("step %s: %s (policy %s)", step_id, reason, policy)
     engine.store.bump("polls", "lost")
     return 1

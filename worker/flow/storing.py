@@ -7,7 +7,6 @@ outage loses nothing. Keys are deterministic, so a second run overwrites the sam
 from __future__ import annotations
 
 import logging
-import time
 
 from worker.errors import PermanentError, RetryableError
 from worker.flow.engine import Engine
@@ -56,9 +55,7 @@ def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     try:
         images = store_step_images(engine.sink, engine.http, req, settings=engine.settings)
     except RetryableError as exc:
-        attempt = int(engine.r.hincrby(engine.keys.step(step_id), "store_attempts", 1))
-        delay = STORE_BACKOFF_S[min(attempt - 1, len(STORE_BACKOFF_S) - 1)]
-        engine.r.zadd(engine.keys.storing(), {step_id: time.time() + delay}, xx=True)
+        delay = engine.store.reschedule_store(step_id, STORE_BACKOFF_S)
         engine.store.bump("storage", "retryable_failures")
         log.warning("store of step %s failed (retry in %.0fs): %s", step_id, delay, exc)
         return "retry"
@@ -86,7 +83,5 @@ def _finish(engine: Engine, job_id: str, step_id: str, to: StepStatus, images: l
         step.images = images
         if machine.move(tx, step, to, reason=reason):
             tx.effect("stored" if to == S.SUCCEEDED else "store_failed")
-            if to == S.SUCCEEDED and engine.settings.step_events:
-                tx.then(lambda: engine.enqueue.finish(f"step:{step_id}"))
 
     engine.store.mutate(job_id, fn)

@@ -9,48 +9,27 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from worker.flow.engine import Engine
 from worker.jobs import machine
-from worker.jobs.model import ACTION_PATHS, Job, Step, StepStatus
+from worker.jobs.model import Job, Step, StepStatus
 from worker.jobs.store import Txn
 from worker.upstream import Answer, Outcome
+from worker.upstream.submits import Request, action_request, modal_request, root_request
 
 log = logging.getLogger("mjflow.submit")
 S = StepStatus
 
 
-def _root_payload(spec: dict[str, Any]) -> dict[str, Any]:
-    fields = ("prompt", "base64Array", "base64", "link", "dimensions", "botType",
-              "sourceBase64", "targetBase64")
-    payload = {f: spec[f] for f in fields if spec.get(f) is not None}
-    if spec.get("action") == "BLEND":
-        payload.setdefault("dimensions", "SQUARE")
-    return payload
-
-
-def build_request(engine: Engine, job: Job, step: Step) -> tuple[str, dict[str, Any]]:
-    """The upstream path name and body for this step's next submit."""
+def build_request(job: Job, step: Step) -> Request:
+    """The upstream endpoint and body for this step's next submit (``upstream.submits``
+    builds every body; state and notifyHook are added when it is sent)."""
     if step.status == S.MODAL:
-        body: dict[str, Any] = {"taskId": step.task_id}
-        if step.prompt:
-            body["prompt"] = step.prompt
-        if step.mask:
-            body["maskBase64"] = step.mask
-        return "modal", body
+        return modal_request(step.task_id or "", prompt=step.prompt, mask_base64=step.mask)
     if step.parent is None:
-        path, body = ACTION_PATHS[job.spec["action"]], _root_payload(job.spec)
-    else:
-        path = "action"
-        body = {"taskId": step.parent_task_id, "customId": step.custom_id}
-        if step.enable_remix is not None:
-            body["enableRemix"] = step.enable_remix
-    body["state"] = step.upstream_state
-    hook = engine.hook_url(step.id)
-    if hook:
-        body["notifyHook"] = hook
-    return path, body
+        return root_request(job.spec["action"], job.spec)
+    return action_request(step.parent_task_id or "", step.custom_id or "",
+                          enable_remix=step.enable_remix)
 
 
 def _begin(engine: Engine, job_id: str, step_id: str, now: float) -> tuple[Job, Step] | None:
@@ -90,9 +69,12 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
                "give it a 'prompt' (and a 'mask' for Vary (Region))")
         _fail(engine, job_id, step_id, why)
         return "failed"
-    path, body = build_request(engine, job, step)
+    path, body = build_request(job, step)
     mode = job.spec.get("mode")
-    answer = engine.client.submit(path, body, modes=[mode] if mode else None)
+    opening = path != "modal"      # a modal's input continues the task /action opened
+    answer = engine.client.submit(path, body, state=step.upstream_state if opening else None,
+                                  notify_hook=engine.hook_url(step.id) if opening else None,
+                                  modes=[mode] if mode else None)
     engine.window.record_answer({
         "at": time.time(), "step": step_id, "job": job_id, "path": path,
         "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
@@ -133,7 +115,6 @@ def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answ
     engine.window.grow()
     timing = engine.timing(None)
     needs_modal = answer.outcome == Outcome.NEEDS_MODAL
-    resend: list[bool] = []
 
     def fn(tx: Txn) -> None:
         step = tx.steps[step_id]
@@ -147,13 +128,10 @@ def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answ
             tx.pipe.set(tx.keys.task(answer.task_id), step.id, ex=tx.store.retention_s)
             tx.save(step)
         target = S.MODAL if needs_modal else S.SUBMITTED
+        # a move to MODAL registers ``modal_pending``: the engine sends the input next
         machine.move(tx, step, target, poll_in_s=timing_.poll_in_s, deadline_s=timing_.deadline_s)
-        if needs_modal and step.status == S.MODAL and "modal_sent" not in step.times:
-            resend.append(True)
 
     engine.store.mutate(job_id, fn)
-    if resend:
-        engine.enqueue.submit(step_id)
     return "modal" if needs_modal else "accepted"
 
 

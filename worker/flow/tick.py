@@ -12,10 +12,10 @@ import uuid
 
 from worker.errors import MjflowError
 from worker.flow.engine import Engine
-from worker.flow.polling import after_poll, poll_due
+from worker.flow.polling import poll_due
 from worker.flow.retention import purge_job
 from worker.jobs import machine
-from worker.jobs.model import StepStatus, upstream_state
+from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import PRIORITY_BUCKET, Txn
 
@@ -48,34 +48,35 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
     """Submits whose task never ran, or whose answer was lost."""
     k = engine.keys
     count = 0
-    for step_id in _due(engine, k.pending_submit(), now, engine.settings.submit_grace_s):
-        status, started = engine.r.hmget(k.step(step_id), "status", "submit_started")
-        if status != S.SUBMITTING.value:
+    due = _due(engine, k.pending_submit(), now, engine.settings.submit_grace_s)
+    for step_id, brief in zip(due, engine.store.briefs(due)):
+        if brief is None or brief.status != S.SUBMITTING:
             engine.r.zrem(k.pending_submit(), step_id)
             continue
         count += 1
+        started = brief.submit_started
         if not started:
             engine.enqueue.submit(step_id)      # the submit task was lost before it sent
             continue
-        if _found_in_task_list(engine, step_id, now):
+        if _found_in_task_list(engine, brief, now):
             continue
-        if now - float(started) < engine.settings.submit_grace_s:
+        if now - started < engine.settings.submit_grace_s:
             continue
         if _clear_lost_attempt(engine, step_id, started):
             engine.store.bump("submits", "ambiguous_resubmits")
             log.warning("step %s: submit answer lost and no callback/list match after %.0fs; "
-                        "resubmitting (counted as ambiguous)", step_id, now - float(started))
+                        "resubmitting (counted as ambiguous)", step_id, now - started)
             engine.enqueue.submit(step_id)
     return count
 
 
-def _clear_lost_attempt(engine: Engine, step_id: str, started: str) -> bool:
+def _clear_lost_attempt(engine: Engine, step_id: str, started: float) -> bool:
     """Forget a submit attempt whose answer was lost, if nothing else resolved it since."""
     job_id = engine.store.job_of(step_id)
 
     def fn(tx: Txn) -> bool:
         step = tx.steps[step_id]
-        if step.status != S.SUBMITTING or step.task_id or step.submit_started != float(started):
+        if step.status != S.SUBMITTING or step.task_id or step.submit_started != started:
             return False
         step.submit_started = None
         tx.save(step)
@@ -85,7 +86,7 @@ def _clear_lost_attempt(engine: Engine, step_id: str, started: str) -> bool:
     return bool(job_id and engine.store.mutate(job_id, fn))
 
 
-def _found_in_task_list(engine: Engine, step_id: str, now: float) -> bool:
+def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
     if not engine.profile.has_task_list:
         return False
     try:
@@ -93,11 +94,9 @@ def _found_in_task_list(engine: Engine, step_id: str, now: float) -> bool:
     except MjflowError as exc:
         log.warning("task list lookup failed: %s", exc)
         return False
-    generation = engine.r.hget(engine.keys.step(step_id), "generation")
     for task in tasks:
-        if task.state == upstream_state(step_id, generation):
-            result = reconcile(engine.store, step_id, task, engine.timing(None), now)
-            after_poll(engine, step_id, result)
+        if task.state == brief.upstream_state:
+            reconcile(engine.store, brief.id, task, engine.timing(None), now)
             engine.store.bump("submits", "recovered_from_list")
             return True
     return False

@@ -1,21 +1,27 @@
 """The step state machine: every status change, with its index moves and side effects.
 
 A move is only ever forward (see ``RANK``); terminal states never change. Each side effect
-hangs off exactly one transition and is written in the same transaction:
+hangs off exactly one transition and is written in the same transaction; the work that
+must follow it is registered there as a named effect (``tx.effect``), which the engine
+hands out once the transaction commits (``worker.flow.engine`` wires each name once):
 
-    -> submitted/running/modal   poll schedule + deadline
-    -> storing                   slot released, children queued, store scheduled
-    -> terminal                  slot released, indexes cleaned, descendants skipped,
-                                 job finished when its last step is terminal
+    -> submitted/running        poll schedule + deadline
+    -> modal                    poll schedule + deadline; effect ``modal_pending`` (send the
+                                modal's input) unless it was sent
+    -> storing                  slot released, children queued; effect ``store_scheduled``
+                                (store the images; ``{p}:storing`` is the safety net)
+    storing -> succeeded        effect ``step_stored`` (the step's signed event)
+    -> terminal                 slot released, indexes cleaned, descendants skipped; the
+                                job's last step: effect ``job_finished`` (manifest + event)
 """
 from __future__ import annotations
 
 import time
 
 from worker.jobs.chains import resolve_button
+from worker.jobs.durations import observe_step_duration
 from worker.jobs.model import IN_FLIGHT, JobStatus, Step, StepStatus
 from worker.jobs.store import Txn, ready_score
-from worker.metrics import observe_step_duration
 
 S = StepStatus
 
@@ -42,6 +48,8 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
         if frm not in (S.SUBMITTED, S.RUNNING, S.MODAL):
             p.zadd(k.poll(), {step.id: now + poll_in_s})
             p.zadd(k.deadline(), {step.id: now + deadline_s})
+    if to == S.MODAL:
+        request_modal(tx, step)
     if to == S.STORING or (to.terminal and frm in IN_FLIGHT):
         started = step.times.get("submitting") or step.times.get("submitted")
         if started:
@@ -52,7 +60,7 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
         # the reconcile that made this move hands the store out at once; the schedule is
         # the safety net that re-drives it if that hand-off is lost
         p.zadd(k.storing(), {step.id: now + tx.store.redrive_s})
-        tx.effect("store_scheduled")
+        tx.effect("store_scheduled", step.id)
         _start_children(tx, step, now)
     if to.terminal:
         if frm in IN_FLIGHT:
@@ -60,6 +68,8 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
             tx.effect("slot_released")
         p.zrem(k.storing(), step.id)
         step.fail_reason = reason if to != S.SUCCEEDED else None
+        if frm == S.STORING and to == S.SUCCEEDED:
+            tx.effect("step_stored", step.id)
         tx.job.open_steps -= 1
         tx.job_dirty = True
         child_fate = S.CANCELLED if to == S.CANCELLED else S.SKIPPED
@@ -70,6 +80,14 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
                 move(tx, child, child_fate, now=now, reason=why)
         if tx.job.open_steps <= 0 and not tx.job.status.finished:
             _finish_job(tx, now)
+    return True
+
+
+def request_modal(tx: Txn, step: Step) -> bool:
+    """A MODAL step whose input has not been sent (or must be sent again) asks for it."""
+    if step.status != S.MODAL or "modal_sent" in step.times:
+        return False
+    tx.effect("modal_pending", step.id)
     return True
 
 

@@ -56,17 +56,27 @@ class JobStatus(str, Enum):
                         JobStatus.CANCELLED)
 
 
-ACTION_PATHS = {
-    "IMAGINE": "imagine", "BLEND": "blend", "DESCRIBE": "describe", "SHORTEN": "shorten",
-    "SWAP_FACE": "swap-face",
-}
-
-
 def upstream_state(step_id: str, generation: int | str | None = 0) -> str:
     """The ``state`` sent with a step's submits: the step id, plus the retry generation
     once a finished job was retried (a retry is a new upstream task, not a duplicate)."""
     gen = int(generation or 0)
     return step_id if gen == 0 else f"{step_id}.r{gen}"
+
+
+@dataclass(frozen=True)
+class StepBrief:
+    """The few fields of a step that routing decisions read without loading the job."""
+
+    id: str
+    status: StepStatus
+    task_id: str | None
+    custom_id: str | None
+    generation: int
+    submit_started: float | None
+
+    @property
+    def upstream_state(self) -> str:
+        return upstream_state(self.id, self.generation)
 
 
 @dataclass
@@ -96,6 +106,7 @@ class Step:
     generation: int = 0
     submit_started: float | None = None
     misses: int = 0
+    store_attempts: int = 0
     times: dict[str, float] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
 
@@ -110,7 +121,7 @@ class Step:
             raw = h[name]
             if name in cls.JSON_FIELDS:
                 kw[name] = json.loads(raw)
-            elif name in ("index", "attempt", "misses", "generation"):
+            elif name in ("index", "attempt", "misses", "generation", "store_attempts"):
                 kw[name] = int(raw)
             elif name == "submit_started":
                 kw[name] = float(raw)
@@ -156,7 +167,7 @@ class Job:
     open_steps: int = 0
     cancel_requested: bool = False
     lane: str = "interactive"
-    upstream_ids: dict[str, Any] = field(default_factory=dict)
+    manifest: str | None = None         # the manifest's key, once the job's finish wrote it
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:
@@ -166,7 +177,7 @@ class Job:
             finished_at=float(h["finished_at"]) if h.get("finished_at") else None,
             open_steps=int(h.get("open_steps", 0)),
             cancel_requested=h.get("cancel_requested") == "1",
-            lane=h.get("lane") or "interactive",
+            lane=h.get("lane") or "interactive", manifest=h.get("manifest") or None,
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -177,6 +188,7 @@ class Job:
             "finished_at": repr(self.finished_at) if self.finished_at else "",
             "open_steps": str(self.open_steps),
             "cancel_requested": "1" if self.cancel_requested else "0", "lane": self.lane,
+            "manifest": self.manifest or "",
         }
 
     @property

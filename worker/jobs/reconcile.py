@@ -13,49 +13,21 @@ from typing import Any
 from worker.jobs import machine
 from worker.jobs.model import Step, StepStatus
 from worker.jobs.store import JobStore, Txn
-from worker.upstream.models import Task
+from worker.upstream.failures import readable_failure
+from worker.upstream.models import Task, TaskStatus, percent
 
 S = StepStatus
-UPSTREAM_TO_STEP = {
-    "": S.SUBMITTED, "NOT_START": S.SUBMITTED, "SUBMITTED": S.SUBMITTED,
-    "IN_PROGRESS": S.RUNNING, "MODAL": S.MODAL, "SUCCESS": S.STORING,
-    "FAILURE": S.FAILED, "CANCEL": S.FAILED,
+T = TaskStatus
+STEP_FOR = {
+    T.NOT_START: S.SUBMITTED, T.SUBMITTED: S.SUBMITTED, T.IN_PROGRESS: S.RUNNING,
+    T.MODAL: S.MODAL, T.SUCCESS: S.STORING, T.FAILURE: S.FAILED, T.CANCEL: S.FAILED,
 }
-KNOWN_REASONS = {
-    "任务超时": "upstream timed out the task",
-    "执行超时": "upstream timed out the task",
-    "可能包含敏感词": "banned prompt (upstream moderation)",
-    "取消任务": "cancelled upstream",
-    "主动取消任务": "cancelled upstream",
-    "强制取消": "cancelled upstream (account restarted)",
-    "实例不可用": "upstream account unavailable",
-    "服务异常": "upstream service error",
-    "未找到父级任务": "upstream lost the parent task",
-    "超时，未找到消息": "upstream timed out waiting for the modal",
-}
-
-
-def readable_failure(task: Task) -> str:
-    raw = (task.failReason or "").strip()
-    for needle, text in KNOWN_REASONS.items():
-        if needle in raw:
-            return f"{text} ({raw})"
-    if task.status == "CANCEL":
-        return f"cancelled upstream{': ' + raw if raw else ''}"
-    return f"upstream failed the task: {raw}" if raw else "upstream failed the task (no reason given)"
 
 
 @dataclass(frozen=True)
 class Timing:
     poll_in_s: float = 30.0
     deadline_s: float = 600.0
-
-
-def _progress(value: str) -> int:
-    try:
-        return int(float(value.strip().rstrip("%") or 0))
-    except ValueError:
-        return 0
 
 
 def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) -> str:
@@ -71,12 +43,14 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         tx.pipe.set(tx.keys.task(task.id), step.id, ex=tx.store.retention_s)
         tx.effect("task_adopted")
         tx.save(step)
-    status = (task.status or "").upper()
-    target = UPSTREAM_TO_STEP.get(status)
+    # new-api answers "" before its first poll of the account: submitted
+    target = STEP_FOR.get(task.task_status) if task.status else S.SUBMITTED
     if target is None:
         return "unknown-status"
-    step.misses = 0
-    if _progress(task.progress or "") > _progress(step.progress) and target != S.FAILED:
+    if step.misses:
+        step.misses = 0             # seen: "missing from N polls" counts polls in a row
+        tx.save(step)
+    if task.progress_pct > percent(step.progress) and target != S.FAILED:
         step.progress = task.progress or step.progress
         tx.save(step)
     if target == S.STORING:
@@ -88,6 +62,8 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         tx, step, target, now=now, reason=readable_failure(task) if target == S.FAILED else None,
         poll_in_s=timing.poll_in_s, deadline_s=timing.deadline_s,
     )
+    if not moved and target == S.MODAL:
+        machine.request_modal(tx, step)      # its input was refused for now: send it again
     return f"moved:{target.value}" if moved else "kept"
 
 

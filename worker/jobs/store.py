@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from worker.jobs.model import Job, JobStatus, Step, StepStatus
+from worker.jobs.model import Job, JobStatus, Step, StepBrief, StepStatus
 from worker.jobs.spec import FollowUp, JobSpec, normalize_then
 from worker.keys import Keys
 
@@ -36,7 +36,8 @@ def ready_score(priority: int, job_created_s: float) -> float:
 
 @dataclass
 class Txn:
-    """The view of one job inside a transaction, plus the writes it will commit."""
+    """The view of one job inside a transaction, plus the writes it will commit and the
+    effects its transitions registered (handed out once it commits)."""
 
     store: JobStore
     job: Job
@@ -44,8 +45,7 @@ class Txn:
     pipe: Any
     dirty: set[str] = field(default_factory=set)
     job_dirty: bool = False
-    after: list[Callable[[], None]] = field(default_factory=list)
-    effects: list[str] = field(default_factory=list)
+    effects: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def keys(self) -> Keys:
@@ -54,13 +54,11 @@ class Txn:
     def save(self, step: Step) -> None:
         self.dirty.add(step.id)
 
-    def effect(self, name: str) -> None:
-        """Count a side effect (tests and metrics read ``counter:effects``)."""
-        self.effects.append(name)
-
-    def then(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` after the transaction commits (e.g. enqueue a Celery task)."""
-        self.after.append(fn)
+    def effect(self, name: str, target: str | None = None) -> None:
+        """Register what must follow this transaction: counted in ``counter:effects`` with
+        the commit, then handed to the handler the engine wired for ``name`` (with
+        ``target``, a step or job id; the job's id when omitted)."""
+        self.effects.append((name, target or self.job.id))
 
 
 class JobStore:
@@ -70,7 +68,8 @@ class JobStore:
         self.keys = keys
         self.retention_s = retention_s
         self.redrive_s = redrive_s
-        #: called with the job id after a commit whose transaction counted that effect
+        #: effect name -> handler, called with the effect's target after the commit that
+        #: registered it (the engine wires these: see ``worker.flow.engine``)
         self.on_effect: dict[str, Callable[[str], None]] = {}
 
     # -- creation -------------------------------------------------------------------
@@ -132,6 +131,45 @@ class JobStore:
     def job_of(self, step_id: str) -> str | None:
         return self.r.hget(self.keys.step(step_id), "job")
 
+    def briefs(self, step_ids: list[str]) -> list[StepBrief | None]:
+        """:class:`StepBrief` of each step (None where the step is gone), in one round trip."""
+        names = ("status", "task_id", "custom_id", "generation", "submit_started")
+        pipe = self.r.pipeline(transaction=False)
+        for sid in step_ids:
+            pipe.hmget(self.keys.step(sid), *names)
+        out: list[StepBrief | None] = []
+        for sid, (status, task_id, custom_id, generation, started) in zip(step_ids, pipe.execute()):
+            out.append(None if status is None else StepBrief(
+                sid, StepStatus(status), task_id or None, custom_id or None, int(generation or 0),
+                float(started) if started else None))
+        return out
+
+    def brief(self, step_id: str) -> StepBrief | None:
+        return self.briefs([step_id])[0]
+
+    def step_times(self, step_ids: list[str]) -> list[dict[str, float]]:
+        """The ``times`` of each step ({} where the step is gone)."""
+        pipe = self.r.pipeline(transaction=False)
+        for sid in step_ids:
+            pipe.hget(self.keys.step(sid), "times")
+        return [json.loads(raw) if raw else {} for raw in pipe.execute()]
+
+    # -- writes outside a transaction (single fields; a concurrent ``mutate`` watching the
+    # -- hash retries, so neither write is lost) ------------------------------------------
+    def set_manifest(self, job_id: str, key: str) -> None:
+        self.r.hset(self.keys.job(job_id), "manifest", key)
+
+    def reschedule_store(self, step_id: str, backoff_s: tuple[float, ...]) -> float:
+        """Count a failed store attempt and schedule the next one; returns the delay."""
+        attempt = int(self.r.hincrby(self.keys.step(step_id), "store_attempts", 1))
+        delay = backoff_s[min(attempt - 1, len(backoff_s) - 1)]
+        self.r.zadd(self.keys.storing(), {step_id: time.time() + delay}, xx=True)
+        return delay
+
+    def poll_at(self, step_id: str, at: float) -> None:
+        """Move an in-flight step's next check (only if it is scheduled)."""
+        self.r.zadd(self.keys.poll(), {step_id: at}, xx=True)
+
     # -- transactions ---------------------------------------------------------------------
     def mutate(self, job_id: str, fn: Callable[[Txn], T], *, retries: int = 50) -> T | None:
         """Run ``fn`` on a consistent view of the job and commit its writes atomically.
@@ -158,16 +196,15 @@ class JobStore:
                         pipe.hset(k.step(sid), mapping=txn.steps[sid].to_hash())
                     if txn.job_dirty:
                         pipe.hset(k.job(job_id), mapping=txn.job.to_hash())
-                    for name in txn.effects:
+                    for name, _ in txn.effects:
                         pipe.hincrby(k.counter("effects"), name, 1)
                     pipe.execute()
                 except redis.WatchError:
                     continue
-            for action in txn.after:
-                action()
-            for name in txn.effects:
-                if name in self.on_effect:
-                    self.on_effect[name](job_id)
+            for name, target in txn.effects:
+                handler = self.on_effect.get(name)
+                if handler is not None:
+                    handler(target)
             return result
         raise RuntimeError(f"job {job_id}: too much contention, gave up after {retries} tries")
 

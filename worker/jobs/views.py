@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.jobs.model import Job, JobStatus, Step, StepStatus
+from worker.jobs.store import JobStore
 
 UrlFor = Callable[[str], str | None]
 
@@ -53,3 +54,9 @@ def job_view(job: Job, steps: list[Step], url_for: UrlFor | None = None) -> dict
         "createdAt": iso(job.created_at), "finishedAt": iso(job.finished_at),
         "steps": [step_view(s, url_for) for s in steps],
     }
+
+
+def load_view(store: JobStore, job_id: str, url_for: UrlFor | None = None) -> dict[str, Any] | None:
+    """The job's view from Redis (``url_for`` adds each image's URL), or None."""
+    loaded = store.load(job_id)
+    return None if loaded is None else job_view(*loaded, url_for)

@@ -44,6 +44,20 @@ class TaskStatus(str, Enum):
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
 
 
+UPSCALE_MARKER = "upsample::"      # customId of U1..U4 (MJ::JOB::upsample::1::<hash>)
+
+
+def is_upscale(custom_id: str | None) -> bool:
+    """Whether a button's customId makes an upscale (a single image, not a grid)."""
+    return bool(custom_id) and UPSCALE_MARKER in custom_id
+
+
+def percent(text: str | None) -> int:
+    """A progress text (``"45%"``, ``"45.5"``) as 0..100; unparseable is 0."""
+    match = _PERCENT.search(text or "")
+    return max(0, min(100, int(float(match.group(1))))) if match else 0
+
+
 def as_text(value: Any) -> str:
     """A JSON scalar as text: numbers without a trailing ``.0``, ``None`` as ``""``."""
     if value is None:
@@ -213,10 +227,7 @@ class Task(BaseModel):
         """Progress as 0..100; SUCCESS is always 100, unparseable progress is 0."""
         if self.task_status is TaskStatus.SUCCESS:
             return 100
-        match = _PERCENT.search(self.progress or "")
-        if not match:
-            return 0
-        return max(0, min(100, int(float(match.group(1)))))
+        return percent(self.progress)
 
     def prop(self, name: str, default: Any = None) -> Any:
         """A ``properties`` value by camelCase name, also found under its snake_case key."""

@@ -14,6 +14,38 @@ from worker.upstream.outcomes import Answer, Outcome
 
 BLEND_DIMENSIONS = frozenset({"PORTRAIT", "SQUARE", "LANDSCAPE"})
 CHANGE_ACTIONS = frozenset({"UPSCALE", "VARIATION", "REROLL"})
+#: a job's root action -> the submit endpoint and the spec fields its body takes
+ROOT_REQUESTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+    "IMAGINE": ("imagine", ("prompt", "base64Array", "botType", "accountFilter")),
+    "BLEND": ("blend", ("base64Array", "dimensions", "botType", "accountFilter")),
+    "DESCRIBE": ("describe", ("base64", "link", "botType", "language", "accountFilter")),
+    "SHORTEN": ("shorten", ("prompt", "botType", "accountFilter")),
+    "SWAP_FACE": ("swap-face", ("sourceBase64", "targetBase64", "accountFilter")),
+}
+Request = tuple[str, dict[str, Any]]       # (endpoint name, body without state/notifyHook)
+
+
+def root_request(action: str, spec: Mapping[str, Any]) -> Request:
+    """The submit for a job's first step, from the job spec (camelCase, as the seeds name
+    the fields); fields the endpoint does not take are left out."""
+    path, fields = ROOT_REQUESTS[action]
+    body = {f: spec[f] for f in fields if spec.get(f) is not None}
+    if action == "BLEND":
+        body.setdefault("dimensions", "SQUARE")
+    return path, body
+
+
+def action_request(task_id: str, custom_id: str, *, enable_remix: bool | None = None,
+                   choose_same_channel: bool | None = None) -> Request:
+    """A button click on a finished task (U1, V2, 🔄, zoom, pan...)."""
+    return "action", {"taskId": str(task_id), "customId": custom_id,
+                      "enableRemix": enable_remix, "chooseSameChannel": choose_same_channel}
+
+
+def modal_request(task_id: str, *, prompt: str | None = None,
+                  mask_base64: str | None = None) -> Request:
+    """The input a MODAL task waits for (a prompt; a mask for Vary (Region))."""
+    return "modal", {"taskId": str(task_id), "prompt": prompt, "maskBase64": mask_base64}
 
 
 class SubmitMethods:
@@ -75,10 +107,9 @@ class SubmitMethods:
                notify_hook: str | None = None) -> Answer:
         if not task_id or not custom_id:
             return _refused("action needs taskId and customId")
-        return self.submit("action", {
-            "taskId": str(task_id), "customId": custom_id, "enableRemix": enable_remix,
-            "chooseSameChannel": choose_same_channel,
-        }, state=state, notify_hook=notify_hook)
+        return self.submit(*action_request(task_id, custom_id, enable_remix=enable_remix,
+                                           choose_same_channel=choose_same_channel),
+                           state=state, notify_hook=notify_hook)
 
     def modal(self, task_id: str, *, prompt: str | None = None, mask_base64: str | None = None,
               state: str | None = None, notify_hook: str | None = None) -> Answer:
@@ -86,9 +117,8 @@ class SubmitMethods:
         carries the same task id."""
         if not task_id:
             return _refused("modal needs the MODAL task id")
-        return self.submit("modal", {
-            "taskId": str(task_id), "prompt": prompt, "maskBase64": mask_base64,
-        }, state=state, notify_hook=notify_hook)
+        return self.submit(*modal_request(task_id, prompt=prompt, mask_base64=mask_base64),
+                           state=state, notify_hook=notify_hook)
 
     def change(self, task_id: str, action: str, index: int | None = None, *,
                state: str | None = None, notify_hook: str | None = None) -> Answer:
