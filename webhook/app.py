@@ -40,7 +40,3 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return jsonify({"error": "internal_error", "message": "unexpected error; see logs"}), 500
 
     return app
-
-
-def engine_of(app: Flask) -> Engine:
-    return app.extensions["mjflow"]

@@ -360,10 +360,3 @@ def make_registry(engine: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(engine))
     return registry
-
-
-def render(engine: Any) -> bytes:
-    """The Prometheus text exposition for ``engine`` (CLI, debugging)."""
-    from prometheus_client import generate_latest
-
-    return generate_latest(make_registry(engine))

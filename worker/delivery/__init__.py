@@ -23,21 +23,17 @@ from worker.delivery.events import (
     build_event,
     event_type_for_status,
 )
-from worker.delivery.notify import notify_job, notify_step
-from worker.delivery.outbox import (
-    JITTER_FRACTION,
-    RETRY_SCHEDULE_S,
-    State,
-    attempt,
-    deliver_due,
+from worker.delivery.history import (
     delivery_log,
-    enqueue,
     failed_count,
     get_delivery,
     pending_count,
     purge_job_deliveries,
     replay,
 )
+from worker.delivery.notify import notify_job, notify_step
+from worker.delivery.outbox import JITTER_FRACTION, RETRY_SCHEDULE_S, attempt, deliver_due
+from worker.delivery.queue import State, enqueue
 
 __all__ = [
     "EVENT_TYPES",

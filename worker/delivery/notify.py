@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from worker.delivery.events import STEP_SUCCEEDED, build_event, event_type_for_status
-from worker.delivery.outbox import enqueue
+from worker.delivery.queue import enqueue
 from worker.keys import Keys
 from worker.settings import Settings
 

@@ -37,8 +37,9 @@ delay before attempt *n+1* (entry 0 = immediately at enqueue), so there are
 ``len(schedule)`` attempts in all, each retry delay jittered by ±``JITTER_FRACTION``.
 Secrets are never logged nor returned by :func:`delivery_log`.
 
-The read/repair side (:func:`replay`, :func:`delivery_log`, the gauges, purge) lives in
-:mod:`worker.delivery.history` and is re-exported here; the Lua in
+Queueing an event lives in :mod:`worker.delivery.queue`; the read/repair side
+(:func:`replay`, :func:`delivery_log`, the gauges, purge) in
+:mod:`worker.delivery.history`; the Lua in
 :mod:`worker.delivery.scripts`; one HTTP attempt and its classification (which answers
 are retried: every non-2xx except 410) in :mod:`worker.delivery.sender`. The Redis client
 must be created with ``decode_responses=True`` (as :mod:`worker.redis_conn` does).
@@ -46,7 +47,6 @@ must be created with ``decode_responses=True`` (as :mod:`worker.redis_conn` does
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -55,8 +55,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
 from urllib.parse import urlsplit
 
 import redis
@@ -65,15 +63,7 @@ from standardwebhooks.webhooks import Webhook
 
 from worker.delivery import scripts
 from worker.delivery.events import iso_utc
-from worker.delivery.history import (  # re-exported: the outbox's read/repair side
-    delivery_log,
-    failed_count,
-    get_delivery,
-    job_delivery_ids,
-    pending_count,
-    purge_job_deliveries,
-    replay,
-)
+from worker.delivery.queue import DISABLED_REASON, State
 from worker.delivery.sender import CONNECT_TIMEOUT_S, SendResult, Verdict, post, signed_headers
 from worker.errors import PermanentError, RetryableError, UnsafeURL
 from worker.keys import Keys
@@ -110,75 +100,6 @@ NO_SECRET_REASON = (
     " then replay"
 )
 BAD_SECRET_REASON = "invalid webhook secret (expected whsec_<base64>), fix it and replay"
-DISABLED_REASON = "endpoint disabled after HTTP 410 Gone (replay with force=True to re-enable)"
-
-
-class State(str, Enum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    DISABLED = "disabled"
-
-
-# --- enqueue ----------------------------------------------------------------------------
-
-
-def _dedupe_id(job_id: str, dedupe_key: str) -> str:
-    digest = hashlib.sha256(f"{job_id}\x00{dedupe_key}".encode()).hexdigest()
-    return f"dlv_{digest[:32]}"
-
-
-def enqueue(
-    r: redis.Redis,
-    keys: Keys,
-    *,
-    job_id: str,
-    url: str,
-    event: Mapping[str, Any],
-    secret: str | None = None,
-    dedupe_key: str | None = None,
-    now: float | None = None,
-) -> str:
-    """Store ``event`` for ``url`` and schedule its first attempt now; return its id.
-
-    ``secret`` is a per-endpoint ``whsec_`` secret (else ``MJFLOW_WEBHOOK_SECRET`` is used
-    at send time); it is stored in the delivery hash and never shown. With ``dedupe_key``
-    (e.g. the event type plus the job's finish time) the id is derived from it, so
-    enqueueing the same event twice creates one delivery. A URL already disabled by a
-    410 gets a delivery in state ``disabled`` that is never attempted.
-    """
-    if not url:
-        raise ValueError("a delivery needs a callback URL")
-    now_s = time.time() if now is None else now
-    delivery_id = _dedupe_id(job_id, dedupe_key) if dedupe_key else f"dlv_{uuid.uuid4().hex}"
-    fields: dict[str, str] = {
-        "id": delivery_id,
-        "job_id": job_id,
-        "url": url,
-        "body": json.dumps(event, separators=(",", ":"), ensure_ascii=False),
-        "msg_id": f"msg_{uuid.uuid4().hex}",
-        "type": str(event.get("type", "")),
-        "state": State.PENDING.value,
-        "attempts": "0",
-        "replays": "0",
-        "created_at": repr(now_s),
-        "next_at": repr(now_s),
-    }
-    if secret:
-        fields["secret"] = secret
-    args: list[str] = [delivery_id, repr(now_s), url, DISABLED_REASON]
-    for name, value in fields.items():
-        args += [name, value]
-    r.eval(
-        scripts.ENQUEUE,
-        4,
-        keys.delivery(delivery_id),
-        keys.job_deliveries(job_id),
-        keys.deliveries_due(),
-        keys.endpoints_disabled(),
-        *args,
-    )
-    return delivery_id
 
 
 # --- claiming and attempting ------------------------------------------------------------
@@ -534,18 +455,4 @@ def attempt(
             sess.close()
 
 
-__all__ = [
-    "JITTER_FRACTION",
-    "RETRY_SCHEDULE_S",
-    "State",
-    "attempt",
-    "deliver_due",
-    "delivery_log",
-    "enqueue",
-    "failed_count",
-    "get_delivery",
-    "job_delivery_ids",
-    "pending_count",
-    "purge_job_deliveries",
-    "replay",
-]
+__all__ = ["JITTER_FRACTION", "RETRY_SCHEDULE_S", "attempt", "deliver_due"]

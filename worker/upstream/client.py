@@ -21,17 +21,14 @@ logged, and not shown by ``repr``.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import requests
-from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
 from worker.errors import BadUpstreamAnswer, ConfigError, InvalidSpec
@@ -40,6 +37,16 @@ from worker.upstream.models import Task, as_text
 from worker.upstream.outcomes import Answer, Outcome, classify
 from worker.upstream.profiles import MODES, Profile, get_profile
 from worker.upstream.submits import SubmitMethods
+from worker.upstream.wire import (
+    MAX_ANSWER_BYTES,
+    UNHAPPY,
+    Reply,
+    looks_like_task,
+    parse_task,
+    parse_tasks,
+    path_segment,
+    read_reply,
+)
 
 log = logging.getLogger("mjflow.upstream")
 
@@ -68,27 +75,8 @@ DEFAULT_QUERY_ATTEMPTS = 3
 DEFAULT_BACKOFF_BASE_S = 0.5
 DEFAULT_BACKOFF_CAP_S = 5.0
 DEFAULT_POOL_SIZE = 32
-#: Largest answer body read into memory (a list of 100 tasks is well under 1 MiB).
-MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
-_UNHAPPY = object()   # an accept function did not recognise the reply: classify it
 _FALLBACK = object()  # list-by-condition is not served here: fetch one by one
-
-
-@dataclass(frozen=True)
-class _Reply:
-    status: int
-    content: bytes
-    content_type: str | None
-    headers: Mapping[str, str]
-    too_large: bool = False
-
-    def json(self) -> Any:
-        """The parsed body, or ``_UNHAPPY`` when it is not JSON."""
-        try:
-            return json.loads(self.content.decode("utf-8", errors="replace").lstrip("\ufeff"))
-        except ValueError:
-            return _UNHAPPY
 
 
 def _is_local_host(host: str) -> bool:
@@ -208,7 +196,7 @@ class UpstreamClient(SubmitMethods):
         try:
             response = self._send("POST", prefix + url_path, body, self.submit_timeout_s,
                                   stream=True, allow_redirects=False)
-            reply = self._read(response)
+            reply = read_reply(response)
         except requests.RequestException as exc:
             answer = classify(None, None, None, self.profile, endpoint=name, exc=exc)
         else:
@@ -224,15 +212,15 @@ class UpstreamClient(SubmitMethods):
     def fetch(self, task_id: str) -> Task | None:
         """The task, or ``None`` when the upstream does not know it (empty 200, 204,
         ``null``, ``task_no_found``, HTTP 404)."""
-        def accept(reply: _Reply) -> Any:
+        def accept(reply: Reply) -> Any:
             if not 200 <= reply.status < 300:
-                return _UNHAPPY
+                return UNHAPPY
             data = reply.json()
-            if isinstance(data, dict) and _looks_like_task(data):
-                return _task(data, "fetch")
-            return _UNHAPPY
+            if isinstance(data, dict) and looks_like_task(data):
+                return parse_task(data, "fetch")
+            return UNHAPPY
 
-        return self._query("fetch", "GET", f"/mj/task/{_seg(task_id)}/fetch", accept)
+        return self._query("fetch", "GET", f"/mj/task/{path_segment(task_id)}/fetch", accept)
 
     def list_by_condition(self, ids: Iterable[str]) -> list[Task]:
         """The known tasks among ``ids`` (unknown ids are left out; order not kept).
@@ -256,28 +244,28 @@ class UpstreamClient(SubmitMethods):
         if not self.profile.has_image_seed:
             return None
 
-        def accept(reply: _Reply) -> Any:
+        def accept(reply: Reply) -> Any:
             if reply.status >= 500 or reply.status in (401, 403, 408, 429):
-                return _UNHAPPY
+                return UNHAPPY
             data = reply.json()
             if isinstance(data, dict) and isinstance(data.get("code"), (int, str)):
                 if str(data["code"]).strip() == "1":
                     return as_text(data.get("result")).strip() or None
                 return None
-            return _UNHAPPY
+            return UNHAPPY
 
-        return self._query("image-seed", "GET", f"/mj/task/{_seg(task_id)}/image-seed", accept)
+        return self._query("image-seed", "GET", f"/mj/task/{path_segment(task_id)}/image-seed", accept)
 
     def task_list(self) -> list[Task]:
         """Recent tasks (``GET /mj/task/list``) where the profile has it, else ``[]``."""
         if not self.profile.has_task_list:
             return []
 
-        def accept(reply: _Reply) -> Any:
+        def accept(reply: Reply) -> Any:
             if not 200 <= reply.status < 300:
-                return _UNHAPPY
+                return UNHAPPY
             data = reply.json()
-            return _tasks(data, "task-list") if isinstance(data, list) else _UNHAPPY
+            return parse_tasks(data, "task-list") if isinstance(data, list) else UNHAPPY
 
         return self._query("task-list", "GET", "/mj/task/list", accept) or []
 
@@ -287,19 +275,19 @@ class UpstreamClient(SubmitMethods):
         if not self.profile.has_cancel:
             return False
 
-        def accept(reply: _Reply) -> Any:
+        def accept(reply: Reply) -> Any:
             if 200 <= reply.status < 300:
                 return True
             if 400 <= reply.status < 500 and reply.status not in (401, 403, 408, 429):
                 return False
-            return _UNHAPPY
+            return UNHAPPY
 
-        return bool(self._query("cancel", "POST", f"/mj/task/{_seg(task_id)}/cancel", accept))
+        return bool(self._query("cancel", "POST", f"/mj/task/{path_segment(task_id)}/cancel", accept))
 
     def image(self, task_id: str, *, stream: bool = True) -> requests.Response:
         """``GET /mj/image/{id}``: the image bytes as an open response (close it, or use it
         as a context manager). Raises ``BadUpstreamAnswer`` when no image is served."""
-        path = f"/mj/image/{_seg(task_id)}"
+        path = f"/mj/image/{path_segment(task_id)}"
         for attempt in range(1, self.query_attempts + 1):
             try:
                 response = self._send("GET", path, None, self.timeout_s, stream=True)
@@ -312,7 +300,7 @@ class UpstreamClient(SubmitMethods):
                     if not stream:
                         _ = response.content
                     return response
-                reply = self._read(response)
+                reply = read_reply(response)
                 if 200 <= reply.status < 300:
                     raise BadUpstreamAnswer(
                         f"image for task {task_id}: expected an image, got "
@@ -333,7 +321,7 @@ class UpstreamClient(SubmitMethods):
         """Where to download the final image of ``task`` from: ``{base}/mj/image/{id}`` on
         image-endpoint profiles, or when ``imageUrl`` is missing a scheme, on a placeholder
         host, or on a private host the upstream leaked; else ``task.imageUrl``."""
-        endpoint_url = f"{self.base_url}/mj/image/{_seg(task.id)}"
+        endpoint_url = f"{self.base_url}/mj/image/{path_segment(task.id)}"
         if self.profile.image_source == "image_endpoint":
             return endpoint_url
         url = (task.imageUrl or "").strip() or next(iter(task.image_urls), "")
@@ -386,23 +374,6 @@ class UpstreamClient(SubmitMethods):
             allow_redirects=allow_redirects,
         )
 
-    @staticmethod
-    def _read(response: requests.Response) -> _Reply:
-        chunks: list[bytes] = []
-        total = 0
-        too_large = False
-        try:
-            for chunk in response.iter_content(64 * 1024):
-                total += len(chunk)
-                if total > MAX_ANSWER_BYTES:
-                    too_large = True
-                    break
-                chunks.append(chunk)
-        finally:
-            response.close()
-        return _Reply(response.status_code, b"".join(chunks),
-                      response.headers.get("Content-Type"), dict(response.headers), too_large)
-
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float | None:
         """Jittered exponential delay before retry ``attempt + 1``; ``None`` when the
         upstream asks for a longer wait than we are willing to block for."""
@@ -415,14 +386,14 @@ class UpstreamClient(SubmitMethods):
         return delay
 
     def _query(self, endpoint: str, method: str, path: str,
-               accept: Callable[[_Reply], Any], body: Any = None) -> Any:
+               accept: Callable[[Reply], Any], body: Any = None) -> Any:
         """Send a safe request, retrying RETRY_LATER answers; ``accept`` turns a reply it
-        recognises into the result (``_UNHAPPY`` otherwise, which is classified).
+        recognises into the result (``UNHAPPY`` otherwise, which is classified).
         NOT_FOUND gives ``None``; other outcomes raise."""
         for attempt in range(1, self.query_attempts + 1):
             started = time.monotonic()
             try:
-                reply = self._read(self._send(method, path, body, self.timeout_s, stream=True))
+                reply = read_reply(self._send(method, path, body, self.timeout_s, stream=True))
             except requests.RequestException as exc:
                 answer = classify(None, None, None, self.profile, endpoint=endpoint, exc=exc)
             else:
@@ -432,7 +403,7 @@ class UpstreamClient(SubmitMethods):
                     raise BadUpstreamAnswer(f"{endpoint}: answer larger than "
                                             f"{MAX_ANSWER_BYTES} bytes")
                 value = accept(reply)
-                if value is not _UNHAPPY:
+                if value is not UNHAPPY:
                     return value
                 answer = classify(reply.status, reply.content, reply.content_type,
                                   self.profile, endpoint=endpoint, headers=reply.headers)
@@ -465,15 +436,15 @@ class UpstreamClient(SubmitMethods):
 
     def _list_chunk(self, chunk: list[str]) -> list[Task] | None:
         """One list-by-condition call; ``None`` when the upstream does not serve it."""
-        def accept(reply: _Reply) -> Any:
+        def accept(reply: Reply) -> Any:
             if reply.status in (404, 405, 501):
                 return _FALLBACK
             if not 200 <= reply.status < 300:
-                return _UNHAPPY
+                return UNHAPPY
             if not reply.content.strip():
                 return []
             data = reply.json()
-            return _tasks(data, "list-by-condition") if isinstance(data, list) else _UNHAPPY
+            return parse_tasks(data, "list-by-condition") if isinstance(data, list) else UNHAPPY
 
         found = self._query("list-by-condition", "POST", "/mj/task/list-by-condition", accept,
                             body={"ids": chunk})
@@ -483,34 +454,3 @@ class UpstreamClient(SubmitMethods):
             self._batch_supported = False
             return None
         return found
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-def _seg(task_id: str) -> str:
-    """A task id as one URL path segment."""
-    return quote(str(task_id).strip(), safe="")
-
-
-def _looks_like_task(data: Mapping[str, Any]) -> bool:
-    return data.get("id") not in (None, "") and not isinstance(data.get("id"), (dict, list)) \
-        and "error" not in data
-
-
-def _task(data: Mapping[str, Any], endpoint: str) -> Task:
-    try:
-        return Task.model_validate(data)
-    except ValidationError as exc:
-        raise BadUpstreamAnswer(f"{endpoint}: task JSON not understood: "
-                                f"{exc.errors()[0].get('msg', exc)}") from None
-
-
-def _tasks(items: list[Any], endpoint: str) -> list[Task]:
-    tasks = []
-    for item in items:
-        if isinstance(item, dict) and _looks_like_task(item):
-            tasks.append(_task(item, endpoint))
-        else:
-            log.warning("upstream %s: skipped an item that is not a task (%s)", endpoint,
-                        type(item).__name__)
-    return tasks
