@@ -10,8 +10,8 @@ import requests
 from tests.support.web import serve
 from webhook import create_app
 from worker.flow.engine import Engine, Inline
-from worker.flow.tokens import hook_token
 from worker.flow.submit import apply_answer
+from worker.flow.tokens import hook_token
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.spec import JobSpec

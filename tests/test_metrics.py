@@ -15,9 +15,9 @@ from webhook import create_app
 from webhook import metrics as web_metrics
 from worker.flow.engine import Engine, Inline
 from worker.flow.submit import apply_answer
+from worker.jobs.durations import STEP_DURATION_BUCKETS, observe_step_duration
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys
-from worker.jobs.durations import STEP_DURATION_BUCKETS, observe_step_duration
 from worker.metrics import RedisCollector, make_registry
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer

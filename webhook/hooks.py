@@ -2,9 +2,11 @@
 
 Verify (token in constant time, content type, size), parse (a bounded task JSON whose id
 is the step's, or whose ``state`` names the step while its id is unknown), record (push
-the step's next poll back) and enqueue the snapshot for the reconcile worker; answer 204.
-Nothing slow happens here. "No such step" and "bad token" get the same 404; a callback
-for a finished step or another task gets 409; nothing changes state in this request.
+the step's next poll back; keep a not-yet-adopted task id as evidence for a lost submit)
+and enqueue the snapshot for the reconcile worker; answer 204. Nothing slow happens here.
+"No such step" and "bad token" get the same 404 (the token is bound to the step's current
+attempt, so a retried step's old URL is dead); a callback for a finished step, a step with
+no submit in flight, or another task gets 409; no step changes state in this request.
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from pydantic import ValidationError
 
 from worker.flow.polling import heartbeat
 from worker.flow.tokens import verify_hook_token
+from worker.jobs.model import IN_FLIGHT, StepStatus
 from worker.upstream import Task
 
 bp = Blueprint("hooks", __name__)
+LISTENING = IN_FLIGHT | {StepStatus.STORING}     # a late copy of the SUCCESS is harmless
 log = logging.getLogger("mjflow.hooks")
 
 
@@ -32,7 +36,10 @@ def _reject(status: int, reason: str, message: str) -> tuple[Response, int]:
 def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
     engine = current_app.extensions["mjflow"]
     settings = engine.settings
-    if len(step_id) > 64 or not verify_hook_token(settings, step_id, token):
+    step = engine.store.brief(step_id) if len(step_id) <= 64 else None
+    # the token names the attempt (the step's current state); "no such step" costs the same
+    attempt = step.upstream_state if step else step_id
+    if not verify_hook_token(settings, attempt, token) or step is None:
         return _reject(404, "not_found", "no such hook")
     if request.mimetype != "application/json":
         return _reject(415, "unsupported_media_type", "expected application/json")
@@ -49,13 +56,14 @@ def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
         task = None
     if task is None or not task.id:
         return _reject(400, "malformed", "body is not a task JSON object with an id")
-    step = engine.store.brief(step_id)
-    if step is None:
-        return _reject(404, "not_found", "no such hook")
     if step.status.terminal:
         return _reject(409, "late", "step already finished")
-    if step.task_id and task.id != step.task_id or not step.task_id and task.state != step.upstream_state:
+    if step.status not in LISTENING:
+        return _reject(409, "not_submitted", "no submit of this step is in flight")
+    if step.task_id and task.id != step.task_id or not step.task_id and task.state != attempt:
         return _reject(409, "wrong_task", "callback is for another task")
+    if not step.task_id:
+        engine.store.note_seen(step_id, task.id)
     heartbeat(engine, step_id)
     engine.enqueue.reconcile(step_id, payload)
     engine.store.bump("callbacks", "accepted")

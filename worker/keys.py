@@ -7,7 +7,8 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:job:{job_id}:steps          list   the job's step ids, in creation order
     {p}:job:{job_id}:events         list   job timeline entries (JSON)
     {p}:step:{step_id}              hash   step record (status, progress, task id, buttons, images)
-    {p}:step:{step_id}:effects      set    side effects already done (exactly-once guard)
+    {p}:step:{step_id}:seen         set    task ids seen in callbacks carrying the step's state
+                                           before its task id was known (lost submit answers)
     {p}:task:{task_id}              string upstream task id -> step id
     {p}:jobs                        zset   all job ids by creation time (listing, cursor)
     {p}:jobs:live                   set    job ids not yet finished
@@ -61,8 +62,8 @@ class Keys:
     def step(self, step_id: str) -> str:
         return self._k("step", step_id)
 
-    def step_effects(self, step_id: str) -> str:
-        return self._k("step", step_id, "effects")
+    def step_seen(self, step_id: str) -> str:
+        return self._k("step", step_id, "seen")
 
     def task(self, task_id: str) -> str:
         return self._k("task", task_id)

@@ -103,6 +103,8 @@ _SIMPLE_COUNTERS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, str, st
                                     "Steps resubmitted after an unknown submit outcome."),
             "recovered_from_list": ("submits_recovered_from_list",
                                     "Lost submits found again in the upstream task list."),
+            "recovered_from_callbacks": ("submits_recovered_from_callbacks",
+                                         "Lost submits found by a task id seen in a callback."),
         },
         ("submit_events", "event", "Other submit events."),
     ),

@@ -13,6 +13,7 @@ import requests
 
 from worker.flow.tokens import hook_token
 from worker.flow.window import Window
+from worker.jobs.model import upstream_state
 from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
 from worker.keys import Keys
@@ -119,10 +120,11 @@ class Engine:
                     else self.settings.step_deadline_s)
         return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
 
-    def hook_url(self, step_id: str) -> str | None:
+    def hook_url(self, step_id: str, generation: int = 0) -> str | None:
+        """Where the upstream calls back for this attempt of the step (None: no callbacks)."""
         if not self.callbacks_on:
             return None
-        token = hook_token(self.settings.hook_secret or "", step_id)
+        token = hook_token(self.settings.hook_secret or "", upstream_state(step_id, generation))
         return f"{self.settings.public_url}/hooks/mj/{step_id}/{token}"
 
 

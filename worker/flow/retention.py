@@ -13,7 +13,7 @@ def purge_job(engine: Engine, job_id: str) -> None:
     if loaded:
         job, steps = loaded
         for s in steps:
-            pipe.delete(k.step(s.id), k.step_effects(s.id))
+            pipe.delete(k.step(s.id), k.step_seen(s.id))
             if s.task_id:
                 pipe.delete(k.task(s.task_id))
         if job.batch:

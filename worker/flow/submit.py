@@ -73,7 +73,7 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     mode = job.spec.get("mode")
     opening = path != "modal"      # a modal's input continues the task /action opened
     answer = engine.client.submit(path, body, state=step.upstream_state if opening else None,
-                                  notify_hook=engine.hook_url(step.id) if opening else None,
+                                  notify_hook=engine.hook_url(step.id, step.generation) if opening else None,
                                   modes=[mode] if mode else None)
     engine.window.record_answer({
         "at": time.time(), "step": step_id, "job": job_id, "path": path,

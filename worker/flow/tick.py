@@ -18,6 +18,7 @@ from worker.jobs import machine
 from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import PRIORITY_BUCKET, Txn
+from worker.upstream import Task
 
 log = logging.getLogger("mjflow.tick")
 S = StepStatus
@@ -58,7 +59,7 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
         if not started:
             engine.enqueue.submit(step_id)      # the submit task was lost before it sent
             continue
-        if _found_in_task_list(engine, brief, now):
+        if _found_by_seen_ids(engine, brief, now) or _found_in_task_list(engine, brief, now):
             continue
         if now - started < engine.settings.submit_grace_s:
             continue
@@ -86,6 +87,30 @@ def _clear_lost_attempt(engine: Engine, step_id: str, started: float) -> bool:
     return bool(job_id and engine.store.mutate(job_id, fn))
 
 
+def _adopt_from(engine: Engine, brief: StepBrief, tasks: list[Task], now: float,
+                counter: str) -> bool:
+    for task in tasks:
+        if task.state == brief.upstream_state:
+            reconcile(engine.store, brief.id, task, engine.timing(None), now)
+            engine.store.bump("submits", counter)
+            return True
+    return False
+
+
+def _found_by_seen_ids(engine: Engine, brief: StepBrief, now: float) -> bool:
+    """Ask the upstream about the task ids callbacks showed for this step (their reconcile
+    may have died with a worker): the upstream's copy must carry our state."""
+    seen = engine.store.seen_tasks(brief.id)
+    if not seen:
+        return False
+    try:
+        tasks = engine.client.list_by_condition(seen)
+    except MjflowError as exc:
+        log.warning("lookup of %d task ids seen in callbacks failed: %s", len(seen), exc)
+        return False
+    return _adopt_from(engine, brief, tasks, now, "recovered_from_callbacks")
+
+
 def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
     if not engine.profile.has_task_list:
         return False
@@ -94,12 +119,7 @@ def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
     except MjflowError as exc:
         log.warning("task list lookup failed: %s", exc)
         return False
-    for task in tasks:
-        if task.state == brief.upstream_state:
-            reconcile(engine.store, brief.id, task, engine.timing(None), now)
-            engine.store.bump("submits", "recovered_from_list")
-            return True
-    return False
+    return _adopt_from(engine, brief, tasks, now, "recovered_from_list")
 
 
 def sweep_deadlines(engine: Engine, now: float) -> int:

@@ -37,6 +37,8 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
     if step.task_id and task.id != step.task_id:
         return "mismatch"
     if not step.task_id:
+        if step.status != S.SUBMITTING:
+            return "not-submitted"           # only a submit in flight can adopt a task
         if task.state != step.upstream_state:
             return "mismatch"
         step.task_id = task.id

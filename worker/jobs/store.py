@@ -166,6 +166,18 @@ class JobStore:
         self.r.zadd(self.keys.storing(), {step_id: time.time() + delay}, xx=True)
         return delay
 
+    def note_seen(self, step_id: str, task_id: str) -> None:
+        """A callback carried this step's state before its task id was recorded: keep the
+        id as evidence for the lost-submit sweep (it outlives a worker that dies with the
+        callback's reconcile message)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.sadd(self.keys.step_seen(step_id), task_id)
+        pipe.expire(self.keys.step_seen(step_id), self.retention_s)
+        pipe.execute()
+
+    def seen_tasks(self, step_id: str, limit: int = 20) -> list[str]:
+        return sorted(self.r.srandmember(self.keys.step_seen(step_id), limit) or [])
+
     def poll_at(self, step_id: str, at: float) -> None:
         """Move an in-flight step's next check (only if it is scheduled)."""
         self.r.zadd(self.keys.poll(), {step_id: at}, xx=True)
