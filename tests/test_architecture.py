@@ -137,3 +137,9 @@ def test_no_product_module_over_500_lines() -> None:
 
 def test_the_checker_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_the_dev_tools_find_the_project_files() -> None:
+    from worker.dev import demo
+
+    assert (demo.ROOT / "Procfile").is_file() and (demo.ROOT / "Procfile.local").is_file()

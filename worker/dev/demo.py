@@ -28,7 +28,7 @@ from worker.dev.consumer import Consumer
 from worker.dev.localnet import free_port, stop_group, wait_http
 from worker.dev.localredis import ensure
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "mjflow-demo"
 PROMPTS = [
     "a lighthouse at dawn, oil painting --ar 3:2",
