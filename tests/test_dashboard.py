@@ -62,11 +62,11 @@ def _png(width: int = 600, height: int = 400) -> bytes:
     return out.getvalue()
 
 
-def _job_with_image(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _job_with_image(engine, data: bytes | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     from worker.jobs.spec import JobSpec
 
     job = engine.store.create(JobSpec.model_validate({"prompt": "a red fox"}))
-    data = _png()
+    data = data or _png()
     sha = hashlib.sha256(data).hexdigest()
     key = f"{job.id}/00-IMAGINE.png"
     engine.sink.put(key, io.BytesIO(data), content_type="image/png", metadata={}, sha256_hex=sha)
@@ -132,6 +132,24 @@ def test_media_serves_only_images_of_known_jobs(client, engine):
     for bad in (f"/media/{job_id}/manifest.json", f"/media/{job_id}/../../etc/passwd",
                 f"/media/{key}?job=job_other", "/media/etc/passwd", f"/media/{job_id}/01-U1.png"):
         assert client.get(bad, headers=bearer).status_code == 404, bad
+
+
+def test_a_bomb_thumbnail_is_never_decoded(client, engine):
+    import tracemalloc
+
+    from tests.support.bombs import bomb_png
+
+    bomb = bomb_png()
+    job_id, key = _job_with_image(engine, bomb)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    tracemalloc.start()
+    try:
+        thumb = client.get(f"/media/{key}?job={job_id}&w=120", headers=bearer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert thumb.status_code == 200 and thumb.data == bomb      # the original, not decoded
+    assert peak < 16 * 1024 * 1024
 
 
 def test_job_page_indents_the_step_tree(client, engine):

@@ -53,6 +53,7 @@ from worker import api as jobs_api
 from worker.finishing import job_view_by_id
 from worker.jobs.model import JobStatus
 from worker.jobs.views import iso
+from worker.storage.pixels import open_bounded
 
 log = logging.getLogger("mjflow.dashboard")
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
@@ -619,13 +620,14 @@ def _image_record(engine: Any, job_id: str, key: str) -> dict[str, Any] | None:
     return None
 
 
-def _thumbnail(data: bytes, width: int) -> tuple[bytes, str] | None:
+def _thumbnail(data: bytes, width: int, max_pixels: int) -> tuple[bytes, str] | None:
     """``data`` scaled down to ``width`` pixels wide (JPEG, or PNG with alpha); None when
-    it is not wider already or cannot be read as an image."""
+    it is not wider already, has more than ``max_pixels`` pixels (never decoded then) or
+    cannot be read as an image."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_bounded(io.BytesIO(data), max_pixels) as im:
             if im.width <= width:
                 return None
             height = max(1, round(im.height * width / im.width))
@@ -668,7 +670,7 @@ def media(key: str):  # type: ignore[no-untyped-def]
             log.warning("media %s unavailable: %s", key, exc)
             abort(404, "the image is not in the store (purged or unreachable)")
         if width:
-            small = _thumbnail(data, width)
+            small = _thumbnail(data, width, engine.settings.max_image_pixels)
             if small:
                 data, ctype = small
             with _thumbs_lock:
