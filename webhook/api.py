@@ -17,6 +17,7 @@ from webhook.auth import authorized
 from worker import api as jobs_api
 from worker import batches
 from worker.batch_items import loads_strict
+from worker.batch_stream import read_json_stream, read_jsonl_stream
 from worker.jobs.model import JobStatus
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
@@ -26,6 +27,9 @@ JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonl",
                "application/jsonlines", "application/x-jsonlines")
 BATCH_OBJECT_FIELDS = {"name", "items", "batchId", "then"}
+#: ``POST /v1/batches`` bodies above this are refused (413) before they are read; the
+#: 10,000-item limit is enforced while reading, long before this.
+MAX_BATCH_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -185,14 +189,20 @@ def replay_deliveries(job_id: str):  # type: ignore[no-untyped-def]
 
 # -- batches --------------------------------------------------------------------------------------
 def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
-    """(kind, items or text, name, batch id, then) from a JSON array/object or JSONL body."""
+    """(kind, items or lines, name, batch id, then) from a JSON array/object or JSONL body,
+    read as a stream that stops at the item limit (:mod:`worker.batch_stream`)."""
     name = request.args.get("name")
+    request.max_content_length = MAX_BATCH_BODY_BYTES
+    item_chars = _engine().settings.max_upload_bytes * 2 + 64 * 1024
     if request.mimetype in JSONL_TYPES:
-        return "jsonl", _text_body(), name, None, None
+        lines = read_jsonl_stream(request.stream, max_items=batches.MAX_BATCH_ITEMS,
+                                  max_line_bytes=item_chars)
+        return "jsonl", lines, name, None, None
     if request.mimetype not in JSON_TYPES:
         raise bad("body", "Content-Type must be application/json (an array of specs or "
                   "{name, items}) or application/x-ndjson (one spec or prompt a line)")
-    body = json_body()
+    body = read_json_stream(request.stream, max_items=batches.MAX_BATCH_ITEMS,
+                            max_value_chars=item_chars)
     if isinstance(body, list):
         return "items", body, name, None, None
     if not isinstance(body, dict):
@@ -222,7 +232,8 @@ def create_batch():  # type: ignore[no-untyped-def]
     kind, payload, name, batch_id, then = _batch_request()
     engine = _engine()
     if kind == "jsonl":
-        view = batches.create_batch_jsonl(engine, payload, name=name, batch_id=batch_id)
+        entries, errors = payload
+        view = batches.create_batch_lines(engine, entries, errors, name=name, batch_id=batch_id)
     else:
         view = batches.create_batch(engine, payload, name=name, batch_id=batch_id, then=then)
     sub = view["submitted"]

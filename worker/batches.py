@@ -83,6 +83,14 @@ def create_batch_jsonl(engine: Engine, text: str, name: str | None = None,
                        batch_id: str | None = None, *, then: list[Any] | None = None) -> dict[str, Any]:
     """The same from JSONL text (one spec or prompt a line); errors name their line."""
     entries, errors = read_jsonl(text)
+    return create_batch_lines(engine, entries, errors, name=name, batch_id=batch_id, then=then)
+
+
+def create_batch_lines(engine: Engine, entries: list[tuple[int, Any]],
+                       errors: list[dict[str, Any]], name: str | None = None,
+                       batch_id: str | None = None, *, then: list[Any] | None = None,
+                       ) -> dict[str, Any]:
+    """The same from JSONL lines already read (``worker.batch_stream.read_jsonl_stream``)."""
     return _create(engine, entries, name=name, batch_id=batch_id, then=then, path="lines",
                    zero_based=False, errors=errors)
 
