@@ -14,14 +14,17 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, url_for
 
 from webhook.auth import authorized
+from webhook.ids import check_view_ids
 from worker import api as jobs_api
 from worker import batches
 from worker.batch_items import loads_strict
 from worker.batch_stream import read_json_stream, read_jsonl_stream
+from worker.ids import valid_id
 from worker.jobs.model import JobStatus
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 MAX_PAGE = 200
+SAFE_METHODS = ("GET", "HEAD")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonl",
@@ -46,10 +49,12 @@ def bad(path: str, message: str) -> jobs_api.SpecError:
 
 @bp.before_request
 def _auth():  # type: ignore[no-untyped-def]
-    if not authorized():
+    # The dashboard's session cookie is good for reads only; changes need the Bearer key.
+    if not authorized(cookie=request.method in SAFE_METHODS):
         resp, status = error(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="mjflow"'
         return resp, status
+    check_view_ids()
     return None
 
 
@@ -75,7 +80,7 @@ def json_body() -> Any:
 
 @bp.errorhandler(jobs_api.SpecError)
 def _spec_error(exc: jobs_api.SpecError):  # type: ignore[no-untyped-def]
-    whole = {"body", "cursor", "limit", "status", "created_from", "created_to", "format",
+    whole = {"body", "cursor", "limit", "status", "batch", "created_from", "created_to", "format",
              "Idempotency-Key"}
     status = 400 if any(e["path"] in whole for e in exc.errors) else 422
     return error(status, "invalid_request", str(exc), details=exc.errors)
@@ -164,8 +169,11 @@ def list_jobs():  # type: ignore[no-untyped-def]
     status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise bad("status", "must be one of " + ", ".join(s.value for s in JobStatus))
+    batch = request.args.get("batch")
+    if batch is not None and not valid_id(batch):
+        raise bad("batch", "not a batch id (A-Z a-z 0-9 _ -, up to 100 characters)")
     page = jobs_api.list_jobs(
-        _engine(), batch=request.args.get("batch"), status=status,
+        _engine(), batch=batch, status=status,
         created_from=_time_arg("created_from"), created_to=_time_arg("created_to"),
         cursor=_cursor(), limit=limit,
     )

@@ -15,6 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from pydantic import ValidationError
 
 from worker.engine import verify_hook_token
+from worker.ids import valid_id
 from worker.jobs.model import StepStatus, upstream_state
 from worker.polling import heartbeat
 from worker.upstream import Task
@@ -33,7 +34,7 @@ def _reject(status: int, reason: str, message: str) -> tuple[Response, int]:
 def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
     engine = current_app.extensions["mjflow"]
     settings = engine.settings
-    if len(step_id) > 64 or not verify_hook_token(settings, step_id, token):
+    if not valid_id(step_id) or not verify_hook_token(settings, step_id, token):
         return _reject(404, "not_found", "no such hook")
     if request.mimetype != "application/json":
         return _reject(415, "unsupported_media_type", "expected application/json")
@@ -46,8 +47,8 @@ def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
     try:
         payload = json.loads(raw)
         task = Task.model_validate(payload) if isinstance(payload, dict) else None
-    except (ValueError, ValidationError, UnicodeDecodeError):
-        task = None
+    except (ValueError, ValidationError, UnicodeDecodeError, RecursionError):
+        task = None             # nested too deeply is malformed too: a 400, never a 500
     if task is None or not task.id:
         return _reject(400, "malformed", "body is not a task JSON object with an id")
     status, task_id, generation = engine.r.hmget(engine.keys.step(step_id), "status", "task_id",

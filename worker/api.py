@@ -35,6 +35,7 @@ from worker.jobs.store import Txn, new_id
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
+MAX_SCAN_PER_PAGE = 500      # jobs of the index one list page looks at, at most
 
 
 class SpecError(InvalidSpec):
@@ -198,7 +199,11 @@ def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict
 def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
               created_from: float | None = None, created_to: float | None = None,
               cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
+    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page.
+
+    One page looks at no more than ``MAX_SCAN_PER_PAGE`` jobs of the index: with a
+    ``status`` filter that matches few jobs, a page may hold fewer than ``limit`` items
+    (even none) and still carry a ``next`` cursor to continue from."""
     import math
 
     for name, value in (("created_from", created_from), ("created_to", created_to)):
@@ -226,12 +231,20 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
     offset = 0
     page = max(limit * 2, 50)
     last_score = None
-    while len(out) < limit:
+    scanned = 0
+    more = False
+    last_scanned: tuple[float, str] | None = None
+    while len(out) < limit and not more:
         rows = engine.r.zrevrangebyscore(index, hi, lo, start=offset, num=page, withscores=True)
         if not rows:
             break
         offset += len(rows)
         for job_id, score in rows:
+            if scanned >= MAX_SCAN_PER_PAGE:    # bounded work: the client follows ``next``
+                more = True
+                break
+            scanned += 1
+            last_scanned = (score, job_id)
             if skip_id is not None:
                 if score == cursor_score:
                     # ties with the cursor: skip up to and including the cursor job
@@ -246,7 +259,10 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
             last_score = (score, job_id)
             if len(out) >= limit:
                 break
-    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
+    if more:
+        last_score = last_scanned
+    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and (more or len(out) >= limit) \
+        else None
     return {"items": out, "next": nxt}
 
 

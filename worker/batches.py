@@ -398,9 +398,21 @@ def report_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(REPORT_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "imageKeys": " ".join(row["imageKeys"]),
-                         "reason": row["reason"] or "", "prompt": row["prompt"] or ""})
+        cells = {**row, "imageKeys": " ".join(row["imageKeys"]),
+                 "reason": row["reason"] or "", "prompt": row["prompt"] or ""}
+        writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     return buf.getvalue()
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` made inert for spreadsheets: a text starting like a formula gets a ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # -- actions ---------------------------------------------------------------------------------
