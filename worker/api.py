@@ -23,6 +23,7 @@ import json
 import time
 from typing import Any
 
+import redis
 from pydantic import ValidationError
 
 from worker.engine import Engine
@@ -31,7 +32,7 @@ from worker.finishing import job_view_by_id
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.spec import JobSpec
-from worker.jobs.store import Txn, new_id
+from worker.jobs.store import Txn
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
@@ -123,32 +124,50 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
     """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
     spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
     if idempotency_key:
-        key = engine.keys.idem(idempotency_key)
-        digest = _body_hash(data)
-        job_id = new_id("job")
-        if not engine.r.hsetnx(key, "job", job_id):
-            existing = engine.r.hgetall(key)
-            if existing.get("hash") and existing["hash"] != digest:
-                raise Conflict("Idempotency-Key already used with a different body")
-            for _ in range(50):
-                view = job_view_by_id(engine, existing["job"])
-                if view:
-                    return view | {"replayed": True}
-                time.sleep(0.02)
-                existing = engine.r.hgetall(key)
-            raise Conflict("Idempotency-Key is being used by a request still in progress")
-        engine.r.hset(key, "hash", digest)
-        engine.r.expire(key, IDEMPOTENCY_TTL_S)
-        job = engine.store.create(spec, batch=batch, job_id=job_id)
+        job_id, created = _create_once(engine, idempotency_key, _body_hash(data), spec, batch)
+        if not created:
+            view = job_view_by_id(engine, job_id)
+            if view is None:           # expired after the record was read: the key is free
+                return create_job(engine, data, idempotency_key=idempotency_key, batch=batch,
+                                  dispatch_now=dispatch_now)
+            return view | {"replayed": True}
     else:
-        job = engine.store.create(spec, batch=batch)
+        job_id = engine.store.create(spec, batch=batch).id
     if dispatch_now:
         from worker.sweeps import dispatch
 
         dispatch(engine)
-    view = job_view_by_id(engine, job.id, urls=False)
+    view = job_view_by_id(engine, job_id, urls=False)
     assert view is not None
     return view
+
+
+def _create_once(engine: Engine, key: str, digest: str, spec: JobSpec,
+                 batch: str | None) -> tuple[str, bool]:
+    """``(job id, created)`` for an Idempotency-Key: the job and the key's record are
+    written in one MULTI/EXEC, WATCHing the record, so no crash leaves a key without its
+    job and two requests racing on one key cannot both create. A record of another body
+    is a :class:`Conflict`. A record whose job does not exist (left by a process killed
+    between claim and create before this was atomic) is taken over."""
+    idem = engine.keys.idem(key)
+    for _ in range(50):
+        with engine.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(idem)
+                existing = pipe.hgetall(idem)
+                if existing.get("hash") and existing["hash"] != digest:
+                    raise Conflict("Idempotency-Key already used with a different body")
+                if existing.get("job") and pipe.exists(engine.keys.job(existing["job"])):
+                    return existing["job"], False
+                pipe.multi()
+                job = engine.store.queue_create(pipe, spec, batch=batch)
+                pipe.hset(idem, mapping={"job": job.id, "hash": digest})
+                pipe.expire(idem, IDEMPOTENCY_TTL_S)
+                pipe.execute()
+                return job.id, True
+            except redis.WatchError:
+                continue
+    raise Conflict("Idempotency-Key is being used by requests still in progress; retry")
 
 
 def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
