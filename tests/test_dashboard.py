@@ -62,11 +62,11 @@ def _png(width: int = 600, height: int = 400) -> bytes:
     return out.getvalue()
 
 
-def _job_with_image(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _job_with_image(engine, data: bytes | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     from worker.jobs.spec import JobSpec
 
     job = engine.store.create(JobSpec.model_validate({"prompt": "a red fox"}))
-    data = _png()
+    data = data or _png()
     sha = hashlib.sha256(data).hexdigest()
     key = f"{job.id}/00-IMAGINE.png"
     engine.sink.put(key, io.BytesIO(data), content_type="image/png", metadata={}, sha256_hex=sha)
@@ -85,13 +85,14 @@ def test_login_sets_an_httponly_cookie_and_pages_need_it(client):
     resp = client.get("/upstream?key=" + KEY)
     assert resp.status_code == 302 and resp.headers["Location"] == "/upstream"
     cookie = resp.headers["Set-Cookie"]
-    assert cookie.startswith(f"mjflow_key={KEY}") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert cookie.startswith("mjflow_session=") and KEY not in cookie
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     page = client.get("/upstream")
     assert page.status_code == 200 and b"Slots in use" in page.data
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert client.get("/", headers={"X-Dashboard-Partial": "1"}).headers["X-Dashboard-Refresh"] == "3000"
     # the login form, and a redirect that stays on this site
-    client.delete_cookie("mjflow_key")
+    client.delete_cookie("mjflow_session")
     resp = client.post("/login", data={"key": KEY, "next": "//evil.example/x"})
     assert resp.status_code == 302 and resp.headers["Location"] == "/"
     assert client.get("/login").status_code == 302            # already signed in
@@ -110,7 +111,7 @@ def test_posts_need_the_csrf_token_or_a_bearer_key(client, engine):
     assert evil.status_code == 403
     ok = client.post(f"/jobs/{job_id}/retry", data={"csrf": token, "next": f"/jobs/{job_id}"})
     assert ok.status_code == 302 and ok.headers["Location"].startswith(f"/jobs/{job_id}?done=")
-    client.delete_cookie("mjflow_key")
+    client.delete_cookie("mjflow_session")
     bearer = {"Authorization": f"Bearer {KEY}"}
     assert client.post("/upstream/resume", headers=bearer).status_code == 302
     assert client.post("/jobs/job_nope/retry", headers=bearer).status_code == 404
@@ -132,6 +133,24 @@ def test_media_serves_only_images_of_known_jobs(client, engine):
     for bad in (f"/media/{job_id}/manifest.json", f"/media/{job_id}/../../etc/passwd",
                 f"/media/{key}?job=job_other", "/media/etc/passwd", f"/media/{job_id}/01-U1.png"):
         assert client.get(bad, headers=bearer).status_code == 404, bad
+
+
+def test_a_bomb_thumbnail_is_never_decoded(client, engine):
+    import tracemalloc
+
+    from tests.support.bombs import bomb_png
+
+    bomb = bomb_png()
+    job_id, key = _job_with_image(engine, bomb)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    tracemalloc.start()
+    try:
+        thumb = client.get(f"/media/{key}?job={job_id}&w=120", headers=bearer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert thumb.status_code == 200 and thumb.data == bomb      # the original, not decoded
+    assert peak < 16 * 1024 * 1024
 
 
 def test_job_page_indents_the_step_tree(client, engine):
@@ -239,8 +258,8 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     _css(browser, "input[name=key]")[0].send_keys(KEY)
     _css(browser, "section.login button")[0].click()
     wait_until(lambda: browser.title.startswith("Batches"), message="index after login")
-    cookie = browser.get_cookie("mjflow_key")
-    assert cookie and cookie["httpOnly"] and cookie["value"] == KEY
+    cookie = browser.get_cookie("mjflow_session")
+    assert cookie and cookie["httpOnly"] and KEY not in cookie["value"]
 
     # index: the batch with its progress and counts, the interactive job
     row = _css(browser, f'tr[data-batch="{batch_id}"]')[0]

@@ -99,3 +99,23 @@ def test_late_callback_after_terminal(live):
                         lambda tx: machine.move(tx, tx.steps[root], StepStatus.FAILED, reason="x"))
     resp = post(url, root, hook_token("current", root), {"id": TASK, "status": "SUCCESS"})
     assert resp.status_code == 409
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 40_000 + "1" + "}" * 40_000])
+def test_deeply_nested_json_is_a_400_not_a_traceback(live, body, caplog):
+    engine, url, root, _ = live
+    before = snapshot(engine, root)
+    caplog.set_level("INFO")
+    resp = post(url, root, hook_token("current", root), body)
+    assert resp.status_code == 400 and resp.json()["error"] == "malformed"
+    assert snapshot(engine, root) == before and engine.enqueue.log == []
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
+
+
+def test_step_ids_outside_the_alphabet_are_the_same_404(live):
+    engine, url, root, _ = live
+    for step in (f"{root}:effects", "stp_x%0d%0a", "a" * 101):
+        resp = post(url, step, hook_token("current", step), {"id": TASK, "status": "SUCCESS"})
+        assert resp.status_code == 404 and resp.json() == {"error": "not_found",
+                                                           "message": "no such hook"}
+    assert engine.enqueue.log == []

@@ -621,12 +621,12 @@ def test_redirect_to_metadata_address_is_refused(
 
 
 def test_every_redirect_hop_is_checked(images: ImageServer, session: requests.Session) -> None:
-    allowed = ["127.0.0.1"]
+    allowed = [f"127.0.0.1:{images.port}"]
     same_host = images.url("/redirect?to=/grid.png")
     with fetch(session, same_host, allowed_hosts=allowed) as image:
         assert image.sha256 == hashlib.sha256(images.grid_png).hexdigest()
     other_host = images.url("/redirect?to=" + images.url("/grid.png", host="localhost"))
-    with pytest.raises(UnsafeURL, match="'localhost' is not in the allowed hosts"):
+    with pytest.raises(UnsafeURL, match=f"'localhost:{images.port}' is not in the allowed hosts"):
         fetch(session, other_host, allowed_hosts=allowed)
     with pytest.raises(UnsafeURL, match="more than 5 redirects"):
         fetch(session, images.url("/loop"))

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.recorder import Recorder
 from worker.errors import BadUpstreamAnswer, InvalidSpec, UpstreamUnavailable
 from worker.upstream import (
     PROFILES,
@@ -777,3 +778,24 @@ def test_sim_dataeyes_user_agent_wall() -> None:
         assert sim.client().imagine("a cat").outcome is O.ACCEPTED  # our default UA passes
     finally:
         sim.srv.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_queries_never_follow_redirects_so_the_key_stays_home(status: int) -> None:
+    target = Recorder(body=b'{"id": "17", "status": "SUCCESS"}',
+                      headers={"Content-Type": "application/json"})
+    upstream = Recorder(status=status, body=b"",
+                        headers={"Location": target.url("/mj/task/17/fetch")})
+    try:
+        with UpstreamClient(upstream.url("").rstrip("/"), KEY, query_attempts=1) as client:
+            with pytest.raises(BadUpstreamAnswer, match="redirected"):
+                client.fetch("17")
+            with pytest.raises(BadUpstreamAnswer, match="redirected"):
+                client.list_by_condition(["17"])
+            with pytest.raises((BadUpstreamAnswer, UpstreamUnavailable)):
+                client.image("17")
+        assert upstream.seen and all(s.headers.get("mj-api-secret") == KEY for s in upstream.seen)
+        assert target.seen == []              # the secret never reached the redirect target
+    finally:
+        upstream.stop()
+        target.stop()

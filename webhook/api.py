@@ -15,18 +15,25 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request, url
 
 from webhook import openapi
 from webhook.auth import authorized
+from webhook.ids import check_view_ids
 from worker import api as jobs_api
 from worker import batches
 from worker.batch_items import loads_strict
+from worker.batch_stream import read_json_stream, read_jsonl_stream
+from worker.ids import valid_id
 from worker.jobs.model import JobStatus
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 MAX_PAGE = 200
+SAFE_METHODS = ("GET", "HEAD")
 MAX_IDEMPOTENCY_KEY_CHARS = 200
 JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonl",
                "application/jsonlines", "application/x-jsonlines")
 BATCH_OBJECT_FIELDS = {"name", "items", "batchId", "then"}
+#: ``POST /v1/batches`` bodies above this are refused (413) before they are read; the
+#: 10,000-item limit is enforced while reading, long before this.
+MAX_BATCH_BODY_BYTES = 32 * 1024 * 1024
 
 
 def _engine():  # type: ignore[no-untyped-def]
@@ -43,10 +50,12 @@ def bad(path: str, message: str) -> jobs_api.SpecError:
 
 @bp.before_request
 def _auth():  # type: ignore[no-untyped-def]
-    if not authorized():
+    # The dashboard's session cookie is good for reads only; changes need the Bearer key.
+    if not authorized(cookie=request.method in SAFE_METHODS):
         resp, status = error(401, "unauthorized", "missing or invalid API key (Authorization: Bearer <key>)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="mjflow"'
         return resp, status
+    check_view_ids()
     return None
 
 
@@ -72,7 +81,7 @@ def json_body() -> Any:
 
 @bp.errorhandler(jobs_api.SpecError)
 def _spec_error(exc: jobs_api.SpecError):  # type: ignore[no-untyped-def]
-    whole = {"body", "cursor", "limit", "status", "created_from", "created_to", "format",
+    whole = {"body", "cursor", "limit", "status", "batch", "created_from", "created_to", "format",
              "Idempotency-Key"}
     status = 400 if any(e["path"] in whole for e in exc.errors) else 422
     return error(status, "invalid_request", str(exc), details=exc.errors)
@@ -161,8 +170,11 @@ def list_jobs():  # type: ignore[no-untyped-def]
     status = request.args.get("status")
     if status is not None and status not in {s.value for s in JobStatus}:
         raise bad("status", "must be one of " + ", ".join(s.value for s in JobStatus))
+    batch = request.args.get("batch")
+    if batch is not None and not valid_id(batch):
+        raise bad("batch", "not a batch id (A-Z a-z 0-9 _ -, up to 100 characters)")
     page = jobs_api.list_jobs(
-        _engine(), batch=request.args.get("batch"), status=status,
+        _engine(), batch=batch, status=status,
         created_from=_time_arg("created_from"), created_to=_time_arg("created_to"),
         cursor=_cursor(), limit=limit,
     )
@@ -186,14 +198,20 @@ def replay_deliveries(job_id: str):  # type: ignore[no-untyped-def]
 
 # -- batches --------------------------------------------------------------------------------------
 def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
-    """(kind, items or text, name, batch id, then) from a JSON array/object or JSONL body."""
+    """(kind, items or lines, name, batch id, then) from a JSON array/object or JSONL body,
+    read as a stream that stops at the item limit (:mod:`worker.batch_stream`)."""
     name = request.args.get("name")
+    request.max_content_length = MAX_BATCH_BODY_BYTES
+    item_chars = _engine().settings.max_upload_bytes * 2 + 64 * 1024
     if request.mimetype in JSONL_TYPES:
-        return "jsonl", _text_body(), name, None, None
+        lines = read_jsonl_stream(request.stream, max_items=batches.MAX_BATCH_ITEMS,
+                                  max_line_bytes=item_chars)
+        return "jsonl", lines, name, None, None
     if request.mimetype not in JSON_TYPES:
         raise bad("body", "Content-Type must be application/json (an array of specs or "
                   "{name, items}) or application/x-ndjson (one spec or prompt a line)")
-    body = json_body()
+    body = read_json_stream(request.stream, max_items=batches.MAX_BATCH_ITEMS,
+                            max_value_chars=item_chars)
     if isinstance(body, list):
         return "items", body, name, None, None
     if not isinstance(body, dict):
@@ -223,7 +241,8 @@ def create_batch():  # type: ignore[no-untyped-def]
     kind, payload, name, batch_id, then = _batch_request()
     engine = _engine()
     if kind == "jsonl":
-        view = batches.create_batch_jsonl(engine, payload, name=name, batch_id=batch_id)
+        entries, errors = payload
+        view = batches.create_batch_lines(engine, entries, errors, name=name, batch_id=batch_id)
     else:
         view = batches.create_batch(engine, payload, name=name, batch_id=batch_id, then=then)
     sub = view["submitted"]

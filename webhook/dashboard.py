@@ -6,7 +6,8 @@
     /jobs/<id>           step tree, timeline, full-size images, task ids, delivery log
     /upstream            dispatch window: slots in use, size, paused (resume), recent answers
     /media/<key>         a stored image through the app (``?w=`` a thumbnail that wide)
-    /login, /logout      the API key as an HttpOnly ``mjflow_key`` cookie
+    /login, /logout      a session (:mod:`webhook.sessions`) in an HttpOnly ``mjflow_session``
+                         cookie; the key itself is never stored in the browser
 
 Auth is :func:`webhook.auth.authorized` (Bearer or the cookie); ``?key=`` on any page sets
 the cookie once and redirects to the same URL without it. Every POST needs the
@@ -48,22 +49,26 @@ from flask import (
 )
 from werkzeug.exceptions import HTTPException
 
-from webhook.auth import authorized
+from webhook import sessions
+from webhook.auth import authorized, key_ok
+from webhook.ids import check_view_ids
 from worker import api as jobs_api
 from worker import batches
+from worker.ids import valid_id
 from worker.jobs.model import JobStatus
 from worker.jobs.views import iso, load_view
+from worker.storage.pixels import open_bounded
 
 log = logging.getLogger("mjflow.dashboard")
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder="static",
                static_url_path="/dashboard/static")
 
-KEY_COOKIE = "mjflow_key"
+KEY_COOKIE = sessions.SESSION_COOKIE
 CSRF_COOKIE = "mjflow_csrf"
 PARTIAL_HEADER = "X-Dashboard-Partial"
 REFRESH_HEADER = "X-Dashboard-Refresh"
 REFRESH_MS = 3000
-COOKIE_MAX_AGE_S = 7 * 24 * 3600
+COOKIE_MAX_AGE_S = sessions.SESSION_TTL_S
 INTERACTIVE = "interactive"
 PAGE_SIZE = 48
 SCAN_JOBS = 1000            # newest jobs looked at to find the interactive ones
@@ -94,10 +99,7 @@ def _engine():  # type: ignore[no-untyped-def]
 
 # -- auth ----------------------------------------------------------------------------------
 def _key_ok(candidate: str) -> bool:
-    ok = False
-    for key in _engine().settings.api_keys:
-        ok |= hmac.compare_digest(key.encode(), candidate.encode())
-    return ok
+    return key_ok(_engine().settings.api_keys, candidate)
 
 
 def _bearer() -> bool:
@@ -105,8 +107,10 @@ def _bearer() -> bool:
 
 
 def _local_path(target: str | None) -> str:
-    """``target`` if it is a path on this site, else ``/`` (no open redirects)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` if it is a path on this site, else ``/`` (no open redirects, no control
+    characters: a CRLF would split the Location header)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(c) < 32 or ord(c) == 127 for c in target):
         return url_for("dashboard.index")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
@@ -127,7 +131,8 @@ def _sign_in(key: str, target: str) -> Response:
     if not _key_ok(key):
         return _login_page(target, error="That key is not valid.", status=401)
     resp = redirect(_local_path(target))
-    resp.set_cookie(KEY_COOKIE, key, max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="Lax",
+    resp.set_cookie(KEY_COOKIE, sessions.start(_engine(), key), max_age=COOKIE_MAX_AGE_S,
+                    httponly=True, samesite="Lax",
                     secure=request.is_secure, path="/")
     return resp
 
@@ -175,6 +180,7 @@ def _gate():  # type: ignore[no-untyped-def]
         if request.endpoint == "dashboard.media" or request.headers.get(PARTIAL_HEADER):
             return Response("unauthorized\n", 401, mimetype="text/plain")
         return _login_page(request.full_path.rstrip("?"), status=401)
+    check_view_ids()
     if request.method == "POST" and not _bearer() and not _csrf_ok():
         return _error_page(403, "This form has expired or came from another site. "
                                 "Reload the page and try again.")
@@ -478,6 +484,7 @@ def login():  # type: ignore[no-untyped-def]
 @bp.post("/logout")
 def logout():  # type: ignore[no-untyped-def]
     resp = redirect(url_for("dashboard.login", done="signed-out"))
+    sessions.end(_engine(), request.cookies.get(KEY_COOKIE))
     resp.delete_cookie(KEY_COOKIE, path="/")
     return resp
 
@@ -598,7 +605,7 @@ _thumbs_lock = threading.Lock()
 
 def _image_record(engine: Any, job_id: str, key: str) -> dict[str, Any] | None:
     """The stored image ``key`` of job ``job_id``, or None: only a job's images are served."""
-    if not job_id or len(job_id) > 100:
+    if not valid_id(job_id):
         return None
     loaded = engine.store.load(job_id)
     if loaded is None:
@@ -611,13 +618,14 @@ def _image_record(engine: Any, job_id: str, key: str) -> dict[str, Any] | None:
     return None
 
 
-def _thumbnail(data: bytes, width: int) -> tuple[bytes, str] | None:
+def _thumbnail(data: bytes, width: int, max_pixels: int) -> tuple[bytes, str] | None:
     """``data`` scaled down to ``width`` pixels wide (JPEG, or PNG with alpha); None when
-    it is not wider already or cannot be read as an image."""
+    it is not wider already, has more than ``max_pixels`` pixels (never decoded then) or
+    cannot be read as an image."""
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_bounded(io.BytesIO(data), max_pixels) as im:
             if im.width <= width:
                 return None
             height = max(1, round(im.height * width / im.width))
@@ -660,7 +668,7 @@ def media(key: str):  # type: ignore[no-untyped-def]
             log.warning("media %s unavailable: %s", key, exc)
             abort(404, "the image is not in the store (purged or unreachable)")
         if width:
-            small = _thumbnail(data, width)
+            small = _thumbnail(data, width, engine.settings.max_image_pixels)
             if small:
                 data, ctype = small
             with _thumbs_lock:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from worker.flow.polling import heartbeat
 from worker.flow.tokens import verify_hook_token
+from worker.ids import valid_id
 from worker.jobs.model import IN_FLIGHT, StepStatus
 from worker.upstream import Task
 
@@ -36,7 +37,7 @@ def _reject(status: int, reason: str, message: str) -> tuple[Response, int]:
 def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
     engine = current_app.extensions["mjflow"]
     settings = engine.settings
-    step = engine.store.brief(step_id) if len(step_id) <= 64 else None
+    step = engine.store.brief(step_id) if valid_id(step_id) else None
     # the token names the attempt (the step's current state); "no such step" costs the same
     attempt = step.upstream_state if step else step_id
     if not verify_hook_token(settings, attempt, token) or step is None:
@@ -52,8 +53,8 @@ def receive(step_id: str, token: str):  # type: ignore[no-untyped-def]
     try:
         payload = json.loads(raw)
         task = Task.model_validate(payload) if isinstance(payload, dict) else None
-    except (ValueError, ValidationError, UnicodeDecodeError):
-        task = None
+    except (ValueError, ValidationError, UnicodeDecodeError, RecursionError):
+        task = None             # nested too deeply is malformed too: a 400, never a 500
     if task is None or not task.id:
         return _reject(400, "malformed", "body is not a task JSON object with an id")
     if step.status.terminal:

@@ -52,15 +52,21 @@ def read_jsonl(text: str) -> tuple[list[tuple[int, Any]], list[dict[str, Any]]]:
         raw = line.strip()
         if not raw:
             continue
-        if raw[0] in "{[\"":
-            try:
-                entries.append((number, loads_strict(raw)))
-            except (ValueError, RecursionError) as exc:
-                errors.append({"path": f"lines[{number}]", "line": number,
-                               "message": f"malformed JSON: {exc}"})
-            continue
-        entries.append((number, raw))
+        add_line(number, raw, entries, errors)
     return entries, errors
+
+
+def add_line(number: int, raw: str, entries: list[tuple[int, Any]],
+             errors: list[dict[str, Any]]) -> None:
+    """Append one stripped, non-blank JSONL line to ``entries`` (or its error to ``errors``)."""
+    if raw[0] in "{[\"":
+        try:
+            entries.append((number, loads_strict(raw)))
+        except (ValueError, RecursionError) as exc:
+            errors.append({"path": f"lines[{number}]", "line": number,
+                           "message": f"malformed JSON: {exc}"})
+        return
+    entries.append((number, raw))
 
 
 def _reject_constant(name: str) -> Any:

@@ -81,6 +81,14 @@ def create_batch_jsonl(engine: Engine, text: str, name: str | None = None,
                        batch_id: str | None = None, *, then: list[Any] | None = None) -> dict[str, Any]:
     """The same from JSONL text (one spec or prompt a line); errors name their line."""
     entries, errors = read_jsonl(text)
+    return create_batch_lines(engine, entries, errors, name=name, batch_id=batch_id, then=then)
+
+
+def create_batch_lines(engine: Engine, entries: list[tuple[int, Any]],
+                       errors: list[dict[str, Any]], name: str | None = None,
+                       batch_id: str | None = None, *, then: list[Any] | None = None,
+                       ) -> dict[str, Any]:
+    """The same from JSONL lines already read (``worker.batch_stream.read_jsonl_stream``)."""
     return _create(engine, entries, name=name, batch_id=batch_id, then=then, path="lines",
                    zero_based=False, errors=errors)
 
@@ -384,9 +392,21 @@ def report_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(REPORT_FIELDS), lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "imageKeys": " ".join(row["imageKeys"]),
-                         "reason": row["reason"] or "", "prompt": row["prompt"] or ""})
+        cells = {**row, "imageKeys": " ".join(row["imageKeys"]),
+                 "reason": row["reason"] or "", "prompt": row["prompt"] or ""}
+        writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     return buf.getvalue()
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` made inert for spreadsheets: a text starting like a formula gets a ``'``."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 # -- actions ---------------------------------------------------------------------------------

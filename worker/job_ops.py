@@ -6,19 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from typing import Any
+
+import redis
 
 from worker.delivery import delivery_log, replay
 from worker.errors import Conflict, NotFound, SpecError
 from worker.flow.engine import Engine
 from worker.flow.tick import dispatch
 from worker.jobs import machine
-from worker.jobs.spec import parse_spec
-from worker.jobs.store import Txn, new_id
+from worker.jobs.spec import JobSpec, parse_spec
+from worker.jobs.store import Txn
 from worker.jobs.views import job_view, load_view
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+MAX_SCAN_PER_PAGE = 500      # jobs of the index one list page looks at, at most
 
 
 def _body_hash(data: Any) -> str:
@@ -30,30 +32,48 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
     """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
     spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
     if idempotency_key:
-        key = engine.keys.idem(idempotency_key)
-        digest = _body_hash(data)
-        job_id = new_id("job")
-        if not engine.r.hsetnx(key, "job", job_id):
-            existing = engine.r.hgetall(key)
-            if existing.get("hash") and existing["hash"] != digest:
-                raise Conflict("Idempotency-Key already used with a different body")
-            for _ in range(50):
-                view = load_view(engine.store, existing["job"], engine.image_url)
-                if view:
-                    return view | {"replayed": True}
-                time.sleep(0.02)
-                existing = engine.r.hgetall(key)
-            raise Conflict("Idempotency-Key is being used by a request still in progress")
-        engine.r.hset(key, "hash", digest)
-        engine.r.expire(key, IDEMPOTENCY_TTL_S)
-        job = engine.store.create(spec, batch=batch, job_id=job_id)
+        job_id, created = _create_once(engine, idempotency_key, _body_hash(data), spec, batch)
+        if not created:
+            view = load_view(engine.store, job_id, engine.image_url)
+            if view is None:           # expired after the record was read: the key is free
+                return create_job(engine, data, idempotency_key=idempotency_key, batch=batch,
+                                  dispatch_now=dispatch_now)
+            return view | {"replayed": True}
     else:
-        job = engine.store.create(spec, batch=batch)
+        job_id = engine.store.create(spec, batch=batch).id
     if dispatch_now:
         dispatch(engine)
-    view = load_view(engine.store, job.id)
+    view = load_view(engine.store, job_id)
     assert view is not None
     return view
+
+
+def _create_once(engine: Engine, key: str, digest: str, spec: JobSpec,
+                 batch: str | None) -> tuple[str, bool]:
+    """``(job id, created)`` for an Idempotency-Key: the job and the key's record are
+    written in one MULTI/EXEC, WATCHing the record, so no crash leaves a key without its
+    job and two requests racing on one key cannot both create. A record of another body
+    is a :class:`Conflict`. A record whose job does not exist (left by a process killed
+    between claim and create before this was atomic) is taken over."""
+    idem = engine.keys.idem(key)
+    for _ in range(50):
+        with engine.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(idem)
+                existing = pipe.hgetall(idem)
+                if existing.get("hash") and existing["hash"] != digest:
+                    raise Conflict("Idempotency-Key already used with a different body")
+                if existing.get("job") and pipe.exists(engine.keys.job(existing["job"])):
+                    return existing["job"], False
+                pipe.multi()
+                job = engine.store.queue_create(pipe, spec, batch=batch)
+                pipe.hset(idem, mapping={"job": job.id, "hash": digest})
+                pipe.expire(idem, IDEMPOTENCY_TTL_S)
+                pipe.execute()
+                return job.id, True
+            except redis.WatchError:
+                continue
+    raise Conflict("Idempotency-Key is being used by requests still in progress; retry")
 
 
 def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
@@ -100,7 +120,11 @@ def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict
 def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
               created_from: float | None = None, created_to: float | None = None,
               cursor: str | None = None, limit: int = 50) -> dict[str, Any]:
-    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page."""
+    """Jobs newest first, filtered; ``cursor`` is the opaque ``next`` of the previous page.
+
+    One page looks at no more than ``MAX_SCAN_PER_PAGE`` jobs of the index: with a
+    ``status`` filter that matches few jobs, a page may hold fewer than ``limit`` items
+    (even none) and still carry a ``next`` cursor to continue from."""
     for name, value in (("created_from", created_from), ("created_to", created_to)):
         if value is not None and not math.isfinite(value):
             raise SpecError([{"path": name, "message": "must be a finite unix time"}])
@@ -126,12 +150,20 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
     offset = 0
     page = max(limit * 2, 50)
     last_score = None
-    while len(out) < limit:
+    scanned = 0
+    more = False
+    last_scanned: tuple[float, str] | None = None
+    while len(out) < limit and not more:
         rows = engine.r.zrevrangebyscore(index, hi, lo, start=offset, num=page, withscores=True)
         if not rows:
             break
         offset += len(rows)
         for job_id, score in rows:
+            if scanned >= MAX_SCAN_PER_PAGE:    # bounded work: the client follows ``next``
+                more = True
+                break
+            scanned += 1
+            last_scanned = (score, job_id)
             if skip_id is not None:
                 if score == cursor_score:
                     # ties with the cursor: skip up to and including the cursor job
@@ -146,5 +178,8 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
             last_score = (score, job_id)
             if len(out) >= limit:
                 break
-    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and len(out) >= limit else None
+    if more:
+        last_score = last_scanned
+    nxt = f"{last_score[0]!r}:{last_score[1]}" if last_score and (more or len(out) >= limit) \
+        else None
     return {"items": out, "next": nxt}

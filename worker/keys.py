@@ -35,6 +35,7 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:deliveries:failed           zset   delivery id -> time it gave up (state failed; replay removes it)
     {p}:endpoints:disabled          set    consumer URLs disabled after HTTP 410
     {p}:lock:{name}                 string singleton locks (beat tick)
+    {p}:session:{sha256}            string dashboard session (SHA-256 of its id) -> key fingerprint, expiring
     {p}:counter:{name}              hash   counters for metrics (by label)
 """
 from __future__ import annotations
@@ -144,6 +145,9 @@ class Keys:
         return self._k("endpoints", "disabled")
 
     # misc
+    def session(self, digest: str) -> str:
+        return self._k("session", digest)
+
     def lock(self, name: str) -> str:
         return self._k("lock", name)
 

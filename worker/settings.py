@@ -6,6 +6,7 @@ the first block are fixed by the design and must not change.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -80,16 +81,29 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     download_timeout_s: float = Field(default=60.0, gt=0)
     allowed_image_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_private_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_image_pixels: int = Field(default=64_000_000, ge=1_000_000)
     presign_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     key_template: str = "{job_id}/{step_index:02d}-{label}{suffix}.{ext}"
     step_events: bool = False
     delivery_timeout_s: float = Field(default=10.0, gt=0)
     max_upload_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
-    @field_validator("api_keys", "allowed_image_hosts", mode="before")
+    @field_validator("api_keys", "allowed_image_hosts", "allowed_private_networks",
+                     mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> list[str]:
         return _csv(value)
+
+    @field_validator("allowed_private_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network (CIDR): {entry!r}") from None
+        return value
 
     @field_validator("upstream_url", "public_url")
     @classmethod

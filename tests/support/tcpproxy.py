@@ -48,8 +48,13 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            shutdown_both(src, dst)
+
+
+def shutdown_both(*socks: socket.socket) -> None:
+    """Shut both directions of every socket down (errors ignored: it may be gone)."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

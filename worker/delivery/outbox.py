@@ -68,7 +68,7 @@ from worker.delivery.sender import CONNECT_TIMEOUT_S, SendResult, Verdict, post,
 from worker.errors import PermanentError, RetryableError, UnsafeURL
 from worker.keys import Keys
 from worker.settings import Settings
-from worker.storage.ssrf import check_peer, check_url
+from worker.storage.ssrf import Resolver, check_url, parse_networks
 
 log = logging.getLogger("mjflow.delivery")
 
@@ -171,6 +171,7 @@ def _send(
     now_s: float,
     schedule_s: Sequence[float],
     jitter_fraction: float,
+    resolver: Resolver | None = None,
 ) -> _Outcome:
     """Check, sign and POST one claimed delivery; never raises for consumer-side trouble."""
     url = fields["url"]
@@ -182,7 +183,12 @@ def _send(
     except Exception:  # noqa: BLE001 - the library raises several types; the secret stays out
         return _Outcome(State.FAILED, None, None, None, BAD_SECRET_REASON, "bad_secret")
     try:
-        check_url(url, allow_private=settings.allow_private_urls)
+        checked = check_url(
+            url,
+            allow_private=settings.allow_private_urls,
+            allowed_networks=parse_networks(settings.allowed_private_networks),
+            resolver=resolver,
+        )
     except UnsafeURL as exc:
         return _Outcome(
             State.FAILED, None, None, None, f"refused by the SSRF guard: {exc}", "refused"
@@ -195,14 +201,8 @@ def _send(
         )
     body = fields["body"]
     headers = signed_headers(signer, fields["msg_id"], body)
-    allow_private = settings.allow_private_urls
     res: SendResult = post(
-        session,
-        url,
-        body,
-        headers,
-        timeout_s=settings.delivery_timeout_s,
-        check_response=lambda resp: check_peer(resp, allow_private=allow_private),
+        session, url, body, headers, timeout_s=settings.delivery_timeout_s, checked=checked
     )
     if res.verdict is Verdict.REFUSED:
         return _Outcome(
@@ -250,6 +250,7 @@ def _attempt_claimed(
     now_s: float,
     schedule_s: Sequence[float],
     jitter_fraction: float,
+    resolver: Resolver | None = None,
 ) -> State | None:
     fields: dict[str, str] = r.hgetall(keys.delivery(delivery_id))  # type: ignore[assignment]
     if not fields or "url" not in fields:
@@ -267,6 +268,7 @@ def _attempt_claimed(
             now_s=now_s,
             schedule_s=schedule_s,
             jitter_fraction=jitter_fraction,
+            resolver=resolver,
         )
     entry = {
         "at": iso_utc(now_s),
@@ -348,6 +350,7 @@ def deliver_due(
     schedule_s: Sequence[float] = RETRY_SCHEDULE_S,
     jitter_fraction: float = JITTER_FRACTION,
     concurrency: int = DEFAULT_CONCURRENCY,
+    resolver: Resolver | None = None,
 ) -> int:
     """Attempt up to ``limit`` due deliveries, ``concurrency`` at a time; return how many.
 
@@ -387,6 +390,7 @@ def deliver_due(
                         now_s=now_s,
                         schedule_s=schedule_s,
                         jitter_fraction=jitter_fraction,
+                        resolver=resolver,
                     )
                 except Exception:
                     log.exception("webhook %s: attempt crashed", item[0])
@@ -415,6 +419,7 @@ def attempt(
     session: requests.Session | None = None,
     schedule_s: Sequence[float] = RETRY_SCHEDULE_S,
     jitter_fraction: float = JITTER_FRACTION,
+    resolver: Resolver | None = None,
 ) -> State | None:
     """Claim and attempt one pending delivery now, whatever its due time.
 
@@ -449,6 +454,7 @@ def attempt(
             now_s=now_s,
             schedule_s=schedule_s,
             jitter_fraction=jitter_fraction,
+            resolver=resolver,
         )
     finally:
         if session is None:

@@ -21,8 +21,9 @@ Verdicts (the spec: "2xx = success, anything else = failure"):
     other 4xx (400/401/...) retry per schedule too: an auth or routing mistake on the
                             consumer side is often fixed within the ~3 days the schedule spans
     timeout / conn. error   retry per schedule
-    peer check refused      refused (the connection reached a forbidden address: DNS
-                            rebinding after the URL check); the delivery fails
+    refused by the guard    refused (the pinned connection would go to a host other than
+                            the one checked); the delivery fails. The POST connects to the
+                            address the SSRF guard checked (``checked``), never re-resolved
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from __future__ import annotations
 import email.utils
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -39,6 +39,8 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from worker.errors import UnsafeURL
+from worker.storage.pinning import CheckedURL
+from worker.storage.ssrf import send_checked
 
 USER_AGENT = "mjflow-webhooks/0.1"
 CONNECT_TIMEOUT_S = 5.0
@@ -125,25 +127,31 @@ def post(
     headers: dict[str, str],
     *,
     timeout_s: float,
-    check_response: Callable[[requests.Response], None] | None = None,
+    checked: CheckedURL | None = None,
 ) -> SendResult:
     """POST ``body`` once, without following redirects, and classify the answer.
 
     Only the status line and headers are awaited (``stream=True``); the response body is
     never read, so a consumer that trickles a huge answer cannot hold the worker.
-    ``check_response`` (e.g. the SSRF guard's peer-address check) may raise
-    :class:`UnsafeURL` to turn any answer into a refusal.
+    With ``checked`` (what :func:`worker.storage.ssrf.check_url` approved) the connection
+    goes to the checked address, keeping the name for Host and TLS.
     """
     started = time.monotonic()
+    options = {
+        "data": body.encode("utf-8"),
+        "headers": headers,
+        "timeout": (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
+        "allow_redirects": False,
+        "stream": True,
+    }
     try:
-        resp = session.post(
-            url,
-            data=body.encode("utf-8"),
-            headers=headers,
-            timeout=(min(CONNECT_TIMEOUT_S, timeout_s), timeout_s),
-            allow_redirects=False,
-            stream=True,
-        )
+        if checked is None:
+            resp = session.post(url, **options)
+        else:
+            resp = send_checked(session, checked, "POST", url, **options)
+    except UnsafeURL as exc:
+        latency_ms = int((time.monotonic() - started) * 1000)
+        return SendResult(Verdict.REFUSED, None, latency_ms, str(exc)[:ERROR_MAX_CHARS])
     except requests.Timeout as exc:
         latency_ms = int((time.monotonic() - started) * 1000)
         error = f"timeout after {timeout_s:g} s ({_short(exc)})"[:ERROR_MAX_CHARS]
@@ -153,11 +161,6 @@ def post(
         return SendResult(Verdict.RETRY, None, latency_ms, _short(exc))
     latency_ms = int((time.monotonic() - started) * 1000)
     try:
-        if check_response is not None:
-            try:
-                check_response(resp)
-            except UnsafeURL as exc:
-                return SendResult(Verdict.REFUSED, None, latency_ms, str(exc)[:ERROR_MAX_CHARS])
         status = resp.status_code
         verdict = classify(status)
         error: str | None = None

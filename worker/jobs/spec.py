@@ -10,6 +10,7 @@ import binascii
 import json
 import re
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -95,8 +96,16 @@ class JobSpec(BaseModel):
     @field_validator("callbackUrl")
     @classmethod
     def _callback(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL")
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            raise ValueError("must be an http(s) URL (bad port)") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(
+                c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("must be an http(s) URL with a host and no spaces")
         return value
 
     @field_validator("metadata")

@@ -75,6 +75,15 @@ class JobStore:
     # -- creation -------------------------------------------------------------------
     def create(self, spec: JobSpec, *, batch: str | None = None, job_id: str | None = None,
                now: float | None = None) -> Job:
+        pipe = self.r.pipeline(transaction=True)
+        job = self.queue_create(pipe, spec, batch=batch, job_id=job_id, now=now)
+        pipe.execute()
+        return job
+
+    def queue_create(self, pipe: Any, spec: JobSpec, *, batch: str | None = None,
+                     job_id: str | None = None, now: float | None = None) -> Job:
+        """Queue the writes that create the job on ``pipe`` (a transaction the caller
+        executes, possibly with writes of its own: one atomic step)."""
         now = time.time() if now is None else now
         job = Job(id=job_id or new_id("job"), status=JobStatus.QUEUED,
                   spec=spec.model_dump(mode="json", exclude_none=True), created_at=now,
@@ -85,7 +94,6 @@ class JobStore:
         self._children(root, normalize_then(spec.then), steps, now)
         job.open_steps = len(steps)
         k = self.keys
-        pipe = self.r.pipeline(transaction=True)
         pipe.hset(k.job(job.id), mapping=job.to_hash())
         pipe.rpush(k.job_steps(job.id), *[s.id for s in steps])
         for s in steps:
@@ -96,7 +104,6 @@ class JobStore:
             pipe.zadd(k.batch_jobs(batch), {job.id: now})
         pipe.zadd(k.ready(job.lane), {root.id: ready_score(job.priority, now)})
         pipe.zadd(k.lanes(), {job.lane: 0}, nx=True)
-        pipe.execute()
         return job
 
     def _children(self, parent: Step, items: list[FollowUp], out: list[Step], now: float) -> None:

@@ -13,8 +13,9 @@ Checks, cheapest first:
 5. the running byte count: the stream is dropped as soon as it passes ``max_bytes``;
 6. a wall-clock deadline of ``timeout_s`` for the whole body (a watchdog shuts the socket,
    so a server trickling one byte at a time cannot hold a worker);
-7. Pillow reads the header (format, width, height) and ``verify()`` walks the file (for
-   PNG: every chunk's CRC). Pixels are never decoded here.
+7. Pillow reads the header (format, width, height): more than ``max_pixels`` pixels is
+   refused (:mod:`worker.storage.pixels`, decompression bombs); then ``verify()`` walks
+   the file (for PNG: every chunk's CRC). Pixels are never decoded here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from PIL import Image, UnidentifiedImageError
 
 from worker.errors import ImageRejected, SourceExpired
 from worker.storage.errors import DownloadUnavailable
-from worker.storage.ssrf import guarded_get, redact_url
+from worker.storage.pixels import DEFAULT_MAX_PIXELS, open_bounded
+from worker.storage.ssrf import IPNetwork, Resolver, guarded_get, redact_url
 
 CHUNK_BYTES = 64 * 1024
 SPOOL_MAX_BYTES = 1024 * 1024
@@ -93,6 +95,9 @@ def download_image(
     allowed_hosts: Iterable[str] = (),
     allow_private: bool = False,
     headers: Mapping[str, str] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    allowed_networks: Iterable[IPNetwork] = (),
+    resolver: Resolver | None = None,
 ) -> DownloadedImage:
     """Fetch ``url`` into a temporary file and verify it is an image (see module docstring)."""
     deadline = time.monotonic() + timeout_s
@@ -103,6 +108,8 @@ def download_image(
             url,
             allowed_hosts=allowed_hosts,
             allow_private=allow_private,
+            allowed_networks=allowed_networks,
+            resolver=resolver,
             timeout_s=(min(timeout_s, CONNECT_TIMEOUT_CAP_S), timeout_s),
             headers=request_headers,
         )
@@ -116,7 +123,7 @@ def download_image(
             digest, size = _stream_body(
                 response, spool, max_bytes=max_bytes, deadline=deadline, timeout_s=timeout_s
             )
-        image_format, width, height = _inspect(spool)
+        image_format, width, height = _inspect(spool, max_pixels)
     except BaseException:
         spool.close()
         raise
@@ -244,11 +251,11 @@ def _not_an_image(head: bytes, response: requests.Response) -> str:
     return f"not an image: {kind} (Content-Type {content_type})"
 
 
-def _inspect(spool: IO[bytes]) -> tuple[str, int, int]:
+def _inspect(spool: IO[bytes], max_pixels: int) -> tuple[str, int, int]:
     """(format, width, height) read by Pillow, after ``verify()`` walked the whole file."""
     spool.seek(0)
     try:
-        with Image.open(spool) as image:
+        with open_bounded(spool, max_pixels) as image:
             image_format = image.format or ""
             width, height = image.size
             image.verify()

@@ -6,7 +6,8 @@ format) into its own ``SpooledTemporaryFile``, hashed on the way out. For an odd
 height the right/bottom quarters get the extra pixel.
 
 Unlike the download, this decodes pixels: a 2048×2048 RGB grid holds about 12 MB while
-it is split. Downloads were already checked by Pillow (size, decompression-bomb limit).
+it is split. The pixel count is checked from the header before decoding
+(:mod:`worker.storage.pixels`, ``MJFLOW_MAX_IMAGE_PIXELS``), whatever the caller checked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import IO, NamedTuple
 from PIL import Image
 
 from worker.errors import ImageRejected
+from worker.storage.pixels import DEFAULT_MAX_PIXELS, open_bounded
 
 SPOOL_MAX_BYTES = 1024 * 1024
 PNG_COMPRESS_LEVEL = 6
@@ -49,11 +51,11 @@ class _HashingWriter:
         self.target.flush()
 
 
-def split_grid(fileobj: IO[bytes]) -> list[GridPart]:
+def split_grid(fileobj: IO[bytes], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[GridPart]:
     """The four quarters of the grid in ``fileobj`` (read from its start) as PNG files."""
     fileobj.seek(0)
     try:
-        with Image.open(fileobj) as grid:
+        with open_bounded(fileobj, max_pixels) as grid:
             grid.load()
             return _quarters(grid)
     except (OSError, ValueError, SyntaxError) as exc:

@@ -8,18 +8,21 @@ check every hop.
 The policy:
 
 * scheme ``http`` or ``https`` only (no ``file:``, ``ftp:``, ``gopher:``, ``data:``...);
-* a host is required; with a non-empty ``allowed_hosts`` it must be listed: an entry
-  ``example.com`` matches that host exactly, ``.example.com`` matches it and any subdomain;
-* every address the host resolves to must be public. Private (RFC 1918, ULA), loopback,
-  link-local, CGNAT ``100.64.0.0/10``, multicast, reserved and unspecified addresses are
-  refused unless ``allow_private`` (local runs and tests, ``MJFLOW_ALLOW_PRIVATE_URLS``);
-* cloud metadata endpoints (``169.254.169.254``, ``fd00:ec2::254``, ...) are refused
-  **always**, even with ``allow_private``: no local setup needs them, and they hand out
-  credentials.
+* a host is required; with a non-empty ``allowed_hosts`` it must be listed, **with its
+  port**: an entry ``example.com`` matches that host on the scheme's default port (443 for
+  https, 80 for http), ``example.com:8443`` that port only, ``.example.com`` the domain and
+  any subdomain (``.example.com:8443`` likewise);
+* the host is resolved **once** (``resolver``, by default the system's ``getaddrinfo``)
+  and every address it resolves to must pass :func:`~worker.storage.addresses.address_refusal`
+  (no loopback, private, link-local... unless ``allow_private``; never cloud metadata);
+* the request then connects to the first checked address (:mod:`worker.storage.pinning`),
+  keeping the name for the ``Host`` header, TLS SNI and certificate checks, so a name
+  that re-resolves elsewhere after the check (DNS rebinding) is never followed. Through a
+  proxy (``HTTP(S)_PROXY``) nothing can be pinned: the proxy resolves and decides.
 
-After the response headers arrive, the guard also checks the address the connection
-actually reached, which closes most of the DNS-rebinding window between the check and
-the connect (the request itself has been sent by then; for GETs that is harmless).
+Refusals never say what a *name* resolves to (a consumer's delivery log must not map the
+internal network): "refused by policy". For an IP literal the kind is given
+("loopback"), since the URL already shows the address.
 
 Errors: :class:`~worker.errors.UnsafeURL` (permanent) for refusals;
 :class:`~worker.storage.errors.HostUnresolvable` (retryable) when DNS fails. Network
@@ -29,39 +32,48 @@ errors from ``requests`` propagate unchanged: each caller maps them to its own e
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from worker.errors import UnsafeURL
+from worker.storage.addresses import (  # noqa: F401 - re-exported: the guard's vocabulary
+    METADATA_ADDRESSES,
+    IPAddress,
+    IPNetwork,
+    address_refusal,
+    parse_networks,
+)
 from worker.storage.errors import HostUnresolvable
+from worker.storage.pinning import DEFAULT_PORTS, CheckedURL, pinned_session
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+log = logging.getLogger("mjflow.ssrf")
 
 ALLOWED_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 DEFAULT_MAX_REDIRECTS = 5
-
-#: Refused even with ``allow_private``: instance metadata services of the major clouds.
-METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
-    ipaddress.ip_address(a)
-    for a in (
-        "169.254.169.254",  # AWS, GCP, Azure, OpenStack, DigitalOcean
-        "169.254.170.2",  # AWS ECS task credentials
-        "fd00:ec2::254",  # AWS IMDS over IPv6
-        "100.100.100.200",  # Alibaba Cloud
-    )
-)
-CGNAT_NETWORK = ipaddress.ip_network("100.64.0.0/10")
 #: Headers not forwarded when a redirect leaves the original host.
 CREDENTIAL_HEADERS = ("authorization", "cookie", "proxy-authorization")
+POLICY = "refused by policy"
+
+#: ``resolver(host, port)`` -> every address of ``host`` (tests inject their own).
+Resolver = Callable[[str, int], list[IPAddress]]
 
 
-def check_url(url: str, *, allowed_hosts: Iterable[str] = (), allow_private: bool = False) -> None:
-    """Raise :class:`UnsafeURL` unless ``url`` is safe to fetch under the policy above."""
+def check_url(
+    url: str,
+    *,
+    allowed_hosts: Iterable[str] = (),
+    allow_private: bool = False,
+    allowed_networks: Iterable[IPNetwork] = (),
+    resolver: Resolver | None = None,
+) -> CheckedURL:
+    """Raise :class:`UnsafeURL` unless ``url`` is safe under the policy above; return the
+    host, port and the checked address to connect to."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
@@ -70,31 +82,74 @@ def check_url(url: str, *, allowed_hosts: Iterable[str] = (), allow_private: boo
         )
     try:
         host = (parts.hostname or "").rstrip(".")
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError as exc:  # a port that is not a number or out of range
         raise UnsafeURL(f"refused URL {redact_url(url)}: {exc}") from None
     if not host:
         raise UnsafeURL(f"refused URL {redact_url(url)}: no host")
+    if any(c.isspace() for c in parts.netloc):
+        raise UnsafeURL(f"refused URL {redact_url(url)}: whitespace in the host")
     allowed = [h.strip().lower().rstrip(".") for h in allowed_hosts if h.strip()]
-    if allowed and not host_allowed(host, allowed):
-        raise UnsafeURL(f"refused URL {redact_url(url)}: host {host!r} is not in the allowed hosts")
-    for address in resolve(host, port):
-        reason = address_refusal(address, allow_private=allow_private)
-        if reason:
-            raise UnsafeURL(f"refused URL {redact_url(url)}: {host} resolves to {reason}")
+    if allowed and not host_allowed(host, allowed, port=port, default_port=DEFAULT_PORTS[scheme]):
+        shown = host if parts.port is None else f"{host}:{port}"
+        raise UnsafeURL(f"refused URL {redact_url(url)}: host {shown!r} is not in the allowed hosts")
+    literal = _literal(host)
+    addresses = [literal] if literal is not None else (resolver or resolve)(host, port)
+    if not addresses:
+        raise HostUnresolvable(f"cannot resolve host {host!r}: no addresses")
+    networks = tuple(allowed_networks)
+    for address in addresses:
+        kind = address_refusal(address, allow_private=allow_private, allowed_networks=networks)
+        if kind is None:
+            continue
+        if literal is not None:
+            raise UnsafeURL(f"refused URL {redact_url(url)}: {POLICY} (a {kind} address)")
+        log.info("refused %s: %s resolves to a %s address", redact_url(url), host, kind)
+        raise UnsafeURL(f"refused URL {redact_url(url)}: {POLICY}")
+    return CheckedURL(host.lower(), port, addresses[0])
 
 
-def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
-    """Does ``host`` match an entry (exact, or ``.suffix`` for the domain and its subdomains)?"""
+def host_allowed(
+    host: str,
+    allowed_hosts: Iterable[str],
+    *,
+    port: int | None = None,
+    default_port: int | None = None,
+) -> bool:
+    """Does ``host`` (on ``port``) match an entry? Entries: ``name``, ``.suffix`` (the
+    domain and its subdomains), either with an optional ``:port``; an entry without a
+    port stands for ``default_port``. With ``port=None`` ports are not compared."""
     host = host.lower().rstrip(".")
-    for entry in allowed_hosts:
-        entry = entry.lower().rstrip(".")
+    for raw in allowed_hosts:
+        entry, entry_port = split_host_port(raw.strip().lower())
+        if port is not None and (entry_port if entry_port is not None else default_port) != port:
+            continue
+        entry = entry.rstrip(".")
         if entry.startswith("."):
             if host == entry[1:] or host.endswith(entry):
                 return True
         elif host == entry:
             return True
     return False
+
+
+def split_host_port(entry: str) -> tuple[str, int | None]:
+    """``"a.com:8080"`` -> ``("a.com", 8080)``, ``"[::1]:80"`` -> ``("::1", 80)``, else no port."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return entry, None
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -113,31 +168,6 @@ def resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def address_refusal(address: IPAddress, *, allow_private: bool = False) -> str | None:
-    """Why ``address`` may not be reached, or ``None`` when it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES:
-        return f"{address}, a cloud metadata address"
-    if address.is_multicast:
-        return f"{address}, a multicast address"
-    if allow_private:
-        return None
-    checks = (
-        ("loopback", address.is_loopback),
-        ("unspecified", address.is_unspecified),
-        ("link-local", address.is_link_local),
-        ("carrier-grade NAT", address in CGNAT_NETWORK),
-        ("private", address.is_private),
-        ("reserved", address.is_reserved),
-        ("non-global", not address.is_global),
-    )
-    for label, hit in checks:
-        if hit:
-            return f"{address}, a {label} address"
-    return None
-
-
 def guarded_request(
     session: requests.Session,
     method: str,
@@ -145,13 +175,16 @@ def guarded_request(
     *,
     allowed_hosts: Iterable[str] = (),
     allow_private: bool = False,
+    allowed_networks: Iterable[IPNetwork] = (),
+    resolver: Resolver | None = None,
     timeout_s: float | tuple[float, float],
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     headers: Mapping[str, str] | None = None,
     stream: bool = True,
     **kwargs: Any,
 ) -> requests.Response:
-    """Send a request, following at most ``max_redirects`` redirects, each hop checked.
+    """Send a request, following at most ``max_redirects`` redirects, each hop checked
+    and connected to the address that was checked.
 
     ``timeout_s`` is the per-socket-operation timeout given to ``requests`` (connect,
     read); a total deadline is the caller's business. Extra ``kwargs`` (``data``,
@@ -160,24 +193,14 @@ def guarded_request(
     when a redirect changes host. The caller closes the returned response.
     """
     allowed = tuple(allowed_hosts)
+    networks = tuple(allowed_networks)
     hop_headers = dict(headers or {})
     for _hop in range(max_redirects + 1):
-        check_url(url, allowed_hosts=allowed, allow_private=allow_private)
-        response = session.request(
-            method,
-            url,
-            headers=hop_headers,
-            timeout=timeout_s,
-            allow_redirects=False,
-            stream=stream,
-            **kwargs,
-        )
-        try:
-            if not _proxied(session, url):  # through a proxy the peer is the proxy
-                check_peer(response, allow_private=allow_private)
-        except UnsafeURL:
-            response.close()
-            raise
+        checked = check_url(url, allowed_hosts=allowed, allow_private=allow_private,
+                            allowed_networks=networks, resolver=resolver)
+        response = send_checked(session, checked, method, url, headers=hop_headers,
+                                timeout=timeout_s, allow_redirects=False, stream=stream,
+                                **kwargs)
         location = response.headers.get("Location")
         if response.status_code not in REDIRECT_STATUSES or not location:
             return response
@@ -195,12 +218,28 @@ def guarded_request(
     raise UnsafeURL(f"refused URL {redact_url(url)}: more than {max_redirects} redirects")
 
 
+def send_checked(
+    session: requests.Session, checked: CheckedURL, method: str, url: str, **kwargs: Any
+) -> requests.Response:
+    """``session.request(method, url, **kwargs)`` connected to ``checked.address`` (through
+    ``session`` itself when it would use a proxy: the proxy resolves)."""
+    if _proxied(session, url):
+        return session.request(method, url, **kwargs)
+    pinned = pinned_session(session, checked)
+    try:
+        return pinned.request(method, url, **kwargs)
+    finally:
+        pinned.close()  # an open streamed response keeps its connection until it is closed
+
+
 def guarded_get(
     session: requests.Session,
     url: str,
     *,
     allowed_hosts: Iterable[str] = (),
     allow_private: bool = False,
+    allowed_networks: Iterable[IPNetwork] = (),
+    resolver: Resolver | None = None,
     timeout_s: float | tuple[float, float],
     max_redirects: int = DEFAULT_MAX_REDIRECTS,
     headers: Mapping[str, str] | None = None,
@@ -212,25 +251,12 @@ def guarded_get(
         url,
         allowed_hosts=allowed_hosts,
         allow_private=allow_private,
+        allowed_networks=allowed_networks,
+        resolver=resolver,
         timeout_s=timeout_s,
         max_redirects=max_redirects,
         headers=headers,
     )
-
-
-def check_peer(response: requests.Response, *, allow_private: bool = False) -> None:
-    """Refuse a response whose connection reached a forbidden address (DNS rebinding)."""
-    connection = getattr(response.raw, "connection", None)
-    sock = getattr(connection, "sock", None)
-    if sock is None or getattr(connection, "proxy", None):  # via a proxy: the proxy decides
-        return
-    try:
-        peer = ipaddress.ip_address(str(sock.getpeername()[0]).split("%", 1)[0])
-    except (OSError, ValueError):
-        return
-    reason = address_refusal(peer, allow_private=allow_private)
-    if reason:
-        raise UnsafeURL(f"refused URL {redact_url(response.url)}: connected to {reason}")
 
 
 def _proxied(session: requests.Session, url: str) -> bool:

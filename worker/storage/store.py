@@ -27,11 +27,12 @@ from typing import IO, Any, Protocol
 import requests
 
 from worker.errors import SourceExpired
+from worker.storage.addresses import parse_networks
 from worker.storage.download import DownloadedImage, download_image
 from worker.storage.errors import SourceGone
 from worker.storage.grid import split_grid
 from worker.storage.naming import image_key, manifest_key
-from worker.storage.sinks import Sink
+from worker.storage.sink import Sink
 
 #: S3 allows 2 KB of user metadata; a prompt this long encodes to at most 1.5 KB.
 PROMPT_METADATA_MAX_BYTES = 512
@@ -44,7 +45,9 @@ class StorageSettings(Protocol):
     max_image_bytes: int
     download_timeout_s: float
     allowed_image_hosts: list[str]
+    allowed_private_networks: list[str]
     allow_private_urls: bool
+    max_image_pixels: int
 
 
 @dataclass
@@ -160,7 +163,9 @@ def _download_with_refresh(
             timeout_s=settings.download_timeout_s,
             allowed_hosts=allowed,
             allow_private=settings.allow_private_urls,
+            allowed_networks=parse_networks(settings.allowed_private_networks),
             headers=req.headers,
+            max_pixels=settings.max_image_pixels,
         )
 
     url = req.image_url
@@ -191,7 +196,7 @@ def _store_quarters(
     sink: Sink, req: StoreRequest, settings: StorageSettings, image: DownloadedImage
 ) -> list[StoredImage]:
     stored: list[StoredImage] = []
-    parts = split_grid(image.file)
+    parts = split_grid(image.file, max_pixels=settings.max_image_pixels)
     try:
         for part in parts:
             name = part.suffix.lstrip("-")

@@ -195,7 +195,7 @@ class UpstreamClient(SubmitMethods):
         started = time.monotonic()
         try:
             response = self._send("POST", prefix + url_path, body, self.submit_timeout_s,
-                                  stream=True, allow_redirects=False)
+                                  stream=True)
             reply = read_reply(response)
         except requests.RequestException as exc:
             answer = classify(None, None, None, self.profile, endpoint=name, exc=exc)
@@ -343,9 +343,10 @@ class UpstreamClient(SubmitMethods):
     @property
     def allowed_image_hosts(self) -> frozenset[str]:
         """Hosts the final image may come from: the profile's CDN hosts, the operator's
-        extra hosts and the upstream's own host."""
-        base_host = (urlsplit(self.base_url).hostname or "").lower()
-        return self.profile.allowed_image_hosts | self._extra_image_hosts | {base_host}
+        extra hosts and the upstream's own host with its port (entries are compared with
+        the port too, see :func:`worker.storage.ssrf.host_allowed`)."""
+        base = urlsplit(self.base_url).netloc.rsplit("@", 1)[-1].lower()  # host[:port]
+        return self.profile.allowed_image_hosts | self._extra_image_hosts | {base}
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -367,11 +368,13 @@ class UpstreamClient(SubmitMethods):
         return upper
 
     def _send(self, method: str, path: str, body: Any, read_timeout_s: float, *,
-              stream: bool, allow_redirects: bool = True) -> requests.Response:
+              stream: bool) -> requests.Response:
+        """Send one request; redirects are never followed (the ``mj-api-secret`` header
+        would go to the redirect target): a 3xx is classified as an error answer."""
         return self._session.request(
             method, f"{self.base_url}{path}", json=body, headers=self._headers,
             timeout=(self.connect_timeout_s, read_timeout_s), stream=stream,
-            allow_redirects=allow_redirects,
+            allow_redirects=False,
         )
 
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float | None:
