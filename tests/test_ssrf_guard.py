@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 
 from tests.support.recorder import Recorder
-from worker.delivery.outbox import deliver_due, enqueue, get_delivery
+from worker.delivery import deliver_due, enqueue, get_delivery
 from worker.errors import UnsafeURL
 from worker.keys import Keys
 from worker.settings import load_settings

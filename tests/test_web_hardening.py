@@ -13,7 +13,7 @@ import pytest
 
 from webhook import create_app
 from webhook.sessions import SESSION_COOKIE, SESSION_TTL_S
-from worker.api import MAX_SCAN_PER_PAGE
+from worker.job_ops import MAX_SCAN_PER_PAGE
 from worker.flow.engine import Engine, Inline
 from worker.jobs import machine
 from worker.jobs.spec import JobSpec

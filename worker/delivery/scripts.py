@@ -2,7 +2,7 @@
 
 Keys are passed in (built by :class:`worker.keys.Keys`); ``CLAIM_DUE`` also gets the
 delivery-hash prefix (``keys.delivery("")``) since the ids it claims are only known inside
-the script. States are the strings of :class:`worker.delivery.outbox.State`.
+the script. States are the strings of :class:`worker.delivery.queue.State`.
 """
 
 # KEYS: delivery hash, job deliveries list, due zset, disabled set
