@@ -16,7 +16,7 @@ from worker.flow.tick import dispatch
 from worker.jobs import machine
 from worker.jobs.spec import parse_spec
 from worker.jobs.store import Txn, new_id
-from worker.jobs.views import job_view, load_view
+from worker.jobs.views import job_view, load_view, not_retried
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 
@@ -38,7 +38,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
             if existing.get("hash") and existing["hash"] != digest:
                 raise Conflict("Idempotency-Key already used with a different body")
             for _ in range(50):
-                view = load_view(engine.store, existing["job"], engine.image_url)
+                view = load_view(engine.store, existing["job"], engine.images)
                 if view:
                     return view | {"replayed": True}
                 time.sleep(0.02)
@@ -51,7 +51,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
         job = engine.store.create(spec, batch=batch)
     if dispatch_now:
         dispatch(engine)
-    view = load_view(engine.store, job.id)
+    view = load_view(engine.store, job.id, engine.images_listed)
     assert view is not None
     return view
 
@@ -61,9 +61,10 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     if loaded is None:
         raise NotFound(f"no job {job_id}")
     job, steps = loaded
-    view = job_view(job, steps, engine.image_url)
+    view = job_view(job, steps, engine.images_checked)
     view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
     view["manifest"] = job.manifest
+    view["manifestUri"] = job.manifest_uri
     view["events"] = engine.store.notes(job_id)
     return view
 
@@ -83,7 +84,9 @@ def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
 
 
 def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict[str, Any]:
-    """Run the failed steps of a finished job again (their children too)."""
+    """Run the failed steps of a finished job again (their children too); the view says
+    how many were reopened (``retried``) and which failed steps a retry cannot help and
+    why (``notRetried``: a follow-up whose button was never offered...)."""
     loaded = engine.store.load(job_id)
     if loaded is None:
         raise NotFound(f"no job {job_id}")
@@ -94,7 +97,8 @@ def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict
     count = engine.store.mutate(job_id, fn) or 0
     if count and dispatch_now:
         dispatch(engine)
-    return get_job(engine, job_id) | {"retried": count}
+    view = get_job(engine, job_id)
+    return view | {"retried": count, "notRetried": not_retried(view)}
 
 
 def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
@@ -139,7 +143,7 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
                         skip_id = None
                     continue
                 skip_id = None          # the cursor job is gone; carry on below its score
-            view = load_view(engine.store, job_id)
+            view = load_view(engine.store, job_id, engine.images_listed)
             if view is None or (status and view["status"] != status):
                 continue
             out.append(view)
