@@ -55,6 +55,7 @@ import redis
 import requests
 
 from bench.chaos_checks import IDLE_QUEUES, Collected, Row, evaluate, render
+from worker.storage.naming import THUMB_SUFFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -477,7 +478,7 @@ class Consumer:
             return 400
         job_id = (event.get("data") or {}).get("jobId")
         record = {"msg_id": headers.get("webhook-id"), "type": event.get("type"),
-                  "data": event.get("data") or {}, "at": time.time()}
+                  "data": _event_relative(event.get("data") or {}), "at": time.time()}
         with self.lock:
             self.events.setdefault(str(job_id), []).append(record)
         return 204
@@ -936,6 +937,21 @@ class Monitor:
 
 
 # -- collecting -----------------------------------------------------------------------------
+def _event_relative(data: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(data.get("images"), list):
+        data["images"] = [str(k).removeprefix(f"{S3_PREFIX}/") for k in data["images"]]
+    return data
+
+
+def _sink_relative(view: dict[str, Any]) -> dict[str, Any]:
+    """Image keys below the storage prefix, as the inventory lists objects (views and
+    events give each object's real key, prefix included)."""
+    for step in view.get("steps") or []:
+        for img in step.get("images") or []:
+            img["key"] = img["key"].removeprefix(f"{S3_PREFIX}/")
+    return view
+
+
 def fetch_views(system: System, job_ids: list[str]) -> dict[str, dict[str, Any] | None]:
     def one(jid: str) -> tuple[str, dict[str, Any] | None]:
         for _ in range(5):
@@ -943,7 +959,7 @@ def fetch_views(system: System, job_ids: list[str]) -> dict[str, dict[str, Any] 
                 resp = requests.get(f"{system.web_url}/v1/jobs/{jid}", headers=system.headers,
                                     timeout=HTTP_TIMEOUT_S)
                 if resp.status_code == 200:
-                    return jid, resp.json()
+                    return jid, _sink_relative(resp.json())
             except requests.RequestException:
                 pass
             time.sleep(0.5)
@@ -979,6 +995,8 @@ def s3_inventory(system: System, views: dict[str, dict | None], verify_bytes: in
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=BUCKET, Prefix=base):
         for ver in page.get("Versions", []):
             key = ver["Key"][len(base):]
+            if key.endswith(THUMB_SUFFIX):
+                continue                              # each image's thumbnail, beside it
             entry = objects.setdefault(key, {"size": 0, "versions": 0, "etags": [], "times": []})
             entry["versions"] += 1
             entry["etags"].append(ver.get("ETag"))

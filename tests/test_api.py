@@ -189,6 +189,10 @@ def test_malformed_json_and_wrong_content_type_are_400(live):
     ({"action": "DESCRIBE", "base64": "https://example.com/cat.png"}, "base64", "data URL"),
     ({"prompt": "x", "callbackUrl": "ftp://x"}, "callbackUrl", "http"),
     ({"prompt": "x", "metadata": {"a": "\ud800"}}, "body", "surrogate"),
+    ({"prompt": "x", "then": ["U1", "U5"]}, "then[1]", "valid labels: U1, U2, U3, U4, V1"),
+    ({"prompt": "x", "then": [{"button": "V2", "then": ["V0"]}]}, "then[0].then[0]",
+     "V1 to V4 only"),
+    ({"prompt": "x", "then": [{"button": "upsample::9"}]}, "then[0].button", "can never be offered"),
 ])
 def test_invalid_specs_name_the_field(live, body, path, words):
     engine, url, s = live

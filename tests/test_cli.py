@@ -58,6 +58,32 @@ def test_bad_lines_are_all_reported_and_nothing_is_submitted(stack, tmp_path):
     assert run(stack, "batch", str(tmp_path / "missing.jsonl")).returncode == 2
 
 
+def test_skip_invalid_counts_duplicate_keys_and_a_retry_that_cannot_help(stack, tmp_path):
+    f = tmp_path / "skus.jsonl"
+    f.write_text('{"prompt": "a red fox", "key": "sku-1"}\n'
+                 '{"prompt": "a blue fox", "key": "sku-1"}\n'
+                 '{"prompt": "a green fox", "then": ["U5"]}\n'
+                 '{"prompt": "a zoomed fox", "key": "sku-2", "then": ["Zoom Out 2x"]}\n',
+                 encoding="utf-8")
+    res = run(stack, "batch", str(f))
+    assert res.returncode == 2
+    assert (f"{f}:2: key: key 'sku-1' is used by more than one item (lines 1 and 2)"
+            in res.stderr), res.stderr
+    assert f"{f}:3: then[0]: button 'U5' can never be offered" in res.stderr
+    assert "valid labels: U1, U2, U3, U4" in res.stderr and "2 bad line(s)" in res.stderr
+    done = run(stack, "batch", str(f), "--skip-invalid", "--json")
+    assert "skipping 2 bad line(s): 2, 3" in done.stderr, done.stderr
+    view = json.loads(done.stdout)
+    assert view["submitted"] == {"created": 2, "done": 0, "inProgress": 0, "retried": 0,
+                                 "renewed": 0, "skipped": 2}
+    assert view["total"] == 2 and view["counts"]["succeeded"] == 1 and view["counts"]["partial"] == 1
+    # the Zoom Out a grid never offers failed: a retry cannot help, and says so (exit 1)
+    retried = run(stack, "retry", str(f), "--failed")
+    assert retried.returncode == 1, retried.stdout + retried.stderr
+    assert "0 step(s) of 0 job(s) retried" in retried.stdout
+    assert "(sku-2) Zoom Out 2x: button 'Zoom Out 2x' was never offered by IMAGINE" in retried.stdout
+
+
 def test_batch_killed_interrupted_and_rerun_submits_each_task_once(stack, tmp_path):
     lines = [json.dumps({"prompt": f"resume item {i}", "then": ["U1"]}) if i % 3 == 0
              else f"resume item {i} --ar 3:2" for i in range(12)]
@@ -98,7 +124,7 @@ def test_batch_killed_interrupted_and_rerun_submits_each_task_once(stack, tmp_pa
     again = run(stack, "batch", str(f), "--detach", "--json", cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads(again.stdout)["submitted"] == {"created": 0, "done": 12, "inProgress": 0,
-                                                     "retried": 0, "renewed": 0}
+                                                     "retried": 0, "renewed": 0, "skipped": 0}
     assert stack.sim_stats()["submissions"] == stats["submissions"]
 
     # the report, by file path

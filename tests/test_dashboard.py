@@ -9,9 +9,11 @@ window and resumes a paused dispatch. Screenshots go to ``artifacts/dashboard-*.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +32,34 @@ from tests.support.browser import (
 from tests.support.stack import BIN, Stack
 
 KEY = "dash-key"
+CJK_FONT = "Noto Sans CJK SC"          # named in dashboard.css; Debian's fonts-noto-cjk
+
+
+def _has_cjk_font() -> bool:
+    if shutil.which("fc-list") is None:
+        return False
+    found = subprocess.run(["fc-list", f":family={CJK_FONT}", "family"], capture_output=True,
+                           text=True, check=False)
+    return CJK_FONT in found.stdout
+
+
+def ensure_cjk_font() -> str | None:
+    """Install Debian's ``fonts-noto-cjk`` when the CJK font the CSS names is missing;
+    None when it is there, else why not (no apt-get, not root, the install failed)."""
+    if _has_cjk_font():
+        return None
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        return f"{CJK_FONT} missing and apt-get is not usable here: apt-get install fonts-noto-cjk"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "install", "-y", "fonts-noto-cjk"],
+                 ["apt-get", "update"], ["apt-get", "install", "-y", "fonts-noto-cjk"]):
+        try:
+            subprocess.run(argv, env=env, capture_output=True, timeout=900, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(argv)} failed: {exc}"
+        if _has_cjk_font():
+            return None
+    return "apt-get could not install fonts-noto-cjk"
 
 
 def web_app():  # type: ignore[no-untyped-def]
@@ -62,19 +92,31 @@ def _png(width: int = 600, height: int = 400) -> bytes:
     return out.getvalue()
 
 
-def _job_with_image(engine, data: bytes | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _store_image(engine, job_id: str, data: bytes, *, index: int = 0, label: str = "IMAGINE"):  # type: ignore[no-untyped-def]
+    """Store ``data`` as a step's image the way the store step does: downloaded from a
+    loopback server, put in the sink with its thumbnail; returns the image record."""
+    from flask import Flask
+
+    from tests.support.web import serve
+    from worker.storage import StoreRequest, store_step_images
+
+    app = Flask("images")
+    app.add_url_rule("/img.png", "img", lambda: (data, 200, {"Content-Type": "image/png"}))
+    with serve(app) as base:
+        req = StoreRequest(job_id=job_id, step_index=index, label=label, task_id="t1",
+                           prompt="a red fox", image_url=f"{base}/img.png")
+        stored = store_step_images(engine.sink, engine.http, req, settings=engine.settings)
+    return stored[0].to_dict()
+
+
+def _job_with_image(engine) -> tuple[str, str]:  # type: ignore[no-untyped-def]
     from worker.jobs.spec import JobSpec
 
     job = engine.store.create(JobSpec.model_validate({"prompt": "a red fox"}))
-    data = data or _png()
-    sha = hashlib.sha256(data).hexdigest()
-    key = f"{job.id}/00-IMAGINE.png"
-    engine.sink.put(key, io.BytesIO(data), content_type="image/png", metadata={}, sha256_hex=sha)
+    record = _store_image(engine, job.id, _png())
     step_id = engine.r.lindex(engine.keys.job_steps(job.id), 0)
-    engine.r.hset(engine.keys.step(step_id), "images", json.dumps([{
-        "key": key, "sha256": sha, "bytes": len(data), "width": 600, "height": 400,
-        "contentType": "image/png", "part": ""}]))
-    return job.id, key
+    engine.r.hset(engine.keys.step(step_id), "images", json.dumps([record]))
+    return job.id, record["key"]
 
 
 def test_login_sets_an_httponly_cookie_and_pages_need_it(client):
@@ -119,38 +161,42 @@ def test_posts_need_the_csrf_token_or_a_bearer_key(client, engine):
 
 def test_media_serves_only_images_of_known_jobs(client, engine):
     job_id, key = _job_with_image(engine)
-    assert client.get(f"/media/{key}").status_code == 401
+    assert client.get(f"/media/{key}?job={job_id}").status_code == 401
     bearer = {"Authorization": f"Bearer {KEY}"}
-    full = client.get(f"/media/{key}", headers=bearer)
+    full = client.get(f"/media/{key}?job={job_id}", headers=bearer)
     assert full.status_code == 200 and full.mimetype == "image/png" and full.data[:4] == b"\x89PNG"
-    thumb = client.get(f"/media/{key}?job={job_id}&w=120", headers=bearer)
+    thumb = client.get(f"/media/{key}?job={job_id}&thumb=1", headers=bearer)
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     from PIL import Image
 
-    assert Image.open(io.BytesIO(thumb.data)).size == (120, 80)
-    again = client.get(f"/media/{key}?w=120", headers=bearer | {"If-None-Match": thumb.headers["ETag"]})
+    assert Image.open(io.BytesIO(thumb.data)).size == (320, 213)   # made when stored
+    again = client.get(f"/media/{key}?job={job_id}&thumb=1",
+                       headers=bearer | {"If-None-Match": thumb.headers["ETag"]})
     assert again.status_code == 304
     for bad in (f"/media/{job_id}/manifest.json", f"/media/{job_id}/../../etc/passwd",
                 f"/media/{key}?job=job_other", "/media/etc/passwd", f"/media/{job_id}/01-U1.png"):
         assert client.get(bad, headers=bearer).status_code == 404, bad
 
 
-def test_a_bomb_thumbnail_is_never_decoded(client, engine):
-    import tracemalloc
-
-    from tests.support.bombs import bomb_png
-
-    bomb = bomb_png()
-    job_id, key = _job_with_image(engine, bomb)
-    bearer = {"Authorization": f"Bearer {KEY}"}
-    tracemalloc.start()
-    try:
-        thumb = client.get(f"/media/{key}?job={job_id}&w=120", headers=bearer)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert thumb.status_code == 200 and thumb.data == bomb      # the original, not decoded
-    assert peak < 16 * 1024 * 1024
+def test_job_page_shows_thumbnails_that_open_full_size_and_gone_images(client, engine):
+    job_id, key = _job_with_image(engine)
+    client.get("/?key=" + KEY)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert f'src="/media/{key}?job={job_id}&amp;v=' in page and "thumb=1" in page
+    assert 'class="full"' not in page                       # no full-size image on the page
+    link = page.split('title="open full size"')[0].rsplit('href="', 1)[1].split('"')[0]
+    assert "thumb=1" not in link and link.startswith(f"/media/{key}?job={job_id}")
+    images = page.index('id="images"')
+    assert images < page.index("<h2>Deliveries</h2>") and "which no longer has it" not in page
+    (engine.sink.root / key).unlink()                        # the object vanished
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert f"stored in {engine.sink.root / key} which no longer has it" in page
+    assert f"/media/{key}?job={job_id}&amp;v=" not in page    # no broken picture
+    view = client.get(f"/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEY}"}).json
+    img = view["steps"][0]["images"][0]
+    assert img["available"] is False and "no longer has it" in img["unavailableReason"]
+    assert client.get(f"/media/{key}?job={job_id}", headers={"Authorization": f"Bearer {KEY}"}
+                      ).status_code == 404
 
 
 def test_job_page_indents_the_step_tree(client, engine):
@@ -167,6 +213,59 @@ def test_job_page_indents_the_step_tree(client, engine):
     assert "Cancel" in page and "Retry failed steps" not in page
     batch_page = client.get("/batches/interactive").get_data(as_text=True)
     assert f'data-job="{job.id}"' in batch_page and "no image" in batch_page
+
+
+def _never_offered(engine) -> str:  # type: ignore[no-untyped-def]
+    """A finished job whose follow-up asked for a button its grid never offers."""
+    from worker.jobs import machine
+    from worker.jobs.model import StepStatus
+    from worker.jobs.spec import JobSpec
+
+    job = engine.store.create(JobSpec.model_validate({"prompt": "a grid", "then": ["Zoom Out 2x"]}))
+
+    def done(tx) -> None:  # type: ignore[no-untyped-def]
+        root = next(s for s in tx.steps.values() if s.parent is None)
+        root.buttons = [{"customId": f"MJ::JOB::upsample::{n}::h", "label": f"U{n}"} for n in (1, 2)]
+        machine.move(tx, root, StepStatus.STORING)
+        machine.move(tx, root, StepStatus.SUCCEEDED)
+
+    engine.store.mutate(job.id, done)
+    return job.id
+
+
+def test_retry_is_offered_only_where_it_can_help(client, engine):
+    job_id = _never_offered(engine)
+    bearer = {"Authorization": f"Bearer {KEY}"}
+    view = client.get(f"/v1/jobs/{job_id}", headers=bearer).json
+    assert view["status"] == "partial" and view["retryable"] is False
+    child = view["steps"][1]
+    assert child["status"] == "failed" and child["retryable"] is False
+    assert "button 'Zoom Out 2x' was never offered by IMAGINE (offered: U1, U2)" in child["retryReason"]
+    client.get("/?key=" + KEY)
+    page = client.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Retry failed steps" not in page and "cannot be retried: button" in page
+    batch_page = client.get("/batches/interactive").get_data(as_text=True)
+    card = batch_page.split(f'data-job="{job_id}"')[1].split("</article>")[0]
+    assert "Retry" not in card and "not retried: Zoom Out 2x" in card
+    token = client.get_cookie("mjflow_csrf").value
+    resp = client.post(f"/jobs/{job_id}/retry", data={"csrf": token, "next": f"/jobs/{job_id}"})
+    assert "done=unretryable" in resp.headers["Location"]
+    assert "can be fixed by a retry" in client.get(resp.headers["Location"]).get_data(as_text=True)
+    answer = client.post(f"/v1/jobs/{job_id}/retry", headers=bearer).json
+    assert answer["retried"] == 0 and answer["notRetried"][0]["label"] == "Zoom Out 2x"
+
+
+def test_batch_title_is_the_files_name_and_cards_show_item_keys(client, engine):
+    from worker import batches
+
+    path = "/home/someone/catalogue/skus-2026.jsonl"
+    view = batches.create_batch(engine, [{"prompt": "a red fox", "key": "sku-1"}], name=path)
+    client.get("/?key=" + KEY)
+    page = client.get(f"/batches/{view['id']}").get_data(as_text=True)
+    assert "<title>skus-2026.jsonl · mjflow</title>" in page
+    assert '<h1 title="/home/someone/catalogue/skus-2026.jsonl">skus-2026.jsonl' in page
+    assert '<p class="item-key mono small" title="item key">sku-1</p>' in page
+    assert ">skus-2026.jsonl</a>" in client.get("/").get_data(as_text=True)
 
 
 def test_unknown_pages_say_so(client):
@@ -237,7 +336,9 @@ def _text(driver, selector):  # type: ignore[no-untyped-def]
 def test_dashboard_in_chromium(stack, browser, receiver):
     started = time.monotonic()
     ARTIFACTS.mkdir(exist_ok=True)
-    items = ["a red fox in the snow", "a lighthouse at dawn", "a teapot on a table",
+    font_missing = ensure_cjk_font()
+    items = ["a red fox in the snow", "a lighthouse at dawn",
+             {"prompt": "a teapot on a table — 茶壶", "key": "sku-teapot"},
              "a nude statue"]                       # banned word: upstream code 24, failed
     resp = requests.post(f"{stack.web_url}/v1/batches", headers=stack.headers, timeout=10,
                          json={"name": "dashboard demo", "items": items, "then": ["U1"]})
@@ -249,6 +350,7 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     solo = stack.submit({"prompt": "a paper boat", "then": ["U2"], "callbackUrl": receiver})["id"]
     views = {v["id"]: v for v in stack.wait_jobs(list(by_prompt.values()) + [solo], timeout_s=60)}
     failed_id = by_prompt["a nude statue"]
+    teapot = by_prompt["a teapot on a table — 茶壶"]
     assert views[failed_id]["status"] == "failed"
     assert sum(v["status"] == "succeeded" for v in views.values()) == 4
 
@@ -279,7 +381,12 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     wait_until(lambda: browser.title.startswith("dashboard demo"), message="batch page")
     thumbs = images_rendered(browser, "img.thumb")
     assert len(thumbs) == 6 and all(t["src"].startswith("/media/") for t in thumbs)
-    assert all(t["width"] == 320 for t in thumbs)
+    assert all(t["width"] == 320 and "thumb=1" in t["src"] for t in thumbs)   # made when stored
+    assert "sku-teapot" in _css(browser, f'article[data-job="{teapot}"] .item-key')[0].text
+    family = browser.execute_script("return getComputedStyle(document.body).fontFamily")
+    assert CJK_FONT in family
+    if font_missing is None:      # the CJK prompt is drawn with the font the CSS names
+        assert _has_cjk_font()
     card = _css(browser, f'article[data-job="{failed_id}"]')[0]
     assert "banned prompt" in card.text and card.get_attribute("data-status") == "failed"
     assert len(_css(browser, "article.card")) == 4
@@ -308,8 +415,17 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     for step, view in zip(steps, views[solo]["steps"]):
         assert view["taskId"] and view["taskId"] in step.text
     assert len(_css(browser, "#timeline svg.gantt rect.seg-upstream")) == 2
-    full = images_rendered(browser, "img.full")
-    assert len(full) == 2 and all(i["width"] == 1024 for i in full)
+    assert not _css(browser, "img.full")                  # thumbnails, each opening full size
+    small = images_rendered(browser, "#images img.thumb")
+    assert len(small) == 2 and all(i["width"] <= 320 and "thumb=1" in i["src"] for i in small)
+    height = browser.execute_script("return document.getElementById('images').offsetHeight")
+    assert height < 400, height                           # the delivery log is not pushed away
+    for link in _css(browser, "#images a"):
+        full = requests.get(link.get_attribute("href"), headers=stack.headers, timeout=5)
+        assert full.status_code == 200 and full.headers["Content-Type"] == "image/png"
+        from PIL import Image
+
+        assert Image.open(io.BytesIO(full.content)).width == 1024            # the full size
     wait_until(lambda: "delivered" in _text(browser, "#deliveries"), timeout_s=20,
                message="delivery log shows the delivered event")
     assert "job.succeeded" in _text(browser, "#deliveries")
@@ -334,6 +450,7 @@ def test_dashboard_in_chromium(stack, browser, receiver):
 
     # media is only for signed-in users and known keys
     key = views[solo]["steps"][0]["images"][0]["key"]
-    assert requests.get(f"{stack.web_url}/media/{key}", timeout=5).status_code == 401
-    assert requests.get(f"{stack.web_url}/media/{key}", headers=stack.headers, timeout=5).ok
+    media = f"{stack.web_url}/media/{key}?job={solo}"
+    assert requests.get(media, timeout=5).status_code == 401
+    assert requests.get(media, headers=stack.headers, timeout=5).ok
     assert time.monotonic() - started < 90

@@ -281,7 +281,8 @@ def test_build_event_shape() -> None:
     assert data["images"] == ["job_1/00-IMAGINE.png", "job_1/01-U1.png"]
     step = data["steps"][1]
     assert set(step) == {"id", "label", "action", "status", "taskId", "failReason", "images"}
-    assert set(step["images"][0]) == {"key", "url", "sha256", "bytes", "width", "height"}
+    assert set(step["images"][0]) == {"key", "bucket", "uri", "path", "url", "sha256", "bytes",
+                                        "width", "height"}
 
     step_ev = build_event("step.succeeded", job_view(), step_id="s2")
     assert step_ev["data"]["stepId"] == "s2" and step_ev["data"]["images"] == ["job_1/01-U1.png"]

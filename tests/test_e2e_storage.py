@@ -52,10 +52,11 @@ def test_s3_outage_then_five_images_manifest_and_one_signed_event():
             s3 = s3_client(endpoint)
             keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])
             images = [i for s in view["steps"] for i in s["images"]]
-            assert len(images) == 5 and len(keys) == 6
+            assert len(images) == 5 and len(keys) == 11         # 5 images, 5 thumbnails, manifest
             assert f"images/{job_id}/manifest.json" in keys
             for img in images:
-                head = s3.head_object(Bucket=BUCKET, Key=f"images/{img['key']}")
+                assert img["key"].startswith("images/")      # the real key, prefix included
+                head = s3.head_object(Bucket=BUCKET, Key=img["key"])
                 assert head["Metadata"]["sha256"] == img["sha256"]
                 assert head["Metadata"]["job-id"] == job_id
                 assert head["ContentLength"] == img["bytes"]

@@ -165,3 +165,18 @@ def test_redis_down_still_answers(make_settings):
     assert fams["mjflow_redis_up"].samples[0].value == 0
     assert "mjflow_jobs_live" not in fams
     assert list(RedisCollector(engine).describe()) == []
+
+
+def test_metrics_key_when_set_is_required(make_settings, rds):
+    settings_ = make_settings(metrics_key="scrape-secret")
+    engine = Engine(settings_, rds, Keys(settings_.key_prefix), Inline())
+    with serve(app_for(engine)) as url:
+        assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
+        wrong = {"Authorization": "Bearer scrape-secreT"}
+        assert requests.get(f"{url}/metrics", headers=wrong, timeout=5).status_code == 401
+        ok = requests.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-secret"},
+                          timeout=5)
+        assert ok.status_code == 200 and "mjflow_" in ok.text
+    open_engine = Engine(make_settings(), rds, Keys(settings_.key_prefix), Inline())
+    with serve(app_for(open_engine)) as url:                  # default: open
+        assert requests.get(f"{url}/metrics", timeout=5).status_code == 200

@@ -279,9 +279,16 @@ def test_store_puts_image_under_template_key_with_metadata_and_checksum(
     )
 
     expected_sha = hashlib.sha256(images.grid_png).hexdigest()
-    assert stored.key == "job-1/00-IMAGINE.png"
-    assert stored.to_dict() == {
-        "key": "job-1/00-IMAGINE.png",
+    assert stored.key == "job-1/00-IMAGINE.png"             # in the sink (below its prefix)
+    record = stored.to_dict()
+    thumb = record.pop("thumbnail")
+    assert record == {                                         # where it really is
+        "sink": "s3",
+        "key": "images/job-1/00-IMAGINE.png",
+        "bucket": bucket,
+        "path": None,
+        "uri": f"s3://{bucket}/images/job-1/00-IMAGINE.png",
+        "endpoint": s3_sink.client.meta.endpoint_url,
         "sha256": expected_sha,
         "bytes": len(images.grid_png),
         "width": 256,
@@ -289,6 +296,10 @@ def test_store_puts_image_under_template_key_with_metadata_and_checksum(
         "contentType": "image/png",
         "part": "",
     }
+    assert thumb["key"] == "images/job-1/00-IMAGINE.thumb.jpg" and thumb["bucket"] == bucket
+    assert (thumb["width"], thumb["height"], thumb["contentType"]) == (256, 192, "image/jpeg")
+    small = raw_s3.get_object(Bucket=bucket, Key=thumb["key"])["Body"].read()
+    assert Image.open(io.BytesIO(small)).format == "JPEG" and len(small) == thumb["bytes"]
     head = raw_s3.head_object(
         Bucket=bucket, Key="images/job-1/00-IMAGINE.png", ChecksumMode="ENABLED"
     )
@@ -324,7 +335,7 @@ def test_store_is_idempotent(
         *(f"job-1/03-upscale-subtle-q{i}.png" for i in range(1, 5)),
     ]
     again = raw_s3.list_objects_v2(Bucket=bucket)["Contents"]
-    assert len(again) == len(listed) == 5
+    assert len(again) == len(listed) == 10                     # 5 images, 5 thumbnails
     assert {o["Key"]: o["ETag"] for o in again} == {o["Key"]: o["ETag"] for o in listed}
     assert {o["Key"]: o["LastModified"] for o in again} == {
         o["Key"]: o["LastModified"] for o in listed
@@ -378,16 +389,18 @@ def test_manifest_is_written_and_readable(
         }
     ]
 
-    key = write_manifest(s3_sink, "job-1", build_manifest(job, steps))
+    where = write_manifest(s3_sink, "job-1", build_manifest(job, steps))
 
-    assert key == "job-1/manifest.json"
+    key = where["sinkKey"]
+    assert key == "job-1/manifest.json" and where["key"] == "images/job-1/manifest.json"
     manifest = json.loads(s3_sink.get_bytes(key))
     assert manifest["spec"]["prompt"] == PROMPT
     assert manifest["steps"][0]["taskId"] == "1712345678901234"
     assert manifest["steps"][0]["images"][0]["sha256"] == stored[0].sha256
     assert manifest["steps"][0]["submittedAt"] is None  # absent fields are explicit nulls
     assert s3_sink.head(key)["contentType"] == "application/json"
-    assert s3_sink.list("job-1/") == ["job-1/00-IMAGINE.png", "job-1/manifest.json"]
+    assert s3_sink.list("job-1/") == ["job-1/00-IMAGINE.png", "job-1/00-IMAGINE.thumb.jpg",
+                                      "job-1/manifest.json"]
 
 
 def test_presigned_url_is_downloadable(
@@ -480,7 +493,8 @@ def test_s3_outage_is_retryable_and_the_retry_lands_once(
             o["Key"]
             for o in s3_client(server.url).list_objects_v2(Bucket="mjflow-outage")["Contents"]
         ]
-        assert sorted(keys) == sorted(f"out/{s.key}" for s in first) and len(keys) == 5
+        assert sorted(k for k in keys if ".thumb." not in k) == sorted(
+            f"out/{s.key}" for s in first) and len(keys) == 10
         assert [s.to_dict() for s in first] == [s.to_dict() for s in second]
     finally:
         server.close()
@@ -519,7 +533,9 @@ def test_file_sink_stores_atomically_and_idempotently(
 
     assert [s.to_dict() for s in first] == [s.to_dict() for s in second]
     assert first[0].key == "job-1/00-reroll.png"
-    assert sink.list() == sorted(s.key for s in first)
+    assert sink.list() == sorted([s.key for s in first] + [
+        s.key.rsplit(".", 1)[0] + ".thumb.jpg" for s in first])
+    assert first[0].to_dict()["path"] == str(tmp_path / "store" / first[0].key)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "store").rglob("*")} == mtimes
     assert not [p for p in (tmp_path / "store").rglob(".*")]  # no temporary files left
     head = sink.head(first[0].key)
@@ -531,7 +547,7 @@ def test_file_sink_stores_atomically_and_idempotently(
     assert url.startswith("file://")
     with open(urlsplit(url).path, "rb") as fh:
         assert hashlib.sha256(fh.read()).hexdigest() == first[1].sha256
-    key = write_manifest(sink, "job-1", build_manifest({"id": "job-1"}, []))
+    key = write_manifest(sink, "job-1", build_manifest({"id": "job-1"}, []))["sinkKey"]
     assert json.loads(sink.get_bytes(key))["id"] == "job-1"
     for bad in ("../escape.png", "/abs.png", "a/../../b.png", "a\\b.png"):
         with pytest.raises(ValueError):

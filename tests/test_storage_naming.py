@@ -145,6 +145,9 @@ def test_manifest_shape() -> None:
     assert manifest["steps"][0]["images"] == [
         {
             "key": "j/00-IMAGINE.png",
+            "bucket": None,
+            "uri": None,
+            "path": None,
             "url": None,
             "sha256": None,
             "bytes": 3,

@@ -13,8 +13,8 @@ import pytest
 
 from webhook import create_app
 from webhook.sessions import SESSION_COOKIE, SESSION_TTL_S
-from worker.job_ops import MAX_SCAN_PER_PAGE
 from worker.flow.engine import Engine, Inline
+from worker.job_ops import MAX_SCAN_PER_PAGE
 from worker.jobs import machine
 from worker.jobs.spec import JobSpec
 from worker.keys import Keys

@@ -30,12 +30,21 @@ class _Open(BaseModel):
 
 
 class Image(_Open):
-    key: str = Field(description="storage key (stable)")
-    url: str | None = Field(None, description="presigned or file URL (absent in lists)")
+    key: str = Field(description="the object's real key (S3: in its bucket, storage prefix "
+                                 "included; files: below the storage root)")
+    sink: Literal["s3", "file"] | None = None
+    bucket: str | None = Field(None, description="S3 bucket (null for files)")
+    path: str | None = Field(None, description="absolute file path (null for S3)")
+    uri: str | None = Field(None, description="s3://bucket/key or file:///path")
+    url: str | None = Field(None, description="presigned or file URL built from the record "
+                                              "(absent in lists)")
     sha256: str | None = None
     bytes: int | None = None
     width: int | None = None
     height: int | None = None
+    thumbnail: dict[str, Any] | None = Field(None, description="the JPEG thumbnail next to it")
+    available: bool | None = Field(None, description="GET /v1/jobs/{id}: still in its store")
+    unavailableReason: str | None = None
 
 
 class StepView(_Open):
@@ -52,6 +61,8 @@ class StepView(_Open):
     images: list[Image]
     times: dict[str, str | None]
     finalPrompt: str | None
+    retryable: bool = Field(description="a retry can run this failed step again")
+    retryReason: str | None = Field(description="why a retry cannot help this failed step")
 
 
 class JobView(_Open):
@@ -66,16 +77,27 @@ class JobView(_Open):
     priority: int
     createdAt: str | None = Field(description="ISO-8601")
     finishedAt: str | None = Field(description="ISO-8601 or null while not finished")
+    retryable: bool = Field(description="some failed step can be retried")
     steps: list[StepView]
 
 
 class JobDetail(JobView):
     deliveries: list[dict[str, Any]] = Field(description="signed events sent to callbackUrl")
-    manifest: str | None = Field(description="storage key of the job's manifest.json")
+    manifest: str | None = Field(description="real key of the job's manifest.json")
+    manifestUri: str | None = Field(None, description="its s3:// or file:// URI")
+
+
+class NotRetried(_Open):
+    stepId: str
+    label: str
+    reason: str | None
+    jobId: str | None = None
+    key: str | None = Field(None, description="the item key (batch retries)")
 
 
 class JobRetried(JobDetail):
     retried: int = Field(description="steps reopened")
+    notRetried: list[NotRetried] = Field(description="failed steps a retry cannot help")
 
 
 class JobPage(_Open):
@@ -136,10 +158,12 @@ class BatchCreated(BatchView):
 class RetryCounts(_Open):
     jobs: int
     steps: int
+    notRetried: int = Field(description="failed steps a retry cannot help")
 
 
 class BatchRetried(BatchView):
     retried: RetryCounts
+    notRetried: list[NotRetried] = Field(description="at most 100 of them, with why")
 
 
 class BatchCancelled(BatchView):
@@ -156,7 +180,8 @@ class ReportRow(_Open):
     jobId: str
     status: Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "expired"]
     prompt: str | None
-    imageKeys: list[str]
+    imageKeys: list[str] = Field(description="each object's real key")
+    imageUris: list[str] = Field(description="s3://bucket/key or file:///path")
     reason: str | None
     createdAt: str | None
     finishedAt: str | None

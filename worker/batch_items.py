@@ -88,6 +88,7 @@ def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
     and, for JSONL, its line number.
     """
     items: list[dict[str, Any]] = []
+    numbers: list[int] = []
     errors: list[dict[str, Any]] = []
     for number, raw in entries:
         where = f"{path}[{number - 1 if zero_based else number}]"
@@ -110,13 +111,31 @@ def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
         if item.get("key") is None:
             item["key"] = default_key(number, item)   # after validation: plain, bounded JSON
         items.append(item)
-    seen: dict[str, int] = {}
-    for i, item in enumerate(items):
-        if item["key"] in seen:
-            errors.append({"path": f"{path}.key", "message": f"key {item['key']!r} is used "
-                           "by more than one item"})
-        seen[item["key"]] = i
-    return items, errors
+        numbers.append(number)
+    return _unique_keys(items, numbers, errors, path=path, zero_based=zero_based)
+
+
+def _unique_keys(items: list[dict[str, Any]], numbers: list[int], errors: list[dict[str, Any]],
+                 *, path: str, zero_based: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the first item of each key; every later one is an error naming both places
+    (``lines 3 and 7`` / ``items[2] and items[6]``), and is left out."""
+    first: dict[str, int] = {}
+    kept: list[dict[str, Any]] = []
+    for item, number in zip(items, numbers):
+        key = item["key"]
+        if key not in first:
+            first[key] = number
+            kept.append(item)
+            continue
+        if zero_based:
+            where, places = f"{path}[{number - 1}]", f"items[{first[key] - 1}] and [{number - 1}]"
+            extra: dict[str, Any] = {}
+        else:
+            where, places = f"{path}[{number}]", f"lines {first[key]} and {number}"
+            extra = {"line": number}
+        errors.append({"path": f"{where}.key", "message": f"key {key!r} is used by more than one "
+                       f"item ({places}); keys name items, so each must be unique", **extra})
+    return kept, errors
 
 
 def check_name(name: str | None) -> None:

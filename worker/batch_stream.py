@@ -20,8 +20,8 @@ import codecs
 import json
 from typing import IO, Any
 
-from worker.errors import SpecError
 from worker.batch_items import add_line
+from worker.errors import SpecError
 
 CHUNK_BYTES = 64 * 1024
 WHITESPACE = " \t\n\r"

@@ -50,17 +50,16 @@ from worker.job_ops import retry_job
 from worker.jobs import machine
 from worker.jobs.spec import parse_spec
 from worker.jobs.store import new_id
-from worker.jobs.views import iso, load_view
+from worker.jobs.views import brief_status, iso, load_view, tally
 
 MAX_BATCH_ITEMS = 10_000
+NOT_RETRIED_LISTED = 100
 THROUGHPUT_WINDOW_S = 600.0
 MIN_RATE_WINDOW_S = 5.0
 CREATE_LOCK_S = 60
 PENDING = "~"
-FINISHED = ("succeeded", "partial", "failed", "cancelled")
-COUNTED = ("queued", "running", "succeeded", "partial", "failed", "cancelled", "expired")
-REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "reason", "createdAt",
-                 "finishedAt")
+REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "imageUris", "reason",
+                 "createdAt", "finishedAt")
 
 
 # -- creation --------------------------------------------------------------------------------
@@ -150,7 +149,8 @@ def place(engine: Engine, batch_id: str, key: str, spec: Any) -> str:
                 return _create_claimed(engine, batch_id, key, job_id, spec)
             continue
         job_id = claimed.removeprefix(PENDING)
-        status = r.hget(k.job(job_id), "status")
+        known = engine.store.job_status(job_id)
+        status = known.value if known else None
         if claimed.startswith(PENDING):
             if status is None:
                 return _create_claimed(engine, batch_id, key, job_id, spec)
@@ -235,46 +235,14 @@ def _pending(engine: Engine, batch_id: str) -> set[str]:
 
 def _states(engine: Engine, job_ids: list[str], pending: frozenset[str] | set[str] = frozenset(),
             ) -> list[tuple[str, float | None, float | None]]:
-    """(status, created, finished) per job, as the job view would say, in two round trips.
-
-    A job that does not exist is ``queued`` if its claim is pending (the next submission
-    creates it), else ``expired`` (purged by retention after it finished)."""
-    r, k = engine.r, engine.keys
-    pipe = r.pipeline(transaction=False)
-    for jid in job_ids:
-        pipe.hmget(k.job(jid), "status", "created_at", "finished_at")
-        pipe.lindex(k.job_steps(jid), 0)
-    raw = pipe.execute()
-    rows = [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
-    pipe = r.pipeline(transaction=False)
-    for (status, _, _), root in rows:
-        if status is not None and status not in FINISHED and root:
-            pipe.hget(k.step(root), "status")
-    roots = iter(pipe.execute())
+    """(status, created, finished) per job, as the job view would say (two round trips);
+    see :func:`worker.jobs.views.brief_status` (a pending claim counts as ``queued``)."""
     out = []
-    for jid, ((status, created, finished), root) in zip(job_ids, rows):
-        if status is None:
-            out.append(("queued" if jid in pending else "expired", None, None))
-            continue
-        if status not in FINISHED:
-            root_status = next(roots) if root else None
-            status = "queued" if root_status in (None, "waiting", "queued") else "running"
-        out.append((status, float(created) if created else None,
-                    float(finished) if finished else None))
+    for jid, brief in zip(job_ids, engine.store.job_briefs(job_ids)):
+        status = brief_status(brief, pending=jid in pending)
+        out.append((status, brief.created_at if brief else None,
+                    brief.finished_at if brief else None))
     return out
-
-
-def batch_status(counts: dict[str, int], total: int) -> str:
-    open_ = counts["queued"] + counts["running"]
-    if open_:
-        return "queued" if counts["queued"] == total else "running"
-    if total and counts["succeeded"] + counts["expired"] == total:
-        return "succeeded"
-    if total and counts["cancelled"] == total:
-        return "cancelled"
-    if counts["succeeded"] or counts["partial"]:
-        return "partial"
-    return "failed"
 
 
 def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> dict[str, Any]:
@@ -285,14 +253,10 @@ def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> di
         raise NotFound(f"no batch {batch_id}")
     jobs = item_jobs(engine, batch_id)
     states = _states(engine, list(jobs.values()), _pending(engine, batch_id))
-    counts = {name: 0 for name in COUNTED}
-    for status, _, _ in states:
-        counts[status] += 1
-    total = len(jobs)
-    finished = total - counts["queued"] - counts["running"]
+    summary = tally([status for status, _, _ in states])
+    total, finished, done = summary["total"], summary["finished"], summary["done"]
     finish_times = [f for _, _, f in states if f]
     created_times = [c for _, c, _ in states if c]
-    done = total > 0 and finished == total
     rate_per_s: float | None = None
     if done and finish_times and created_times:
         span = max(finish_times) - min(created_times)
@@ -308,12 +272,12 @@ def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> di
         eta_s = round((total - finished) / rate_per_s, 1)
     return {
         "id": batch_id, "name": h.get("name") or None,
-        "status": batch_status(counts, total),
+        "status": summary["status"],
         "createdAt": iso(float(h["created"])) if h.get("created") else None,
         "updatedAt": iso(float(h["updated"])) if h.get("updated") else None,
         "finishedAt": iso(max(finish_times)) if done and finish_times else None,
-        "total": total, "finished": finished, "counts": counts,
-        "progress": round(finished / total, 4) if total else 0.0,
+        "total": total, "finished": finished, "counts": summary["counts"],
+        "progress": summary["progress"],
         "throughputPerMin": round(rate_per_s * 60, 2) if rate_per_s else None,
         "etaSeconds": eta_s if eta_s is None or math.isfinite(eta_s) else None,
         "done": done,
@@ -356,24 +320,27 @@ def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) 
 
 
 def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
-    """One row per item: key, job id, status, prompt, image keys, failure reason, times."""
+    """One row per item: key, job id, status, prompt, image keys (each object's real key)
+    and URIs (``s3://bucket/key`` or ``file:///path``), failure reason, times."""
     if not exists(engine, batch_id):
         raise NotFound(f"no batch {batch_id}")
     rows = []
     pending = _pending(engine, batch_id)
     for key, job_id in sorted(item_jobs(engine, batch_id).items(), key=_key_order):
-        view = load_view(engine.store, job_id)
+        view = load_view(engine.store, job_id, engine.images_listed)
         if view is None:
             gone = job_id not in pending
             rows.append({"key": key, "jobId": job_id, "status": "expired" if gone else "queued",
-                         "prompt": None, "imageKeys": [], "createdAt": None, "finishedAt": None,
+                         "prompt": None, "imageKeys": [], "imageUris": [], "createdAt": None,
+                         "finishedAt": None,
                          "reason": "purged after the retention period" if gone else
                          "claimed but not created; submit the batch again"})
             continue
         reasons = [f"{s['label']}: {s['failReason']}" for s in view["steps"] if s["failReason"]]
+        images = [img for s in view["steps"] for img in s["images"]]
         rows.append({"key": key, "jobId": job_id, "status": view["status"],
-                     "prompt": view["prompt"],
-                     "imageKeys": [img["key"] for s in view["steps"] for img in s["images"]],
+                     "prompt": view["prompt"], "imageKeys": [img["key"] for img in images],
+                     "imageUris": [img["uri"] for img in images],
                      "reason": "; ".join(reasons) or None, "createdAt": view["createdAt"],
                      "finishedAt": view["finishedAt"]})
     return rows
@@ -393,6 +360,7 @@ def report_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     for row in rows:
         cells = {**row, "imageKeys": " ".join(row["imageKeys"]),
+                 "imageUris": " ".join(row["imageUris"]),
                  "reason": row["reason"] or "", "prompt": row["prompt"] or ""}
         writer.writerow({name: csv_cell(value) for name, value in cells.items()})
     return buf.getvalue()
@@ -411,20 +379,32 @@ def csv_cell(value: Any) -> Any:
 
 # -- actions ---------------------------------------------------------------------------------
 def retry_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
-    """Retry the failed steps of every failed or partial job of the batch (same job ids)."""
+    """Retry the failed steps of every failed or partial job of the batch (same job ids);
+    ``notRetried`` lists the failed steps a retry cannot help, with why (at most
+    :data:`NOT_RETRIED_LISTED`; ``retried.notRetried`` counts them all)."""
     if not exists(engine, batch_id):
         raise NotFound(f"no batch {batch_id}")
-    jobs = list(item_jobs(engine, batch_id).values())
-    jobs_retried = steps = 0
+    keys = item_jobs(engine, batch_id)
+    jobs = list(keys.values())
+    key_of = {job_id: key for key, job_id in keys.items()}
+    jobs_retried = steps = left = 0
+    not_helped: list[dict[str, Any]] = []
     for job_id, (status, _, _) in zip(jobs, _states(engine, jobs)):
         if status in ("failed", "partial"):
-            count = retry_job(engine, job_id, dispatch_now=False).get("retried", 0)
+            result = retry_job(engine, job_id, dispatch_now=False)
+            count = result.get("retried", 0)
             jobs_retried += 1 if count else 0
             steps += count
+            left += len(result["notRetried"])
+            room = NOT_RETRIED_LISTED - len(not_helped)
+            not_helped += [{"jobId": job_id, "key": key_of.get(job_id), **row}
+                           for row in result["notRetried"][:max(room, 0)]]
     if steps:
         engine.r.hset(engine.keys.batch(batch_id), "resumed", repr(time.time()))
         dispatch(engine)
-    return batch_view(engine, batch_id) | {"retried": {"jobs": jobs_retried, "steps": steps}}
+    return batch_view(engine, batch_id) | {
+        "retried": {"jobs": jobs_retried, "steps": steps, "notRetried": left},
+        "notRetried": not_helped}
 
 
 def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:

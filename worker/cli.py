@@ -3,7 +3,8 @@
 Exit codes (scripts can rely on them):
     0  everything asked for succeeded (for status/batch/submit --wait: the job or every
        job of the batch succeeded)
-    1  some job failed, was cancelled or finished partial
+    1  some job failed, was cancelled or finished partial (for retry: there are failed
+       steps but a retry can help none of them; each is listed with why)
     2  bad input (invalid spec, unreadable file, bad lines in a batch file, bad option)
     3  configuration error or a needed service (Redis) unreachable
     4  not found (no such job or batch)
@@ -228,13 +229,16 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
             where = f"{file}:{e['line']}" if e.get("line") else str(file)
             field = e["path"].split("]", 1)[1].lstrip(".") if "]" in e["path"] else ""
             click.echo(f"{where}: {field + ': ' if field else ''}{e['message']}", err=True)
-        bad_lines = len({e.get("line") for e in errors})
+        bad = sorted({e["line"] for e in errors if e.get("line")})
+        bad_lines = len(bad) or 1
         if not skip_invalid:
             if as_json:
                 _out({"errors": errors, "submitted": False}, True, "")
             fail(EXIT_INPUT, f"{bad_lines} bad line(s) in {file}; nothing submitted "
                              "(fix them, or pass --skip-invalid)")
-        click.echo(f"skipping {bad_lines} bad line(s)", err=True)
+        click.echo(f"skipping {bad_lines} bad line(s): {', '.join(map(str, bad))}", err=True)
+    else:
+        bad_lines = 0
     if not items:
         fail(EXIT_INPUT, f"{file} has no valid items")
     engine = _engine()
@@ -245,23 +249,25 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
         fail(EXIT_INPUT, str(exc))
     batch_id = batches.batch_id_for(name)
     try:
-        run_batch(engine, batch_id, items, name, detach=detach, timeout_s=timeout_s, as_json=as_json)
+        run_batch(engine, batch_id, items, name, detach=detach, timeout_s=timeout_s,
+                  as_json=as_json, skipped=bad_lines)
     except KeyboardInterrupt:
         fail(EXIT_INTERRUPTED, f"interrupted; batch {batch_id} goes on in the workers. "
                                "Rerun the same command to resume it (nothing finished is redone).")
 
 
 def run_batch(engine, batch_id: str, items: list[dict[str, Any]], name: str, *, detach: bool,  # type: ignore[no-untyped-def]
-              timeout_s: float | None, as_json: bool) -> NoReturn:
+              timeout_s: float | None, as_json: bool, skipped: int = 0) -> NoReturn:
     view = submit_chunks(engine, batch_id, items, name, quiet=as_json)
-    sub = view["submitted"]
+    sub = view["submitted"] | {"skipped": skipped}
     if not as_json:
         click.echo(f"batch {batch_id}: {sub['created']} new, {sub['done']} already done, "
                    f"{sub['inProgress']} in progress, {sub['renewed']} failed resubmitted, "
-                   f"{sub['retried']} partial retried", err=True)
+                   f"{sub['retried']} partial retried"
+                   + (f", {skipped} bad line(s) skipped" if skipped else ""), err=True)
     if not detach:
         view = watch_batch(engine, batch_id, timeout_s=timeout_s, quiet=as_json)
-        view["submitted"] = sub
+    view["submitted"] = sub
     _out(view, as_json, "\n".join(batch_lines(view)) if not detach or as_json else batch_id)
     sys.exit(EXIT_OK if detach else batch_exit(view))
 
@@ -378,19 +384,34 @@ def report(ident: str, fmt: str, output: Path | None, as_json: bool) -> None:
               help="retry the failed steps of failed/partial jobs (the only mode; the default)")
 @click.option("--json", "as_json", is_flag=True)
 def retry(ident: str, failed: bool, as_json: bool) -> None:
-    """Run the failed steps of a job, or of every failed/partial job of a batch, again."""
+    """Run the failed steps of a job, or of every failed/partial job of a batch, again.
+
+    Says which failed steps a retry cannot help and why (a follow-up whose button was
+    never offered...); exits 1 when there are failures but none could be retried."""
     engine = _engine()
     kind, ident = resolve(engine, ident)
     try:
         if kind == "batch":
             view = batches.retry_batch(engine, ident)
             r = view["retried"]
-            _out(view, as_json, f"{ident}: {r['steps']} step(s) of {r['jobs']} job(s) retried")
-            return
-        view = api.retry_job(engine, ident)
+            lines = [f"{ident}: {r['steps']} step(s) of {r['jobs']} job(s) retried"]
+            left, count = view["notRetried"], r["notRetried"]
+        else:
+            view = api.retry_job(engine, ident)
+            lines = [f"{ident}: {view['retried']} step(s) retried", job_line(view)]
+            left, count = [row | {"jobId": ident} for row in view["notRetried"]], len(view["notRetried"])
     except api.NotFound as exc:
         fail(EXIT_NOT_FOUND, str(exc))
-    _out(view, as_json, f"{ident}: {view['retried']} step(s) retried\n{job_line(view)}")
+    if count:
+        lines.append(f"{count} failed step(s) cannot be retried:")
+        lines += [f"  {row['jobId']}{' (' + row['key'] + ')' if row.get('key') else ''} "
+                  f"{row['label']}: {row['reason']}" for row in left]
+        if count > len(left):
+            lines.append(f"  ... and {count - len(left)} more")
+    _out(view, as_json, "\n".join(lines))
+    retried = view["retried"]["steps"] if kind == "batch" else view["retried"]
+    if count and not retried:
+        sys.exit(EXIT_FAILED)
 
 
 @main.command()

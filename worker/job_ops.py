@@ -17,7 +17,7 @@ from worker.flow.tick import dispatch
 from worker.jobs import machine
 from worker.jobs.spec import JobSpec, parse_spec
 from worker.jobs.store import Txn
-from worker.jobs.views import job_view, load_view
+from worker.jobs.views import job_view, load_view, not_retried
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 MAX_SCAN_PER_PAGE = 500      # jobs of the index one list page looks at, at most
@@ -34,7 +34,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
     if idempotency_key:
         job_id, created = _create_once(engine, idempotency_key, _body_hash(data), spec, batch)
         if not created:
-            view = load_view(engine.store, job_id, engine.image_url)
+            view = load_view(engine.store, job_id, engine.images)
             if view is None:           # expired after the record was read: the key is free
                 return create_job(engine, data, idempotency_key=idempotency_key, batch=batch,
                                   dispatch_now=dispatch_now)
@@ -43,7 +43,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
         job_id = engine.store.create(spec, batch=batch).id
     if dispatch_now:
         dispatch(engine)
-    view = load_view(engine.store, job_id)
+    view = load_view(engine.store, job_id, engine.images_listed)
     assert view is not None
     return view
 
@@ -81,9 +81,10 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     if loaded is None:
         raise NotFound(f"no job {job_id}")
     job, steps = loaded
-    view = job_view(job, steps, engine.image_url)
+    view = job_view(job, steps, engine.images_checked)
     view["deliveries"] = delivery_log(engine.r, engine.keys, job_id)
     view["manifest"] = job.manifest
+    view["manifestUri"] = job.manifest_uri
     view["events"] = engine.store.notes(job_id)
     return view
 
@@ -103,7 +104,9 @@ def cancel_job(engine: Engine, job_id: str) -> dict[str, Any]:
 
 
 def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict[str, Any]:
-    """Run the failed steps of a finished job again (their children too)."""
+    """Run the failed steps of a finished job again (their children too); the view says
+    how many were reopened (``retried``) and which failed steps a retry cannot help and
+    why (``notRetried``: a follow-up whose button was never offered...)."""
     loaded = engine.store.load(job_id)
     if loaded is None:
         raise NotFound(f"no job {job_id}")
@@ -114,7 +117,8 @@ def retry_job(engine: Engine, job_id: str, *, dispatch_now: bool = True) -> dict
     count = engine.store.mutate(job_id, fn) or 0
     if count and dispatch_now:
         dispatch(engine)
-    return get_job(engine, job_id) | {"retried": count}
+    view = get_job(engine, job_id)
+    return view | {"retried": count, "notRetried": not_retried(view)}
 
 
 def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = None,
@@ -171,7 +175,7 @@ def list_jobs(engine: Engine, *, batch: str | None = None, status: str | None = 
                         skip_id = None
                     continue
                 skip_id = None          # the cursor job is gone; carry on below its score
-            view = load_view(engine.store, job_id)
+            view = load_view(engine.store, job_id, engine.images_listed)
             if view is None or (status and view["status"] != status):
                 continue
             out.append(view)

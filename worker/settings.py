@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     upstream_connect_timeout_s: float = Field(default=5.0, gt=0)
     local_run: bool = False
+    metrics_key: str = Field(default="", repr=False)
 
     # --- storage and delivery ----------------------------------------------------------
     max_image_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)

@@ -37,7 +37,9 @@ JOB_STATUS_EVENTS: Mapping[str, str] = {
     "cancelled": JOB_CANCELLED,
 }
 
-_IMAGE_FIELDS = ("key", "url", "sha256", "bytes", "width", "height")
+#: ``key`` is the object's real key (S3: prefix included), ``bucket`` (S3) or ``path``
+#: (files) and ``uri`` (``s3://bucket/key``, ``file:///path``) say where it is
+_IMAGE_FIELDS = ("key", "bucket", "uri", "path", "url", "sha256", "bytes", "width", "height")
 
 
 def iso_utc(when: datetime | float | None = None) -> str:

@@ -20,6 +20,7 @@ from worker.keys import Keys
 from worker.redis_conn import connect
 from worker.settings import Settings, get_settings
 from worker.storage import Sink, sink_from_url
+from worker.storage.locate import Objects
 from worker.upstream import Profile, UpstreamClient, get_profile
 from worker.upstream.models import is_upscale
 
@@ -100,9 +101,22 @@ class Engine:
     def sink(self) -> Sink:
         return sink_from_url(self.settings.storage_url)
 
-    def image_url(self, key: str) -> str:
-        """A URL to read a stored object (presigned for S3)."""
-        return self.sink.url(key, self.settings.presign_ttl_s)
+    @functools.cached_property
+    def objects(self) -> Objects:
+        """Image records → where each object is, its URL, whether it is still there."""
+        return Objects(self.sink, presign_ttl_s=self.settings.presign_ttl_s)
+
+    def images(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A step's image records as views show them: located, with their URLs."""
+        return self.objects.show(records)
+
+    def images_checked(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The same, plus ``available`` (and why not) from a cached check of the sink."""
+        return self.objects.show(records, check=True)
+
+    def images_listed(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The same without URLs (lists and reports)."""
+        return self.objects.show(records, url=False)
 
     @property
     def callbacks_on(self) -> bool:

@@ -22,24 +22,24 @@ def finish_job(engine: Engine, job_id: str) -> str:
         engine.r.zrem(engine.keys.finishing(), job_id)
         return "unknown-job"
     job, steps = loaded
-    view = job_view(job, steps, engine.image_url)
+    view = job_view(job, steps, engine.images)
     manifest = build_manifest(view, view["steps"])
     manifest["spec"] = {k: v for k, v in job.spec.items()
                         if k not in ("base64Array", "base64", "sourceBase64", "targetBase64")}
-    key = write_manifest(engine.sink, job_id, manifest)
-    engine.store.set_manifest(job_id, key)
+    where = write_manifest(engine.sink, job_id, manifest)
+    engine.store.set_manifest(job_id, where["key"], where["uri"])
     if view.get("callbackUrl"):
         notify_job(engine.r, engine.keys, view)
         engine.enqueue.deliver()
     engine.r.zrem(engine.keys.finishing(), job_id)
-    log.info("job %s finished %s; manifest %s", job_id, view["status"], key)
+    log.info("job %s finished %s; manifest %s", job_id, view["status"], where["uri"])
     return "finished"
 
 
 def emit_step_event(engine: Engine, step_id: str) -> str:
     """A stored step's signed ``step.succeeded`` event (``MJFLOW_STEP_EVENTS``)."""
     owner = engine.store.job_of(step_id)
-    view = load_view(engine.store, owner, engine.image_url) if owner else None
+    view = load_view(engine.store, owner, engine.images) if owner else None
     if view is None:
         return "unknown-step"
     if view.get("callbackUrl"):

@@ -7,6 +7,7 @@ is always the parent's, verbatim; it is never built here.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 ALIASES = {
@@ -14,6 +15,15 @@ ALIASES = {
     "pan right": "➡️", "pan_up": "⬆️", "pan up": "⬆️", "pan_down": "⬇️", "pan down": "⬇️",
 }
 EMOJI_VARIANTS = {"⬅": "⬅️", "➡": "➡️", "⬆": "⬆️", "⬇": "⬇️"}
+#: a grid has four images: U1-U4 upscale one, V1-V4 vary one (customId kinds
+#: ``upsample::n``, ``variation::n``); any other number is never offered
+NUMBERED = re.compile(r"^(?:(?P<letter>[UV])|(?P<kind>upsample|variation)::)(?P<n>\d+)$",
+                      re.IGNORECASE)
+GRID_NUMBERS = range(1, 5)
+VALID_LABELS = ("U1, U2, U3, U4, V1, V2, V3, V4, 🔄 (reroll), ⬅️ ➡️ ⬆️ ⬇️ (pan_left, pan_right, "
+                "pan_up, pan_down), 'Upscale (Subtle)', 'Upscale (Creative)', 'Vary (Subtle)', "
+                "'Vary (Strong)', 'Vary (Region)', 'Zoom Out 2x', 'Zoom Out 1.5x', 'Custom Zoom', "
+                "or a customId kind (upsample::1, variation::2, Outpaint::50)")
 
 
 def button_name(button: dict[str, Any]) -> str:
@@ -28,6 +38,18 @@ def offered(buttons: list[dict[str, Any]]) -> str:
 def _norm(text: str) -> str:
     text = text.strip()
     return EMOJI_VARIANTS.get(text, text).casefold()
+
+
+def impossible_label(name: str) -> str | None:
+    """Why no upstream can ever offer the button ``name`` (``U5``, ``V0``, ``upsample::7``),
+    or None for a name that may be offered."""
+    m = NUMBERED.match(name.strip())
+    if not m or int(m.group("n")) in GRID_NUMBERS:
+        return None
+    span = (f"{m.group('letter').upper()}1 to {m.group('letter').upper()}4" if m.group("letter")
+            else f"{m.group('kind').lower()}::1 to ::4")
+    return (f"button '{name.strip()}' can never be offered: a grid has four images, so "
+            f"{span} only; valid labels: {VALID_LABELS}")
 
 
 def resolve_button(name: str, buttons: list[dict[str, Any]]) -> tuple[str | None, str]:

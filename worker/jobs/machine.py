@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 
-from worker.jobs.chains import resolve_button
+from worker.jobs.chains import offered, resolve_button
 from worker.jobs.durations import observe_step_duration
-from worker.jobs.model import IN_FLIGHT, JobStatus, Step, StepStatus
+from worker.jobs.model import IN_FLIGHT, Job, JobStatus, Step, StepStatus
 from worker.jobs.store import Txn, ready_score
 
 S = StepStatus
@@ -167,6 +167,21 @@ def cancel(tx: Txn, now: float | None = None) -> int:
     return count
 
 
+def retry_blocker(job: Job, step: Step, parent: Step | None) -> str | None:
+    """Why a retry cannot run this failed step again, or None when it can: the one rule
+    :func:`retry_failed` applies and views show (``retryable``, ``retryReason``)."""
+    if step.status != S.FAILED:
+        return "only failed steps are retried"
+    if not job.status.finished:
+        return "the job has not finished yet; its failed steps can be retried once it has"
+    if parent is not None and parent.status != S.SUCCEEDED:
+        return f"its parent step {parent.label} did not succeed"
+    if parent is not None and not step.custom_id:
+        return (f"button '{step.label}' was never offered by {parent.label} (offered: "
+                f"{offered(parent.buttons)}); a retry cannot make it appear")
+    return None
+
+
 def retry_failed(tx: Txn, now: float | None = None) -> int:
     """Give failed steps (and the descendants they skipped) another run. Returns how many
     steps were reopened. Only a finished job can be retried."""
@@ -197,14 +212,9 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
                 reopen(child, S.WAITING)
 
     for step in list(tx.steps.values()):
-        if step.status != S.FAILED:
-            continue
         parent = tx.steps.get(step.parent) if step.parent else None
-        if parent is not None and parent.status != S.SUCCEEDED:
-            continue
-        if parent is not None and not step.custom_id:
-            continue    # the button was never offered: retrying cannot help
-        reopen(step, S.QUEUED)
+        if step.status == S.FAILED and retry_blocker(job, step, parent) is None:
+            reopen(step, S.QUEUED)
     if reopened:
         job.status = JobStatus.QUEUED
         job.finished_at = None

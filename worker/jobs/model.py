@@ -79,6 +79,18 @@ class StepBrief:
         return upstream_state(self.id, self.generation)
 
 
+@dataclass(frozen=True)
+class JobBrief:
+    """The few fields of a job that lists and counts read without loading its steps."""
+
+    id: str
+    status: JobStatus
+    created_at: float | None
+    finished_at: float | None
+    batch: str | None
+    root_status: StepStatus | None     # the first step's status (None: gone or not read)
+
+
 @dataclass
 class Step:
     """A step as stored in ``{p}:step:{id}``. JSON fields are decoded on load."""
@@ -167,7 +179,8 @@ class Job:
     open_steps: int = 0
     cancel_requested: bool = False
     lane: str = "interactive"
-    manifest: str | None = None         # the manifest's key, once the job's finish wrote it
+    manifest: str | None = None         # the manifest's real key, once the job's finish wrote it
+    manifest_uri: str | None = None     # and its URI (s3://bucket/key or file:///path)
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Job:
@@ -178,6 +191,7 @@ class Job:
             open_steps=int(h.get("open_steps", 0)),
             cancel_requested=h.get("cancel_requested") == "1",
             lane=h.get("lane") or "interactive", manifest=h.get("manifest") or None,
+            manifest_uri=h.get("manifest_uri") or None,
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -188,7 +202,7 @@ class Job:
             "finished_at": repr(self.finished_at) if self.finished_at else "",
             "open_steps": str(self.open_steps),
             "cancel_requested": "1" if self.cancel_requested else "0", "lane": self.lane,
-            "manifest": self.manifest or "",
+            "manifest": self.manifest or "", "manifest_uri": self.manifest_uri or "",
         }
 
     @property

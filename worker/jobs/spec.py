@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.errors import SpecError
+from worker.jobs.chains import impossible_label
 
 RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE"]
 MAX_PROMPT_CHARS = 8000
@@ -135,6 +136,16 @@ class JobSpec(BaseModel):
             raise ValueError(f"too many follow-up steps ({count}, at most {MAX_STEPS})")
         return self
 
+    def label_errors(self) -> list[tuple[str, str]]:
+        """(path, message) for every follow-up naming a button that can never exist."""
+        out = []
+        for path, follow in _walk(normalize_then(self.then), "then"):
+            reason = impossible_label(follow.button)
+            if reason:
+                out.append((path if isinstance(_at(self.then, path), str) else f"{path}.button",
+                            reason))
+        return out
+
     def images(self) -> list[str]:
         out = list(self.base64Array or [])
         out += [v for v in (self.base64, self.sourceBase64, self.targetBase64) if v]
@@ -166,6 +177,15 @@ def _count(items: list[FollowUp], depth: int) -> int:
     if depth > MAX_DEPTH and items:
         raise ValueError(f"follow-ups nested deeper than {MAX_DEPTH} levels")
     return sum(1 + _count(normalize_then(i.then), depth + 1) for i in items)
+
+
+def _at(items: list[FollowUpItem], path: str) -> FollowUpItem:
+    """The item of ``then`` at ``path`` (``then[1].then[0]``) as it was given."""
+    item: Any = None
+    for index in re.findall(r"\[(\d+)\]", path):
+        item = items[int(index)]
+        items = item.then if isinstance(item, FollowUp) else []
+    return item
 
 
 def _walk(items: list[FollowUp], path: str):
@@ -231,6 +251,10 @@ def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
             errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
                            "message": err["msg"].removeprefix("Value error, ")})
         raise SpecError(errors) from None
+    labels = spec.label_errors()
+    if labels:
+        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}
+                         for path, msg in labels])
     try:
         spec.check_images(max_image_bytes)
     except ValueError as exc:

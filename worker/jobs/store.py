@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from worker.jobs.model import Job, JobStatus, Step, StepBrief, StepStatus
+from worker.jobs.model import Job, JobBrief, JobStatus, Step, StepBrief, StepStatus
 from worker.jobs.spec import FollowUp, JobSpec, normalize_then
 from worker.keys import Keys
 
@@ -154,6 +154,37 @@ class JobStore:
     def brief(self, step_id: str) -> StepBrief | None:
         return self.briefs([step_id])[0]
 
+    def job_briefs(self, job_ids: list[str]) -> list[JobBrief | None]:
+        """:class:`JobBrief` of each job (None where the job is gone), in two round trips:
+        the root step's status is read only for jobs that have not finished."""
+        pipe = self.r.pipeline(transaction=False)
+        for jid in job_ids:
+            pipe.hmget(self.keys.job(jid), "status", "created_at", "finished_at", "batch")
+            pipe.lindex(self.keys.job_steps(jid), 0)
+        raw = pipe.execute()
+        rows = [(raw[i], raw[i + 1]) for i in range(0, len(raw), 2)]
+        open_roots = [root for (fields, root) in rows
+                      if fields[0] is not None and not JobStatus(fields[0]).finished and root]
+        pipe = self.r.pipeline(transaction=False)
+        for root in open_roots:
+            pipe.hget(self.keys.step(root), "status")
+        root_status = dict(zip(open_roots, pipe.execute()))
+        out: list[JobBrief | None] = []
+        for jid, ((status, created, finished, batch), root) in zip(job_ids, rows):
+            if status is None:
+                out.append(None)
+                continue
+            rs = root_status.get(root) if root else None
+            out.append(JobBrief(jid, JobStatus(status), float(created) if created else None,
+                                float(finished) if finished else None, batch or None,
+                                StepStatus(rs) if rs else None))
+        return out
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The stored status of a job (one read), or None if it is gone."""
+        raw = self.r.hget(self.keys.job(job_id), "status")
+        return JobStatus(raw) if raw else None
+
     def step_times(self, step_ids: list[str]) -> list[dict[str, float]]:
         """The ``times`` of each step ({} where the step is gone)."""
         pipe = self.r.pipeline(transaction=False)
@@ -163,8 +194,9 @@ class JobStore:
 
     # -- writes outside a transaction (single fields; a concurrent ``mutate`` watching the
     # -- hash retries, so neither write is lost) ------------------------------------------
-    def set_manifest(self, job_id: str, key: str) -> None:
-        self.r.hset(self.keys.job(job_id), "manifest", key)
+    def set_manifest(self, job_id: str, key: str, uri: str) -> None:
+        """Record where the job's manifest was written (its real key and URI)."""
+        self.r.hset(self.keys.job(job_id), mapping={"manifest": key, "manifest_uri": uri})
 
     def reschedule_store(self, step_id: str, backoff_s: tuple[float, ...]) -> float:
         """Count a failed store attempt and schedule the next one; returns the delay."""

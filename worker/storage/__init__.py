@@ -8,6 +8,8 @@ Modules, one concept each:
 * :mod:`.sinks`     the ``Sink`` protocol, the file sink, ``sink_from_url``
 * :mod:`.s3sink`    the S3 sink (boto3), with its error mapping
 * :mod:`.grid`      splitting a 2×2 grid into four images
+* :mod:`.thumbs`    the small JPEG stored next to each image
+* :mod:`.locate`    where a stored object is (from its record), its URL, whether it is there
 * :mod:`.store`     ``store_step_images``: what the job engine calls on a step's success
 * :mod:`.manifest`  the per-job manifest document
 * :mod:`.errors`    storage's errors, in the tree of :mod:`worker.errors`

@@ -98,6 +98,11 @@ class FileSink:
     def location(self, key: str) -> str:
         return str(self._path(key))
 
+    def where(self, key: str) -> dict[str, Any]:
+        path = self._path(key)
+        return {"sink": "file", "key": key, "bucket": None, "path": str(path),
+                "uri": path.as_uri()}
+
     def describe(self) -> str:
         return f"file://{self.root}"
 

@@ -13,7 +13,12 @@ Shape (``manifestVersion`` 1; fields may be added, these keep their names)::
      "finishedAt",
      "steps": [{"id", "parent", "label", "action", "status", "progress", "taskId",
                 "failReason", "submittedAt", "finishedAt",
-                "images": [{"key", "url", "sha256", "bytes", "width", "height", "part"}]}]}
+                "images": [{"key", "bucket", "uri", "path", "url", "sha256", "bytes",
+                            "width", "height", "part"}]}]}
+
+``key`` is the object's real key (for S3 in its bucket, the storage prefix included),
+``bucket`` its bucket (S3), ``path`` its file (file storage), ``uri`` ``s3://bucket/key`` or
+``file:///path``.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ STEP_FIELDS = (
     "submittedAt",
     "finishedAt",
 )
-IMAGE_FIELDS = ("key", "url", "sha256", "bytes", "width", "height")
+IMAGE_FIELDS = ("key", "bucket", "uri", "path", "url", "sha256", "bytes", "width", "height")
 
 
 def build_manifest(job: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ of every step gets its own key (labels repeat: a job may upscale U1 of two grids
 are deterministic: storing a step again writes the same keys. Rendered keys never start
 with ``/``, never contain ``..`` segments, backslashes or control characters.
 
-The manifest of a job lives at ``{job_id}/manifest.json`` (:func:`manifest_key`).
+The manifest of a job lives at ``{job_id}/manifest.json`` (:func:`manifest_key`); each
+image's thumbnail next to it (:func:`thumbnail_key`).
 Keys are relative to the sink (an S3 sink adds its prefix).
 """
 
@@ -34,6 +35,7 @@ TEMPLATE_VARIABLES = frozenset({"job_id", "step_index", "label", "suffix", "ext"
 REQUIRED_VARIABLES = frozenset({"job_id", "step_index", "suffix", "ext"})
 LABEL_MAX_CHARS = 40
 MANIFEST_NAME = "manifest.json"
+THUMB_SUFFIX = ".thumb.jpg"
 
 #: Words for the emoji Midjourney puts on its buttons (used when a label has no text).
 EMOJI_WORDS: dict[str, str] = {
@@ -100,6 +102,14 @@ def image_key(
 def manifest_key(job_id: str) -> str:
     """The key of a job's manifest: ``{job_id}/manifest.json``."""
     return f"{_safe_id(job_id)}/{MANIFEST_NAME}"
+
+
+def thumbnail_key(key: str) -> str:
+    """The key of an image's thumbnail, next to it: ``a/00-IMAGINE.png`` →
+    ``a/00-IMAGINE.thumb.jpg`` (image templates never give ``.thumb.`` names)."""
+    head, _, name = key.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{head}/{stem}{THUMB_SUFFIX}" if head else f"{stem}{THUMB_SUFFIX}"
 
 
 def sanitize_label(label: str) -> str:

@@ -82,8 +82,10 @@ def make_s3_client(
     max_attempts: int = MAX_ATTEMPTS,
     connect_timeout_s: float = CONNECT_TIMEOUT_S,
     read_timeout_s: float = READ_TIMEOUT_S,
+    endpoint_url: str | None = None,
 ) -> Any:
-    """A boto3 S3 client configured for S3-compatible stores (own session: thread-safe)."""
+    """A boto3 S3 client configured for S3-compatible stores (own session: thread-safe);
+    ``endpoint_url`` None means the standard ``AWS_ENDPOINT_URL*`` variables or AWS."""
     config = Config(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -92,7 +94,7 @@ def make_s3_client(
         connect_timeout=connect_timeout_s,
         read_timeout=read_timeout_s,
     )
-    return boto3.session.Session().client("s3", config=config)
+    return boto3.session.Session().client("s3", config=config, endpoint_url=endpoint_url)
 
 
 def encode_metadata_value(value: str) -> str:
@@ -219,6 +221,12 @@ class S3Sink:
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    def where(self, key: str) -> dict[str, Any]:
+        full = self._full(key)
+        return {"sink": "s3", "key": full, "bucket": self.bucket, "path": None,
+                "uri": f"s3://{self.bucket}/{full}",
+                "endpoint": getattr(self.client.meta, "endpoint_url", None)}
 
     def describe(self) -> str:
         endpoint = getattr(self.client.meta, "endpoint_url", "")

@@ -1,7 +1,8 @@
 """The :class:`Sink` protocol every store of bytes follows, and :func:`put_json` for any sink.
 
 Every sink is idempotent: putting a key again with the same SHA-256 is a no-op, and a
-key names exactly one object. Keys are relative to the sink (see :mod:`.naming`).
+key names exactly one object. Keys given to a sink are relative to it (see :mod:`.naming`); :meth:`Sink.where` gives
+the object's real location.
 """
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ class Sink(Protocol):
 
     def location(self, key: str) -> str:
         """Where the object is, for people and logs: ``s3://bucket/full/key`` or a path."""
+
+    def where(self, key: str) -> dict[str, Any]:
+        """Where the object is, as image records keep it: ``sink`` (``s3``/``file``), its
+        real ``key`` (S3: in its bucket, prefix included), ``bucket`` and ``endpoint``
+        (S3), ``path`` (files) and ``uri`` (``s3://bucket/key`` or ``file:///path``)."""
 
     def describe(self) -> str: ...
 

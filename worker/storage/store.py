@@ -15,6 +15,10 @@ Object metadata (``x-amz-meta-*`` on S3, the sidecar for files): ``job-id``, ``t
 ``step``, ``label``, ``part``, ``sha256`` and ``prompt`` (cut to
 :data:`PROMPT_METADATA_MAX_BYTES` of UTF-8, with ``prompt-truncated: true``; the manifest
 keeps it whole).
+
+Each image gets a JPEG thumbnail next to it (:func:`worker.storage.naming.thumbnail_key`,
+:mod:`.thumbs`), and its record says where both were written (:meth:`Sink.where`): the
+sink kind, the real key, the bucket (S3) or path (files), and a URI.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ from worker.storage.addresses import parse_networks
 from worker.storage.download import DownloadedImage, download_image
 from worker.storage.errors import SourceGone
 from worker.storage.grid import split_grid
-from worker.storage.naming import image_key, manifest_key
+from worker.storage.naming import image_key, manifest_key, thumbnail_key
 from worker.storage.sink import Sink
+from worker.storage.thumbs import CONTENT_TYPE as THUMB_TYPE
+from worker.storage.thumbs import make_thumbnail
 
 #: S3 allows 2 KB of user metadata; a prompt this long encodes to at most 1.5 KB.
 PROMPT_METADATA_MAX_BYTES = 512
@@ -73,7 +79,12 @@ class StoreRequest:
 
 @dataclass(frozen=True)
 class StoredImage:
-    """One stored object; ``part`` is ``""`` for the image itself, ``q1``..``q4`` for quarters."""
+    """One stored object; ``part`` is ``""`` for the image itself, ``q1``..``q4`` for quarters.
+
+    ``key`` is the key given to the sink (relative to its prefix); ``location`` is where
+    the object really is (:meth:`Sink.where`: the record's ``key`` is the real key),
+    ``thumbnail`` the location and size of its thumbnail (or None).
+    """
 
     key: str
     sha256: str
@@ -82,23 +93,30 @@ class StoredImage:
     height: int
     content_type: str
     part: str = ""
+    location: Mapping[str, Any] = field(default_factory=dict)
+    thumbnail: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The image record kept on the step (and shown by the API): the object's real
+        location first (``key`` is its real key), then what it is."""
         return {
             "key": self.key,
+            **self.location,          # the real key, bucket or path, uri
             "sha256": self.sha256,
             "bytes": self.bytes,
             "width": self.width,
             "height": self.height,
             "contentType": self.content_type,
             "part": self.part,
+            "thumbnail": dict(self.thumbnail) if self.thumbnail else None,
         }
 
 
 def store_step_images(
     sink: Sink, session: requests.Session, req: StoreRequest, *, settings: StorageSettings
 ) -> list[StoredImage]:
-    """Download the step's image and store it (and its grid quarters); see the module doc."""
+    """Download the step's image and store it (and its grid quarters), each with its
+    thumbnail; see the module doc."""
     image = _download_with_refresh(session, req, settings)
     with image:
         key = image_key(
@@ -108,28 +126,38 @@ def store_step_images(
             label=req.label,
             ext=image.ext,
         )
-        sink.put(
-            key,
-            image.file,
-            content_type=image.content_type,
-            metadata=object_metadata(req, part="", sha256_hex=image.sha256),
-            sha256_hex=image.sha256,
-        )
-        stored = [
-            StoredImage(
-                key, image.sha256, image.bytes, image.width, image.height, image.content_type
-            )
-        ]
+        stored = [_put(sink, req, key, image.file, image.content_type, image.sha256,
+                       image.bytes, image.width, image.height, "")]
         if req.split_grid:
             stored.extend(_store_quarters(sink, req, settings, image))
     return stored
 
 
-def write_manifest(sink: Sink, job_id: str, manifest: Mapping[str, Any]) -> str:
-    """Write the job's manifest (JSON) at ``{job_id}/manifest.json``; return its key."""
+def _put(sink: Sink, req: StoreRequest, key: str, fileobj: IO[bytes], content_type: str,
+         sha256_hex: str, size_bytes: int, width: int, height: int, part: str) -> StoredImage:
+    """Put one image and its thumbnail; the image's record."""
+    sink.put(key, fileobj, content_type=content_type,
+             metadata=object_metadata(req, part=part, sha256_hex=sha256_hex),
+             sha256_hex=sha256_hex)
+    thumb = make_thumbnail(fileobj)
+    thumbnail = None
+    if thumb is not None:
+        tkey = thumbnail_key(key)
+        sink.put(tkey, io.BytesIO(thumb.data), content_type=THUMB_TYPE,
+                 metadata={"job-id": req.job_id, "part": part, "thumbnail-of": key},
+                 sha256_hex=thumb.sha256)
+        thumbnail = {**sink.where(tkey), "width": thumb.width, "height": thumb.height,
+                     "bytes": len(thumb.data), "contentType": THUMB_TYPE, "sha256": thumb.sha256}
+    return StoredImage(key, sha256_hex, size_bytes, width, height, content_type, part,
+                       sink.where(key), thumbnail)
+
+
+def write_manifest(sink: Sink, job_id: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the job's manifest (JSON) at ``{job_id}/manifest.json``; return where it is
+    (:meth:`Sink.where`: its real ``key`` and ``uri``)."""
     key = manifest_key(job_id)
     sink.put_json(key, dict(manifest))
-    return key
+    return sink.where(key) | {"sinkKey": key}
 
 
 def object_metadata(req: StoreRequest, *, part: str, sha256_hex: str) -> dict[str, str]:
@@ -208,19 +236,8 @@ def _store_quarters(
                 ext="png",
                 suffix=part.suffix,
             )
-            size_bytes = _size(part.file)
-            sink.put(
-                key,
-                part.file,
-                content_type="image/png",
-                metadata=object_metadata(req, part=name, sha256_hex=part.sha256),
-                sha256_hex=part.sha256,
-            )
-            stored.append(
-                StoredImage(
-                    key, part.sha256, size_bytes, part.width, part.height, "image/png", name
-                )
-            )
+            stored.append(_put(sink, req, key, part.file, "image/png", part.sha256,
+                               _size(part.file), part.width, part.height, name))
     finally:
         for part in parts:
             part.file.close()
