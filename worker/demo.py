@@ -26,6 +26,7 @@ from rich.table import Table
 
 from worker.democonsumer import Consumer
 from worker.localnet import free_port, stop_group, wait_http
+from worker.redis_conn import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "mjflow-demo"
@@ -168,8 +169,6 @@ def run_jobs(console: Console, web: str, timeout_s: float, callback_url: str) ->
 
 def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
             consumer: Consumer) -> int:
-    import redis
-
     table = Table(title="demo jobs")
     for col in ("job", "status", "steps", "images", "first image key"):
         table.add_column(col)
@@ -181,8 +180,7 @@ def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
                       str(len(imgs)), imgs[0]["key"] if imgs else "-")
     console.print(table)
     stats = requests.get(f"{urls['sim']}/_sim/stats", timeout=5).json()
-    r = redis.Redis.from_url(os.environ.get("MJFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                             decode_responses=True)
+    r = connect(url=os.environ.get("MJFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     polls = r.hgetall(f"{urls['prefix']}:counter:polls")
     ok = sum(v["status"] == "succeeded" for v in views)
     console.print(f"[bold]{ok}/{len(views)} jobs succeeded[/], {images} images in "
