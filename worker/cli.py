@@ -21,9 +21,14 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
+try:
+    import click
+except ModuleNotFoundError:  # `pip install mjflow` is the caller SDK only
+    raise SystemExit("mjflow: the service is not installed here (pip install 'mjflow[server]'); "
+                     "the SDK is `import mjflow`") from None
 
 from worker import api, batches
+from worker.redisurl import redact
 from worker.settings import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -62,7 +67,7 @@ def _engine():  # type: ignore[no-untyped-def]
     except ConfigError as exc:
         fail(EXIT_CONFIG, str(exc.code))
     except redis.RedisError as exc:
-        fail(EXIT_CONFIG, f"Redis unreachable at {settings.redis_url}: {exc}")
+        fail(EXIT_CONFIG, f"Redis unreachable at {redact(settings.redis_url)}: {exc}")
     return engine
 
 
