@@ -206,7 +206,8 @@ def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
 def run(*, speed: float = 20.0, keep_running: bool = False, timeout_s: float = 110.0) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="mjflow-demo-"))
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    secret = (os.environ.get("MJFLOW_WEBHOOK_SECRET")
+              or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     demo = Demo(console, speed, workdir, secret)
     started = time.monotonic()
     code = 1
