@@ -58,7 +58,10 @@ def unfinished(stack: Stack, jobs: list[str]) -> list[str]:
 
 
 def test_jobs_survive_failover_and_master_kill(cluster, make_settings):
-    env = {"MJFLOW_REDIS_URL": cluster.url, "MJFLOW_REDIS_SENTINEL_MASTER": cluster.master_name}
+    # a failover takes seconds: a submit grace shorter than that (the stack's 3 s) would
+    # resubmit steps whose answer is only waiting for Redis (the default grace is 60 s)
+    env = {"MJFLOW_REDIS_URL": cluster.url, "MJFLOW_REDIS_SENTINEL_MASTER": cluster.master_name,
+           "MJFLOW_SUBMIT_GRACE_S": "30"}
     with Stack(speed=20, env_extra=env) as stack:
         settings = make_settings(redis_url=cluster.url, key_prefix=stack.prefix)
         stack.r = connect(settings)           # counters and cleanup on the Sentinel master
@@ -72,7 +75,7 @@ def test_jobs_survive_failover_and_master_kill(cluster, make_settings):
         killed, second = cluster.kill_master()
         assert second != killed and first == killed
         jobs += wave(stack, "c", 4)
-        views = stack.wait_jobs(jobs, timeout_s=60)
+        views = stack.wait_jobs(jobs, timeout_s=90)
 
         assert [v["status"] for v in views] == ["succeeded"] * len(jobs), [
             (v["id"], v["status"], [(s["label"], s["status"]) for s in v["steps"]])

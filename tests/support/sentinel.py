@@ -17,6 +17,7 @@ from worker.localnet import free_port, stop_group
 MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 4000
+PAUSE_MS = 8000
 
 
 def sentinel_argv(conf: Path) -> list[str] | None:
@@ -132,15 +133,60 @@ class SentinelCluster:
             time.sleep(0.2)
         raise AssertionError(f"no failover away from {not_port}:\n" + self.tail())
 
+    def wait_in_sync(self, timeout_s: float = 30.0) -> None:
+        """Wait until the master has an online replica at its replication offset.
+
+        Replication is asynchronous: a master killed while its replica is still being
+        reconfigured or resynced (as just after a failover) takes acknowledged writes with
+        it (docs/operations.md). The test kills the master only once the replica has
+        caught up, so what it measures is mjflow following the failover."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            port = self.master_port()
+            try:
+                info = self._client(port).info("replication")  # type: ignore[arg-type]
+            except redis.RedisError:
+                info = {}
+            offset = info.get("master_repl_offset")
+            replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+            if any(r.get("state") == "online" and r.get("offset", -1) >= (offset or 0)
+                   for r in replicas):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the replica did not catch up:\n" + self.tail())
+
     def failover(self) -> int:
         """``SENTINEL FAILOVER``: the replica becomes master; returns its port."""
         old = self.master_port()
         assert old is not None
+        # A planned switch, done as docs/operations.md says: pause writes on the master
+        # first. Otherwise it keeps acknowledging writes after its replica is promoted and
+        # until the Sentinels demote it, and those writes are dropped at the resync.
+        self._client(old).execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
         self.sentinel().execute_command("SENTINEL", "FAILOVER", self.master_name)
-        return self.wait_master(old)
+        new = self.wait_master(old)
+        self._wait_role(old, "slave")
+        self._client(old).execute_command("CLIENT", "UNPAUSE")
+        return new
+
+    def _client(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, password=self.password, socket_timeout=2,
+                           decode_responses=True)
+
+    def _wait_role(self, port: int, role: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self._client(port).role()[0] == role:
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{port} is not a {role}:\n" + self.tail())
 
     def kill_master(self) -> tuple[int, int]:
-        """SIGKILL the master; returns (killed port, new master port)."""
+        """SIGKILL the master (once its replica is in sync); returns (killed, new master)."""
+        self.wait_in_sync()
         old = self.master_port()
         assert old is not None
         stop_group(self.procs.pop(old), signal.SIGKILL)
