@@ -308,7 +308,9 @@ def test_dockerfile_is_multistage_slim_and_non_root():
     assert len(froms) >= 2, "multi-stage build"
     assert "ARG PYTHON_IMAGE=python:3.11-slim" in DOCKERFILE.read_text()
     assert any("pip wheel" in rest for op, rest in ins if op == "RUN")
-    assert any("pip install" in rest and "mjflow" in rest for op, rest in ins if op == "RUN")
+    assert any("pip install" in rest and "mjflow[server]" in rest for op, rest in ins if op == "RUN")
+    assert any("pip wheel" in rest and ".[server]" in rest for op, rest in ins if op == "RUN")
+    assert ("COPY", "mjflow ./mjflow") in ins
     users = [rest for op, rest in ins if op == "USER"]
     assert users, "USER missing"
     final_user = users[-1].split(":")[0]
@@ -337,7 +339,7 @@ def test_dockerignore_keeps_the_venv_out_of_the_build_context():
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
     patterns = [line for line in ignore if line and not line.startswith("#")]
     assert patterns[0] == "*", "allow-list: ignore everything, then re-include"
-    for needed in ("!pyproject.toml", "!worker/", "!webhook/", "!simulator/",
+    for needed in ("!pyproject.toml", "!mjflow/", "!worker/", "!webhook/", "!simulator/",
                    "!deploy/entrypoint.sh"):
         assert needed in ignore
 

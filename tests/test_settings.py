@@ -48,3 +48,32 @@ def test_every_setting_is_documented_with_its_default():
     text = DOC.read_text()
     for name in Settings.model_fields:
         assert f"`MJFLOW_{name.upper()}`" in text, f"MJFLOW_{name.upper()} missing from {DOC.name}"
+
+
+@pytest.mark.parametrize("var,value,needle", [
+    ("MJFLOW_REDIS_URL", "sentinel://:hunter2@h1:26379;redis://h2:6379", "sentinel://"),
+    ("MJFLOW_REDIS_URL", "sentinel://:hunter2@h1:notaport", "Port"),
+    ("MJFLOW_BROKER_URL", "sentinel://:hunter2@h1:26379/x", "database must be a number"),
+    ("MJFLOW_BROKER_URL", "sentinel://:hunter2@h1:1/1;sentinel://h2:1/2", "different databases"),
+    ("MJFLOW_REDIS_URL", "sentinel://", "no host"),
+    ("MJFLOW_REDIS_URL", "amqp://:hunter2@rabbit//", "MJFLOW_REDIS_URL"),
+])
+def test_bad_sentinel_urls_are_clear_and_hide_the_password(monkeypatch, var, value, needle):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    text = str(err.value)
+    assert var in text and needle in text, text
+    assert "hunter2" not in text
+
+
+def test_sentinel_urls_are_accepted_and_the_broker_gets_them_in_kombu_form(monkeypatch):
+    from worker.celery_app import make_celery
+
+    url = "sentinel://:pw@127.0.0.1:26379;sentinel://127.0.0.1:26380/2"
+    s = load_settings(redis_url=url, redis_sentinel_master="prod", redis_sentinel_password="sentinel-pw-42")
+    app = make_celery(s)
+    assert app.conf.broker_url == "sentinel://:pw@127.0.0.1:26379/2;sentinel://127.0.0.1:26380"
+    opts = app.conf.broker_transport_options
+    assert opts["master_name"] == "prod" and opts["sentinel_kwargs"]["password"] == "sentinel-pw-42"
+    assert "sentinel-pw-42" not in repr(s)

@@ -12,6 +12,8 @@ import functools
 from celery import Celery
 
 from worker.logs import connect_celery_signals
+from worker.redis_conn import broker_ssl, broker_url, sentinel_transport_options
+from worker.redisurl import is_sentinel
 from worker.settings import Settings, get_settings
 
 QUEUES = ("mjflow.submit", "mjflow.reconcile", "mjflow.store", "mjflow.deliver",
@@ -33,14 +35,19 @@ ROUTES = {
 
 def make_celery(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
-    app = Celery("mjflow", broker=settings.broker, include=["worker.tasks"])
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_S,
+                 "global_keyprefix": f"{settings.key_prefix}:celery:"}
+    if is_sentinel(settings.broker):
+        transport |= sentinel_transport_options(settings)
+    app = Celery("mjflow", broker=broker_url(settings), include=["worker.tasks"])
+    if is_sentinel(settings.broker) and broker_ssl(settings):
+        app.conf.broker_use_ssl = broker_ssl(settings)
     app.conf.update(
         task_serializer="json", accept_content=["json"], result_serializer="json",
         task_ignore_result=True, result_backend=None,
         task_acks_late=True, task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S,
-                                  "global_keyprefix": f"{settings.key_prefix}:celery:"},
+        broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         task_time_limit=TASK_TIME_LIMIT_S, task_soft_time_limit=TASK_TIME_LIMIT_S - 30,
         task_routes={name: {"queue": q} for name, q in ROUTES.items()},

@@ -22,13 +22,18 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
-import redis
+try:
+    import click
+    import redis
+except ModuleNotFoundError:  # `pip install mjflow` is the caller SDK only
+    raise SystemExit("mjflow: the service is not installed here (pip install 'mjflow[server]'); "
+                     "the SDK is `import mjflow`") from None
 
 from simulator.cli import main as sim_main
 from worker import api, batches
 from worker.enqueue import CeleryEnqueue
 from worker.flow.engine import build_engine
+from worker.redisurl import redact
 from worker.settings import ConfigError, get_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
@@ -59,7 +64,7 @@ def _engine():  # type: ignore[no-untyped-def]
     except ConfigError as exc:
         fail(EXIT_CONFIG, str(exc.code))
     except redis.RedisError as exc:
-        fail(EXIT_CONFIG, f"Redis unreachable at {settings.redis_url}: {exc}")
+        fail(EXIT_CONFIG, f"Redis unreachable at {redact(settings.redis_url)}: {exc}")
     return engine
 
 

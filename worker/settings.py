@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigError
+from worker.redisurl import is_sentinel, parse_sentinel, redact
 from worker.storage.naming import validate_template
 
 ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes"]
@@ -33,7 +34,8 @@ def _check_url(name: str, value: str | None, schemes: tuple[str, ...]) -> str | 
         return None
     parsed = urlparse(value)
     if parsed.scheme not in schemes or (parsed.scheme not in ("file",) and not parsed.netloc):
-        raise ValueError(f"{name} must be a URL with scheme {'/'.join(schemes)}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a URL with scheme {'/'.join(schemes)}, got {redact(value)!r}")
     return value.rstrip("/") if parsed.scheme in ("http", "https") else value
 
 
@@ -57,6 +59,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     webhook_secret: str | None = Field(default=None, repr=False)
     allow_private_urls: bool = False
+
+    # --- Redis Sentinel (when MJFLOW_REDIS_URL / MJFLOW_BROKER_URL are sentinel://) ----
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    redis_sentinel_password: str | None = Field(default=None, repr=False)
+    redis_sentinel_tls: bool = False
+    redis_sentinel_tls_ca_file: str | None = None
 
     # --- engine ----------------------------------------------------------------------
     key_prefix: str = "mjflow"
@@ -114,10 +122,17 @@ class Settings(BaseSettings):
     @field_validator("redis_url", "broker_url")
     @classmethod
     def _redis_url(cls, value: str | None, info) -> str | None:  # type: ignore[no-untyped-def]
-        return _check_url(
-            f"MJFLOW_{info.field_name.upper()}", value,
-            ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp"),
-        )
+        name = f"MJFLOW_{info.field_name.upper()}"
+        if is_sentinel(value):
+            try:
+                parse_sentinel(value)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ValueError(f"not a valid sentinel URL: {exc}") from None
+            return value
+        schemes = ("redis", "rediss", "unix", "sentinel")
+        if info.field_name == "broker_url":
+            schemes += ("amqp", "amqps", "pyamqp")
+        return _check_url(name, value, schemes)
 
     @field_validator("storage_url")
     @classmethod

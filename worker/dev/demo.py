@@ -27,6 +27,7 @@ from rich.table import Table
 from worker.dev.consumer import Consumer
 from worker.dev.localnet import free_port, stop_group, wait_http
 from worker.dev.localredis import ensure
+from worker.redis_conn import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "mjflow-demo"
@@ -167,8 +168,6 @@ def run_jobs(console: Console, web: str, timeout_s: float, callback_url: str) ->
 
 def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
             consumer: Consumer) -> int:
-    import redis
-
     table = Table(title="demo jobs")
     for col in ("job", "status", "steps", "images", "first image key"):
         table.add_column(col)
@@ -180,8 +179,7 @@ def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
                       str(len(imgs)), imgs[0]["key"] if imgs else "-")
     console.print(table)
     stats = requests.get(f"{urls['sim']}/_sim/stats", timeout=5).json()
-    r = redis.Redis.from_url(os.environ.get("MJFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                             decode_responses=True)
+    r = connect(url=os.environ.get("MJFLOW_REDIS_URL", "redis://127.0.0.1:6379/0"))
     polls = r.hgetall(f"{urls['prefix']}:counter:polls")
     ok = sum(v["status"] == "succeeded" for v in views)
     console.print(f"[bold]{ok}/{len(views)} jobs succeeded[/], {images} images in "
@@ -207,7 +205,8 @@ def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
 def run(*, speed: float = 20.0, keep_running: bool = False, timeout_s: float = 110.0) -> int:
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="mjflow-demo-"))
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    secret = (os.environ.get("MJFLOW_WEBHOOK_SECRET")
+              or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     demo = Demo(console, speed, workdir, secret)
     started = time.monotonic()
     code = 1

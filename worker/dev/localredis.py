@@ -11,12 +11,15 @@ from urllib.parse import urlparse
 
 import redis
 
+from worker.redis_conn import connect
+from worker.redisurl import is_sentinel, redact
+
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 def answers(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+        return bool(connect(url=url).ping())
     except redis.RedisError:
         return False
 
@@ -24,15 +27,17 @@ def answers(url: str) -> bool:
 def ensure(url: str | None = None) -> str:
     url = url or os.environ.get("MJFLOW_REDIS_URL", DEFAULT_URL)
     if answers(url):
-        return f"Redis answers at {url}"
+        return f"Redis answers at {redact(url)}"
+    if is_sentinel(url):
+        raise SystemExit(f"no Redis master answers through the Sentinels at {redact(url)}")
     parsed = urlparse(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
     if host not in ("127.0.0.1", "localhost"):
-        raise SystemExit(f"no Redis answers at {url}; start it or set MJFLOW_REDIS_URL")
+        raise SystemExit(f"no Redis answers at {redact(url)}; start it or set MJFLOW_REDIS_URL")
     server = shutil.which("redis-server")
     if server is None:
         raise SystemExit(
-            f"no Redis answers at {url} and redis-server is not installed: "
+            f"no Redis answers at {redact(url)} and redis-server is not installed: "
             "install it (apt-get install redis-server) or set MJFLOW_REDIS_URL"
         )
     subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(port),
@@ -41,7 +46,7 @@ def ensure(url: str | None = None) -> str:
         if answers(url):
             return f"started a local redis-server on port {port}"
         time.sleep(0.1)
-    raise SystemExit(f"started redis-server but nothing answers at {url}")
+    raise SystemExit(f"started redis-server but nothing answers at {redact(url)}")
 
 
 if __name__ == "__main__":
