@@ -1,14 +1,15 @@
 """Getting an event's (or a job's) images.
 
-Every stored image has a storage ``key``, relative to the storage prefix: with
-``MJFLOW_STORAGE_URL=s3://bucket/prefix`` the object is ``s3://bucket/prefix/<key>``. The
-API and the events also carry a presigned ``url`` (valid ``MJFLOW_PRESIGN_TTL_S``, 1 h by
+Every stored image carries where it is: ``bucket`` and its real ``key`` (the storage prefix
+included: with ``MJFLOW_STORAGE_URL=s3://bucket/prefix`` the key starts ``prefix/``) and a
+``uri`` (``s3://bucket/key``; ``path`` and a ``file://`` uri for file storage). The API and
+the events also carry a presigned ``url`` (valid ``MJFLOW_PRESIGN_TTL_S``, 1 h by
 default). Two ways:
 
 - :func:`download` reads the presigned URL (no AWS credentials needed). If it has expired,
   ``Client.get(job_id).images`` gives fresh URLs.
 - With your own S3 access, read ``bucket`` + ``key`` with boto3 (the SDK does not depend
-  on it): ``boto3.client("s3").get_object(Bucket=bucket, Key=f"{prefix}/{image.key}")["Body"].read()``.
+  on it): ``boto3.client("s3").get_object(Bucket=image.bucket, Key=image.key)["Body"].read()``.
 """
 from __future__ import annotations
 

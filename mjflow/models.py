@@ -14,8 +14,11 @@ FINISHED_STATUSES = ("succeeded", "partial", "failed", "cancelled")
 
 @dataclass(frozen=True)
 class Image:
-    key: str | None
+    key: str | None               # the object's real key (the storage prefix included)
     url: str | None = None
+    bucket: str | None = None     # S3 storage
+    uri: str | None = None        # s3://bucket/key or file:///path
+    path: str | None = None       # file storage
     sha256: str | None = None
     bytes: int | None = None
     width: int | None = None
@@ -26,7 +29,8 @@ class Image:
     def from_dict(cls, d: dict[str, Any] | str) -> Image:
         if isinstance(d, str):       # an event's data.images lists bare keys
             return cls(key=d, raw={"key": d})
-        return cls(key=d.get("key"), url=d.get("url"), sha256=d.get("sha256"),
+        return cls(key=d.get("key"), url=d.get("url"), bucket=d.get("bucket"), uri=d.get("uri"),
+                   path=d.get("path"), sha256=d.get("sha256"),
                    bytes=d.get("bytes"), width=d.get("width"), height=d.get("height"), raw=d)
 
 

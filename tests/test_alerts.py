@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
-from worker.metrics import render
+from worker.metrics import make_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -73,7 +74,7 @@ def exported(rds_module) -> set[str]:
     """Sample names a scrape can show: gauges as is, counters ``_total``, histograms with
     ``_bucket``/``_sum``/``_count`` (from the ``# TYPE`` lines of a real scrape)."""
     names: set[str] = set()
-    for line in render(rds_module).decode().splitlines():
+    for line in generate_latest(make_registry(rds_module)).decode().splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split()
             names.add(name)

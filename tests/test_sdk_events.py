@@ -21,7 +21,7 @@ import mjflow
 from mjflow.flask import events_blueprint
 from tests.support.stack import Stack
 from tests.support.web import serve
-from worker import devs3
+from worker.dev import locals3 as devs3
 from worker.dev.localnet import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"sdk-events-secret-0123456789").decode()
@@ -82,13 +82,15 @@ def test_submit_wait_event_and_images_from_a_real_run(s3_endpoint):
         assert event.id == raw[0][1]["Webhook-Id"]
         assert event.images == [i.key for i in done.images]
 
-        # images: by presigned URL (no credentials) and by bucket + prefix + key
+        # images: by presigned URL (no credentials) and by bucket + key
         first = event.stored_images[0]
         data = mjflow.download(first)
         assert hashlib.sha256(data).hexdigest() == first.sha256
         s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="test")
-        obj = s3.get_object(Bucket=BUCKET, Key=f"images/{event.images[0]}")["Body"].read()
+        assert first.bucket == BUCKET and first.key.startswith("images/")
+        assert first.uri == f"s3://{BUCKET}/{first.key}"
+        obj = s3.get_object(Bucket=first.bucket, Key=first.key)["Body"].read()
         assert obj == data
 
         # the same body and headers verify again (and with a rotated secret list)
