@@ -423,9 +423,11 @@ def resume(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--keep-running", is_flag=True, help="leave everything up after the demo")
+@click.option("--keep-running/--no-keep-running", default=None,
+              help="leave everything up after the demo until Ctrl-C (default: only when run "
+                   "from a terminal)")
 @click.option("--speed", type=float, default=20.0, help="simulator speed factor")
-def demo(keep_running: bool, speed: float) -> None:
+def demo(keep_running: bool | None, speed: float) -> None:
     """Run the whole system locally on embedded defaults and a small demo batch."""
     from worker.dev.demo import run
 
