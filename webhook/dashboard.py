@@ -51,6 +51,7 @@ from werkzeug.exceptions import HTTPException
 from webhook.auth import authorized
 from worker import api as jobs_api
 from worker import batches
+from worker.flow.receiver import status as receiver_state
 from worker.jobs.model import JobStatus
 from worker.jobs.views import iso, load_view
 
@@ -582,7 +583,8 @@ def upstream():  # type: ignore[no-untyped-def]
     state = engine.window.state()
     answers = engine.window.recent_answers()
     return _render("upstream.html", "_upstream_live.html", refresh=True, state=state,
-                   answers=answers, profile=engine.settings.upstream_profile, nav="upstream")
+                   answers=answers, profile=engine.settings.upstream_profile, nav="upstream",
+                   callbacks=receiver_state(engine))
 
 
 @bp.post("/upstream/resume")

@@ -27,6 +27,7 @@ import redis
 from simulator.cli import main as sim_main
 from worker import api, batches
 from worker.enqueue import CeleryEnqueue
+from worker.flow import receiver
 from worker.flow.engine import build_engine
 from worker.settings import ConfigError, get_settings
 
@@ -149,6 +150,7 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
            timeout_s: float, as_json: bool) -> None:
     """Submit one imagine job (with follow-ups) and print its id."""
     engine = _engine()
+    warn_if_no_callbacks(engine)
     spec: dict[str, Any] = {"prompt": prompt, "then": list(then), "priority": priority,
                             "splitGrid": split_grid}
     if mode:
@@ -171,6 +173,18 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
         fail(EXIT_INTERRUPTED, f"interrupted; job {view['id']} goes on in the workers")
     _out(view, as_json, "\n".join([job_line(view), *job_images(view)]))
     sys.exit(job_exit(view))
+
+
+def warn_if_no_callbacks(engine) -> None:  # type: ignore[no-untyped-def]
+    """Say so on stderr when the callback receiver does not answer (the job then waits
+    for polling); probes it first when the last probe is stale."""
+    if not engine.callbacks_configured:
+        return
+    url = engine.settings.public_url
+    warning = receiver.describe(url, receiver.check(engine.r, engine.keys, url))
+    if warning:
+        click.echo(f"warning: {warning} (every {engine.poll_interval_s():g} s); start the web "
+                   "app (gunicorn, see the Procfile) or unset MJFLOW_PUBLIC_URL", err=True)
 
 
 def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -34,6 +34,7 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:deliveries:failed           zset   delivery id -> time it gave up (state failed; replay removes it)
     {p}:endpoints:disabled          set    consumer URLs disabled after HTTP 410
     {p}:lock:{name}                 string singleton locks (beat tick)
+    {p}:receiver                    hash   last probe of MJFLOW_PUBLIC_URL: up (1/0), at, error
     {p}:counter:{name}              hash   counters for metrics (by label)
 """
 from __future__ import annotations
@@ -145,6 +146,9 @@ class Keys:
     # misc
     def lock(self, name: str) -> str:
         return self._k("lock", name)
+
+    def receiver(self) -> str:
+        return self._k("receiver")
 
     def counter(self, name: str) -> str:
         return self._k("counter", name)

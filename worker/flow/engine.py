@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import redis
 import requests
 
+from worker.flow import receiver
 from worker.flow.tokens import hook_token
 from worker.flow.window import Window
 from worker.jobs.reconcile import Timing
@@ -104,8 +105,13 @@ class Engine:
         return self.sink.url(key, self.settings.presign_ttl_s)
 
     @property
-    def callbacks_on(self) -> bool:
+    def callbacks_configured(self) -> bool:
         return bool(self.settings.public_url and self.profile.callbacks_expected)
+
+    @property
+    def callbacks_on(self) -> bool:
+        """Configured, and the receiver answered its last probe (worker.flow.receiver)."""
+        return self.callbacks_configured and receiver.answers(self.r, self.keys)
 
     def poll_interval_s(self) -> float:
         if self.settings.poll_interval_s:
@@ -120,7 +126,7 @@ class Engine:
         return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
 
     def hook_url(self, step_id: str) -> str | None:
-        if not self.callbacks_on:
+        if not self.callbacks_configured:        # sent while the receiver is down too
             return None
         token = hook_token(self.settings.hook_secret or "", step_id)
         return f"{self.settings.public_url}/hooks/mj/{step_id}/{token}"
