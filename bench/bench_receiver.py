@@ -15,8 +15,7 @@ gunicorn flags that reads the body and answers 204.
 from __future__ import annotations
 
 import json
-import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness as h
+from tests.support.stack import BIN
+from worker.dev.localnet import Procs, free_port, wait_http
 
 NAME = "receiver"
 CONNECTIONS = 16
@@ -139,22 +140,18 @@ def run(quick: bool = False) -> dict[str, Any]:
         details["burst"] = {**b, "sent": burst, "answered_204": ok, "counter_accepted": accepted,
                             "reconcile_queued": queued, "queue_key": qkey, "lost": lost}
 
-    floor_port = h.free_port()
-    floor = subprocess.Popen(
-        [str(h.BIN / "gunicorn"), "--bind", f"127.0.0.1:{floor_port}", "--workers", "2",
-         "--threads", "4", "bench.floor_app:create_app()"],
-        cwd=h.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+    floor_port = free_port()
+    procs = Procs(work)
+    floor = procs.spawn("floor", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{floor_port}",
+                                  "--workers", "2", "--threads", "4", "bench.floor_app:create_app()"])
     try:
-        h.wait_http(f"http://127.0.0.1:{floor_port}/healthz")
+        wait_http(f"http://127.0.0.1:{floor_port}/healthz")
         loadgen(floor_port, reqs_file, count=500)
         fl = measure(floor_port, floor.pid, reqs_file, None, duration=duration, warmup=1.0)
         details["floor_throughput"] = fl
     finally:
-        os.killpg(floor.pid, signal.SIGTERM)
-        floor.wait(timeout=20)
-        reqs_file.unlink(missing_ok=True)
-        work.rmdir()
+        procs.stop_all(timeout_s=20)
+        shutil.rmtree(work, ignore_errors=True)
 
     bd = details["burst"]
     rows = [

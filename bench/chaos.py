@@ -37,7 +37,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +46,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +53,12 @@ import redis
 import requests
 
 from bench.chaos_checks import IDLE_QUEUES, Collected, Row, evaluate, render
+from tests.support.stack import Stack
+from worker.dev.consumer import Consumer
+from worker.dev.localnet import Procs, free_port, wait_until
 from worker.storage.naming import THUMB_SUFFIX
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-QUEUES = "mjflow.submit,mjflow.reconcile,mjflow.store,mjflow.deliver,mjflow.tick,mjflow.api"
 PREFIX = "mjchaos"
 BUCKET = "mjflow-chaos"
 S3_PREFIX = "soak"
@@ -138,22 +137,6 @@ class Plan:
 
 
 # -- small utilities ------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(pred: Callable[[], bool], timeout_s: float, what: str, step_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):     # not up yet
-            if pred():
-                return
-        time.sleep(step_s)
-    raise RuntimeError(f"{what} not ready within {timeout_s:.0f} s")
-
-
 def http_ok(url: str) -> bool:
     return requests.get(url, timeout=2).status_code < 500
 
@@ -234,66 +217,6 @@ def rss_mb(pids: list[int]) -> float:
 
 
 # -- processes ----------------------------------------------------------------------------
-class Procs:
-    """Subprocesses, each in a session of its own (so a group kill takes its children)."""
-
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.workdir = workdir
-        self.env = env
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.pgids: set[int] = set()
-        self.logs: dict[str, Path] = {}
-        self._lock = threading.Lock()
-
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        log_path = self.workdir / f"{name}.log"
-        self.logs[name] = log_path
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        with self._lock:
-            self.procs[name] = proc
-            self.pgids.add(proc.pid)
-        return proc
-
-    def kill(self, name: str, sig: int = signal.SIGKILL, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        with self._lock:
-            proc = self.procs.pop(name, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        # children that outlived their leader (a SIGKILLed Celery parent's pool processes)
-        for pid in group_pids(proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-    def rss(self, name: str) -> float:
-        proc = self.procs.get(name)
-        return rss_mb(group_pids(proc.pid)) if proc and proc.poll() is None else 0.0
-
-    def alive(self, name: str) -> bool:
-        proc = self.procs.get(name)
-        return bool(proc and proc.poll() is None)
-
-    def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):      # the reverse of the start order
-            self.kill(name, signal.SIGTERM, timeout_s=10)
-
-    def tail(self, name: str, lines: int = 25) -> str:
-        path = self.logs.get(name)
-        if not path or not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
 class RedisServer:
     """Our own redis-server: AOF on (appendfsync everysec), no RDB snapshots, data in
     ``dir``. ``restart`` stops it with SIGTERM, which Redis handles as a graceful
@@ -435,97 +358,25 @@ class TcpProxy:
         self._thread.join(timeout=2)
 
 
-# -- the consumer of signed events ----------------------------------------------------------
-class Consumer:
-    """A threaded HTTP server that verifies each event's Standard Webhooks signature and
-    records it by job id (204), or records the failure (400)."""
-
-    def __init__(self, secret: str) -> None:
-        from standardwebhooks.webhooks import Webhook
-
-        self.webhook = Webhook(secret)
-        self.events: dict[str, list[dict[str, Any]]] = {}
-        self.bad: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        consumer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = consumer.receive(body, {k.lower(): v for k, v in self.headers.items()})
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/events"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True,
-                                        name="chaos-consumer")
-        self._thread.start()
-
-    def receive(self, body: bytes, headers: dict[str, str]) -> int:
-        try:
-            event = self.webhook.verify(body, headers)
-        except Exception as exc:  # noqa: BLE001 - any verification failure is recorded
-            with self.lock:
-                self.bad.append({"why": f"{type(exc).__name__}: {exc}", "headers": headers})
-            return 400
-        job_id = (event.get("data") or {}).get("jobId")
-        record = {"msg_id": headers.get("webhook-id"), "type": event.get("type"),
-                  "data": _event_relative(event.get("data") or {}), "at": time.time()}
-        with self.lock:
-            self.events.setdefault(str(job_id), []).append(record)
-        return 204
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def self_test_consumer(consumer: Consumer) -> None:
-    """The consumer accepts a correctly signed event and refuses a tampered one (so a
-    passing soak means the signatures really were checked)."""
-    from datetime import UTC, datetime
-
-    body = json.dumps({"type": "job.succeeded", "data": {"jobId": "selftest"}})
-    now = datetime.now(UTC)
-    headers = {"webhook-id": "msg_selftest", "webhook-timestamp": str(int(now.timestamp())),
-               "webhook-signature": consumer.webhook.sign("msg_selftest", now, body)}
-    ok = requests.post(consumer.url, data=body, headers=headers, timeout=5).status_code
-    bad = requests.post(consumer.url, data=body.replace("succeeded", "failed"), headers=headers,
-                        timeout=5).status_code
-    with consumer.lock:
-        consumer.events.pop("selftest", None)
-        consumer.bad.clear()
-    if (ok, bad) != (204, 400):
-        raise RuntimeError(f"consumer self-test failed: signed -> {ok}, tampered -> {bad}")
-
-
 # -- the system under test ------------------------------------------------------------------
 class System:
+    """Our own Redis, moto behind the proxy, the consumer, and the test stack
+    (``tests.support.stack.Stack``: simulator, web, worker, beat) on that Redis, all in
+    one :class:`Procs` (so the CPU meter sees every process group)."""
+
     def __init__(self, plan: Plan, workdir: Path) -> None:
         self.plan = plan
         self.workdir = workdir
         self.procs = Procs(workdir, {})
-        self.sim: Any = None
         self.proxy: TcpProxy | None = None
         self.consumer: Consumer | None = None
+        self.stack: Stack | None = None
         self.redis = RedisServer(self.procs, workdir / "redis")
-        self.web_port = free_port()
-        self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.moto_port = free_port()
         self.moto_url = f"http://127.0.0.1:{self.moto_port}"
 
     # lifecycle
     def start(self) -> None:
-        from simulator.server import start as start_sim
-
         p = self.plan
         self.redis.start()
         self.procs.spawn("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
@@ -536,40 +387,52 @@ class System:
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         self.proxy = TcpProxy(self.moto_port)
         self.consumer = Consumer(WEBHOOK_SECRET)
-        self_test_consumer(self.consumer)
-        self.sim = start_sim(port=0, profile="midjourney-proxy", speed=p.speed,
-                             core_size=p.core_size, queue_size=p.queue_size, accounts=p.accounts)
-        self.procs.env = {
-            **os.environ, **AWS_ENV,
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.proxy.port}",
-            "MJFLOW_UPSTREAM_URL": self.sim.url,
-            "MJFLOW_UPSTREAM_PROFILE": "midjourney-proxy",
-            "MJFLOW_REDIS_URL": self.redis.url,
-            "MJFLOW_KEY_PREFIX": PREFIX,
-            "MJFLOW_STORAGE_URL": f"s3://{BUCKET}/{S3_PREFIX}",
-            "MJFLOW_PUBLIC_URL": self.web_url,
-            "MJFLOW_HOOK_SECRET": HOOK_SECRET,
-            "MJFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "MJFLOW_API_KEYS": API_KEY,
-            "MJFLOW_ALLOW_PRIVATE_URLS": "true",
-            "MJFLOW_MAX_IN_FLIGHT": str(p.max_in_flight),
-            "MJFLOW_POLL_INTERVAL_S": str(p.poll_interval_s),
-            "MJFLOW_HEARTBEAT_PUSH_S": str(p.poll_interval_s * 1.5),
-            "MJFLOW_TICK_INTERVAL_S": str(p.tick_interval_s),
-            "MJFLOW_SUBMIT_GRACE_S": str(p.submit_grace_s),
-            "MJFLOW_REDRIVE_S": "10",
-            "MJFLOW_QUEUE_FULL_BACKOFF_S": "1",
-            "MJFLOW_STEP_DEADLINE_S": str(p.step_deadline_s),
-            "MJFLOW_UPSCALE_DEADLINE_S": str(p.upscale_deadline_s),
-            "MJFLOW_UPSTREAM_TIMEOUT_S": str(p.upstream_timeout_s),
-            "MJFLOW_DELIVERY_TIMEOUT_S": "5",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.procs.env.pop("MJFLOW_BROKER_URL", None)
-        self.start_web()
-        self.start_worker()
-        self.start_beat()
-        wait_until(lambda: http_ok(f"{self.web_url}/healthz"), START_TIMEOUT_S, "web app")
+        self.consumer.self_test()
+        self.stack = Stack(
+            speed=p.speed, prefix=PREFIX, redis_url=self.redis.url, workdir=self.workdir / "stack",
+            procs=self.procs, api_key=API_KEY, hook_secret=HOOK_SECRET,
+            webhook_secret=WEBHOOK_SECRET, wipe_keys=False,
+            sim_options={"core_size": p.core_size, "queue_size": p.queue_size,
+                         "accounts": p.accounts},
+            web_workers=p.web_workers, web_threads=4, web_args=("--graceful-timeout", "5"),
+            worker_concurrency=p.worker_concurrency,
+            env_extra={
+                **AWS_ENV,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.proxy.port}",
+                "MJFLOW_STORAGE_URL": f"s3://{BUCKET}/{S3_PREFIX}",
+                "MJFLOW_MAX_IN_FLIGHT": str(p.max_in_flight),
+                "MJFLOW_POLL_INTERVAL_S": str(p.poll_interval_s),
+                "MJFLOW_HEARTBEAT_PUSH_S": str(p.poll_interval_s * 1.5),
+                "MJFLOW_TICK_INTERVAL_S": str(p.tick_interval_s),
+                "MJFLOW_SUBMIT_GRACE_S": str(p.submit_grace_s),
+                "MJFLOW_REDRIVE_S": "10",
+                "MJFLOW_QUEUE_FULL_BACKOFF_S": "1",
+                "MJFLOW_STEP_DEADLINE_S": str(p.step_deadline_s),
+                "MJFLOW_UPSCALE_DEADLINE_S": str(p.upscale_deadline_s),
+                "MJFLOW_UPSTREAM_TIMEOUT_S": str(p.upstream_timeout_s),
+                "MJFLOW_DELIVERY_TIMEOUT_S": "5",
+            })
+        self.stack.start()
+
+    @property
+    def sim(self) -> Any:
+        return self.stack.sim if self.stack else None
+
+    @property
+    def web_url(self) -> str:
+        assert self.stack is not None
+        return self.stack.web_url
+
+    def start_web(self) -> None:
+        assert self.stack is not None
+        self.stack.start_web()
+
+    def start_worker(self) -> None:
+        assert self.stack is not None
+        self.stack.start_worker()
+
+    def rss(self, name: str) -> float:
+        return rss_mb(group_pids(self.procs[name].pid)) if self.procs.alive(name) else 0.0
 
     def s3(self) -> Any:
         import boto3
@@ -581,31 +444,14 @@ class System:
                                           request_checksum_calculation="when_required",
                                           response_checksum_validation="when_required"))
 
-    def start_web(self) -> None:
-        self.procs.spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
-                                 "--workers", str(self.plan.web_workers), "--threads", "4",
-                                 "--graceful-timeout", "5", "webhook:create_app()"])
-
-    def start_worker(self) -> None:
-        self.procs.spawn("worker", [
-            str(BIN / "celery"), "-A", "worker.celery_app", "worker", "--loglevel", "WARNING",
-            "--concurrency", str(self.plan.worker_concurrency), "-Q", QUEUES,
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"chaos-{uuid.uuid4().hex[:6]}@%h"])
-
-    def start_beat(self) -> None:
-        self.procs.spawn("beat", [str(BIN / "celery"), "-A", "worker.celery_app", "beat",
-                                  "--loglevel", "WARNING", "--schedule",
-                                  str(self.workdir / "beat-schedule")])
-
     def stop(self) -> None:
-        self.procs.stop_all()
+        if self.stack:
+            self.stack.stop()
+        self.procs.stop_all(timeout_s=10)
         if self.proxy:
             self.proxy.close()
         if self.consumer:
             self.consumer.close()
-        if self.sim:
-            self.sim.stop()
 
     # use
     @property
@@ -908,7 +754,7 @@ class Monitor:
         self.all_terminal = (self.sub.done.is_set()
                              and self.terminal == self.plan.jobs - len(self.sub.errors))
         self.cpu.sample()
-        rss = self.system.procs.rss("worker")
+        rss = self.system.rss("worker")
         self.peak_rss = max(self.peak_rss, rss)
         if t - self._last_print >= 10:
             self._last_print = t
@@ -1084,8 +930,9 @@ def collect(system: System, plan: Plan, sub: Submitter, chaos: Chaos,
         if tl:
             timelines[task["id"]] = tl
     assert system.consumer is not None
+    events = {job: [dict(e, data=_event_relative(dict(e["data"]))) for e in got]
+              for job, got in system.consumer.events_by_job().items()}
     with system.consumer.lock:
-        events = {k: list(v) for k, v in system.consumer.events.items()}
         bad = list(system.consumer.bad)
     known = set(job_ids)
     bad += [{"why": f"event for unknown job {k}"} for k in events if k not in known]
@@ -1127,8 +974,8 @@ def run(plan: Plan, keep: bool = False) -> Outcome:
             delay_callbacks_ms=plan.delay_callbacks_ms, http_500=plan.http_500,
             stuck=plan.stuck, stuck_timeout_s=plan.stuck_timeout_s, fail=plan.fail,
             hung_submit=plan.hung_submit, hung_submit_ms=plan.hung_submit_ms)
-        idle_rss = {"worker": system.procs.rss("worker"), "web": system.procs.rss("web"),
-                    "beat": system.procs.rss("beat")}
+        idle_rss = {"worker": system.rss("worker"), "web": system.rss("web"),
+                    "beat": system.rss("beat")}
         log(f"up in {startup_s:.1f} s; {plan.jobs} jobs x {STEPS_PER_JOB} steps, "
             f"{plan.accounts} accounts x ({plan.core_size}+{plan.queue_size}), speed {plan.speed}")
         sub = Submitter(system, run_id)
@@ -1177,8 +1024,8 @@ def run(plan: Plan, keep: bool = False) -> Outcome:
         time.sleep(2.0)   # a last tick; in-flight deliveries land
         drain_s = time.monotonic() - drain_start
         rss = {"worker (idle, before)": idle_rss["worker"],
-               "worker (end)": system.procs.rss("worker"), "worker (peak)": peak_rss,
-               "web (end)": system.procs.rss("web"), "beat (end)": system.procs.rss("beat"),
+               "worker (end)": system.rss("worker"), "worker (peak)": peak_rss,
+               "web (end)": system.rss("web"), "beat (end)": system.rss("beat"),
                "redis used_memory": float(r.info("memory")["used_memory"]) / 2**20}
         log("collecting and checking")
         collected = collect(system, plan, sub, chaos, rss)

@@ -1,15 +1,16 @@
 """The benchmarks' harness: a whole mjflow on loopback, process accounting, result tables.
 
-* :class:`BenchStack` starts the simulator in this process (``simulator.server.start``)
-  and the web app (gunicorn, flags as in the Procfile), a Celery worker and Celery beat as
-  subprocesses, all on the real Redis under a key prefix of their own, which
-  :meth:`BenchStack.stop` deletes.
+* :class:`BenchStack` is the tests' launcher (``tests.support.stack.Stack``: the
+  simulator in this process, the web app under gunicorn, a Celery worker and Celery beat
+  as subprocesses, on the real Redis under a key prefix of their own, which ``stop``
+  deletes) sized as in the Procfile.
 * :func:`mjflow_timers` scales mjflow's *pacing* intervals by the simulator's speed factor
   (the same rule the baselines use, :func:`scaled`), so every side sees the same
   compressed clock.
 * :func:`tree_cpu_s` / :func:`tree_rss_kb` read ``/proc`` for a process and its
   descendants (children that exited and were reaped count through ``cutime``/``cstime``).
-* :class:`Consumer` receives the jobs' signed events and notes when each arrived.
+* Job events go to ``worker.dev.consumer.Consumer`` (it verifies each signature and notes
+  when each arrived).
 * :func:`table` / :func:`save` print and store a benchmark's result.
 """
 from __future__ import annotations
@@ -17,31 +18,23 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import redis
-import requests
 
-from worker.dev.localnet import stop_group, wait_http
+from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 REDIS_URL = os.environ.get("MJFLOW_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-QUEUES = "mjflow.submit,mjflow.reconcile,mjflow.store,mjflow.deliver,mjflow.tick,mjflow.api"
 API_KEY = "bench-key"
 HOOK_SECRET = "bench-hook-secret"
 WEBHOOK_SECRET = "whsec_" + "YmVuY2hzZWNyZXRiZW5jaHNlY3JldGJlbmNoc2VjcmV0"
@@ -93,32 +86,6 @@ def stop_cleanly_on_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, _raise)
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Let a cleanup finish: SIGINT/SIGTERM arriving meanwhile are held, then raised as
-    KeyboardInterrupt once it is done (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in old:
-        signal.signal(sig, lambda signum, frame: got.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if got:
-        raise KeyboardInterrupt(f"signal {got[0]} (held during cleanup)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- /proc ------------------------------------------------------------------------------
@@ -308,200 +275,46 @@ def varied_durations(spread: float = DURATION_SPREAD, seed: int = 7) -> Iterator
         engine.duration_ms = original  # type: ignore[assignment]
 
 
-# --- the consumer of job events ---------------------------------------------------------
-
-
-class Consumer:
-    """An HTTP endpoint for job events: notes arrival time per job, checks signatures."""
-
-    def __init__(self) -> None:
-        from standardwebhooks.webhooks import Webhook
-
-        self.arrivals: dict[str, float] = {}
-        self.types: dict[str, str] = {}
-        self.invalid = 0
-        self.duplicates = 0
-        self._lock = threading.Lock()
-        verifier = Webhook(WEBHOOK_SECRET)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                now = time.time()
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    verifier.verify(body, {k.lower(): v for k, v in self.headers.items()})
-                    event = json.loads(body)
-                    job_id = event["data"]["jobId"]
-                except Exception:  # noqa: BLE001 - any bad event only counts
-                    with outer._lock:
-                        outer.invalid += 1
-                    job_id = None
-                if job_id:
-                    with outer._lock:
-                        if job_id in outer.arrivals:
-                            outer.duplicates += 1
-                        else:
-                            outer.arrivals[job_id] = now
-                            outer.types[job_id] = event.get("type", "")
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/events"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 # --- the stack --------------------------------------------------------------------------
 
 
 @dataclass
-class BenchStack:
-    """The simulator (in this process) and mjflow's web, worker and beat (subprocesses)."""
+class BenchStack(Stack):
+    """The test stack (:class:`tests.support.stack.Stack`) sized as in the Procfile, at
+    the benchmark's pace (:func:`mjflow_timers`), under a ``mjbench-`` prefix."""
 
     speed: float = 50.0
-    callbacks: bool = True
-    sim_options: dict[str, Any] = field(default_factory=dict)
-    env_extra: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"mjbench-{uuid.uuid4().hex[:8]}")
+    redis_url: str = REDIS_URL
+    api_key: str = API_KEY
+    hook_secret: str = HOOK_SECRET
+    webhook_secret: str = WEBHOOK_SECRET
     web_workers: int = 2       # Procfile: WEB_CONCURRENCY (default 2), --threads 4
     web_threads: int = 4
     worker_concurrency: int = 4  # Procfile: WORKER_CONCURRENCY (default 4)
     loglevel: str = "INFO"     # as in the Procfile
-    with_sim: bool = True
-    prefix: str = field(default_factory=lambda: f"mjbench-{uuid.uuid4().hex[:8]}")
+    quiet_worker: bool = False
+    keep_files_env: str = "MJFLOW_KEEP_BENCH_FILES"
 
-    def __post_init__(self) -> None:
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
-        self.r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-        self.workdir = Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix
-        self.http = requests.Session()
-        self.sim: Any = None
-
-    # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> BenchStack:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.with_sim:
-            from simulator.server import start as start_sim
-
-            self.sim = start_sim(port=0, speed=self.speed, **self.sim_options)
-        self.web_port = free_port()
-        self.web_url = f"http://127.0.0.1:{self.web_port}"
-        self.env = {
-            **os.environ,
-            "MJFLOW_UPSTREAM_URL": self.sim.url if self.sim else "http://127.0.0.1:9",
-            "MJFLOW_UPSTREAM_PROFILE": "midjourney-proxy",
-            "MJFLOW_REDIS_URL": REDIS_URL,
-            "MJFLOW_KEY_PREFIX": self.prefix,
-            "MJFLOW_STORAGE_URL": f"file://{self.workdir}/images",
-            "MJFLOW_ALLOW_PRIVATE_URLS": "true",
-            "MJFLOW_API_KEYS": API_KEY,
-            "MJFLOW_HOOK_SECRET": HOOK_SECRET,
-            "MJFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "PYTHONUNBUFFERED": "1",
-            **mjflow_timers(self.speed, self.callbacks),
-        }
-        if self.callbacks:
-            self.env["MJFLOW_PUBLIC_URL"] = self.web_url
-        self.env.update(self.env_extra)
-        self.start_web()
-        self.start_worker()
-        self.start_beat()
-        wait_http(f"{self.web_url}/healthz")
-        return self
-
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = self.workdir / f"{name}.log"
-        self.logs[name] = log
-        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log.open("ab"),
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = proc
-        return proc
-
-    def start_web(self) -> None:
-        self._spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
-                            "--workers", str(self.web_workers), "--threads",
-                            str(self.web_threads), "webhook:create_app()"])
-
-    def start_worker(self) -> None:
-        self._spawn("worker", [str(BIN / "celery"), "-A", "worker.celery_app", "worker",
-                               "--loglevel", self.loglevel, "--concurrency",
-                               str(self.worker_concurrency), "-Q", QUEUES,
-                               "-n", f"bench-{uuid.uuid4().hex[:6]}@%h"])
-
-    def start_beat(self) -> None:
-        self._spawn("beat", [str(BIN / "celery"), "-A", "worker.celery_app", "beat",
-                             "--loglevel", self.loglevel,
-                             "--schedule", str(self.workdir / "beat-schedule")])
-
-    def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None:
-            stop_group(proc, sig, timeout_s=20)
-
-    def stop(self) -> None:
-        with signals_deferred():
-            for name in list(self.procs):
-                self.kill(name)
-            if self.sim is not None:
-                self.sim.stop()
-            self.http.close()
-            cleanup_prefix(self.r, self.prefix)
-            if not os.environ.get("MJFLOW_KEEP_BENCH_FILES"):
-                shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def timers(self) -> dict[str, str]:
+        return mjflow_timers(self.speed, self.callbacks)
 
     # -- measuring ---------------------------------------------------------------------
     def pid(self, name: str) -> int:
+        assert self.procs is not None
         return self.procs[name].pid
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of web, worker and beat (each with its children)."""
+        assert self.procs is not None
         return {name: tree_cpu_s(proc.pid) for name, proc in self.procs.items()}
 
     # -- using -------------------------------------------------------------------------
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {API_KEY}"}
-
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        resp = self.http.post(f"{self.web_url}/v1/jobs", json=spec, headers=self.headers,
-                              timeout=30)
-        if resp.status_code not in (200, 202):
-            raise RuntimeError(f"POST /v1/jobs: {resp.status_code} {resp.text[:300]}")
-        return resp.json()
-
     def submit_batch(self, items: list[dict[str, Any]], name: str) -> dict[str, Any]:
         resp = self.http.post(f"{self.web_url}/v1/batches", json={"name": name, "items": items},
                               headers=self.headers, timeout=300)
         if resp.status_code not in (200, 202):
             raise RuntimeError(f"POST /v1/batches: {resp.status_code} {resp.text[:300]}")
-        return resp.json()
-
-    def job(self, job_id: str) -> dict[str, Any]:
-        resp = self.http.get(f"{self.web_url}/v1/jobs/{job_id}", headers=self.headers,
-                             timeout=30)
-        resp.raise_for_status()
         return resp.json()
 
     def batch_job_ids(self, batch_id: str) -> list[str]:
@@ -520,19 +333,8 @@ class BenchStack:
         raise TimeoutError(f"{self.live_jobs()} {what} still live after {timeout_s:.0f}s\n"
                            + self.tail_logs())
 
-    def counters(self, name: str) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(f"{self.prefix}:counter:{name}").items()}
-
     def sim_stats(self) -> dict[str, Any]:
         return self.sim.sim.stats()
-
-    def tail_logs(self, lines: int = 30) -> str:
-        out = []
-        for name, path in self.logs.items():
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                out.append(f"--- {name} ---\n" + "\n".join(text))
-        return "\n".join(out)
 
 
 def cleanup_prefix(r: redis.Redis, prefix: str) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness as h
+from worker.dev.consumer import Consumer
 
 #: Simulator endpoints that are API calls (the rest are image downloads).
 API_ENDPOINTS = ("submit_imagine", "submit_action", "submit_modal", "task_fetch",
@@ -69,9 +70,9 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
         es.enter_context(h.varied_durations())
         if fast:
             es.enter_context(h.fast_images())
-        consumer = h.Consumer() if events else None
+        consumer = Consumer(h.WEBHOOK_SECRET) if events else None
         if consumer:
-            es.callback(consumer.stop)
+            es.callback(consumer.close)
         es.enter_context(stack)
         time.sleep(1.0)   # let beat and the worker settle; startup CPU is not counted
         contention = h.Contention()
@@ -108,7 +109,7 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
         return {
             "who": "mjflow", "jobs": jobs, "tasks": len(steps), "start_s": start,
             "end_s": stored_end, "makespan_s": stored_end - start, "steps": steps,
-            "events": ev, "events_invalid": consumer.invalid if consumer else 0,
+            "events": ev, "events_invalid": consumer.rejected if consumer else 0,
             "events_duplicate": consumer.duplicates if consumer else 0,
             "sim": sim, "requests": request_counts(sim),
             "queue_full": sim.get("queue_full_answers", 0),

@@ -1,10 +1,12 @@
 """Shared fixtures: the real Redis under a key prefix of its own per test, settings and an
-engine built on it. Heavier fixtures (simulator, live app, Celery worker, S3) live in
+engine built on it (``engine``, or ``make_engine(**overrides)``; module-scoped fixtures
+call :func:`settings_for` and :func:`engine_for`). Heavier fixtures (simulator, live app, Celery worker, S3) live in
 ``tests/support``."""
 from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 
 import pytest
 import redis
@@ -34,23 +36,44 @@ def rds(prefix: str):
     _wipe(r, prefix)
 
 
-@pytest.fixture
-def make_settings(prefix: str, tmp_path):
+def settings_for(prefix: str, storage_dir: str, **overrides: Any):  # type: ignore[no-untyped-def]
+    """Test settings: the test Redis under ``prefix``, files under ``storage_dir``,
+    loopback URLs allowed; ``overrides`` win."""
     from worker.settings import load_settings
 
+    base = dict(redis_url=REDIS_URL, key_prefix=prefix, storage_url=f"file://{storage_dir}",
+                allow_private_urls=True, local_run=True)
+    base.update(overrides)
+    return load_settings(**base)
+
+
+def engine_for(settings, r: redis.Redis | None = None):  # type: ignore[no-untyped-def]
+    """The one way tests build an engine: in-process follow-ups (``Inline``) on ``r``
+    (default: a client of the settings' Redis)."""
+    from worker.flow.engine import Engine, Inline
+    from worker.keys import Keys
+
+    r = r if r is not None else redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    return Engine(settings, r, Keys(settings.key_prefix), Inline())
+
+
+@pytest.fixture
+def make_settings(prefix: str, tmp_path):
     def make(**overrides):
-        base = dict(redis_url=REDIS_URL, key_prefix=prefix, storage_url=f"file://{tmp_path}/images",
-                    allow_private_urls=True, local_run=True)
-        base.update(overrides)
-        return load_settings(**base)
+        return settings_for(prefix, f"{tmp_path}/images", **overrides)
 
     return make
 
 
 @pytest.fixture
-def engine(rds, make_settings):
-    from worker.flow.engine import Engine, Inline
-    from worker.keys import Keys
+def make_engine(rds, make_settings):
+    """``make_engine(**setting_overrides)`` (``r=`` for another Redis client)."""
+    def make(r: redis.Redis | None = None, **overrides):
+        return engine_for(make_settings(**overrides), rds if r is None else r)
 
-    settings = make_settings()
-    return Engine(settings, rds, Keys(settings.key_prefix), Inline())
+    return make
+
+
+@pytest.fixture
+def engine(make_engine):
+    return make_engine()

@@ -16,8 +16,6 @@ from tests.support.stack import Stack
 from tests.support.web import serve
 from webhook import create_app
 from worker import api
-from worker.flow.engine import Engine, Inline
-from worker.keys import Keys
 
 KEY = "k1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -26,10 +24,9 @@ IMG = f"data:image/png;base64,{PNG}"
 
 
 @pytest.fixture
-def live(rds, make_settings):
-    settings_ = make_settings(api_keys=[KEY], max_in_flight=1)
-    engine = Engine(settings_, rds, Keys(settings_.key_prefix), Inline())
-    with serve(create_app(settings_, engine)) as url:
+def live(make_engine):
+    engine = make_engine(api_keys=[KEY], max_in_flight=1)
+    with serve(create_app(engine.settings, engine)) as url:
         session = requests.Session()
         session.headers.update(AUTH)
         yield engine, url, session
@@ -250,17 +247,12 @@ def live_session_url():
     """One app for the Hypothesis test (function-scoped fixtures do not mix with @given)."""
     import uuid
 
-    import redis
-
-    from tests.conftest import REDIS_URL
-    from worker.settings import load_settings
+    from tests.conftest import engine_for, settings_for
 
     prefix = f"mjflow-test-{uuid.uuid4().hex[:10]}"
-    settings_ = load_settings(redis_url=REDIS_URL, key_prefix=prefix, storage_url="file:///tmp/mjflow-test",
-                              allow_private_urls=True, api_keys=[KEY])
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    engine = Engine(settings_, r, Keys(prefix), Inline())
-    with serve(create_app(settings_, engine)) as url:
+    engine = engine_for(settings_for(prefix, "/tmp/mjflow-test", api_keys=[KEY], local_run=False))
+    r = engine.r
+    with serve(create_app(engine.settings, engine)) as url:
         session = requests.Session()
         session.headers.update(AUTH)
         yield url, session

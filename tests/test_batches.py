@@ -16,8 +16,6 @@ from tests.support.stack import Stack
 from tests.support.web import serve
 from webhook import create_app
 from worker import api, batches
-from worker.flow.engine import Engine, Inline
-from worker.keys import Keys
 
 KEY = "k1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -134,10 +132,9 @@ def test_jsonl_lines(engine):
 
 # -- the HTTP door ---------------------------------------------------------------------------------------
 @pytest.fixture
-def live(rds, make_settings):
-    settings_ = make_settings(api_keys=[KEY])
-    engine = Engine(settings_, rds, Keys(settings_.key_prefix), Inline())
-    with serve(create_app(settings_, engine)) as url:
+def live(make_engine):
+    engine = make_engine(api_keys=[KEY])
+    with serve(create_app(engine.settings, engine)) as url:
         s = requests.Session()
         s.headers.update(AUTH)
         yield engine, url, s

@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -29,7 +27,8 @@ from tests.support.browser import (
     screenshot,
     wait_until,
 )
-from tests.support.stack import BIN, Stack
+from tests.support.stack import WEBHOOK_SECRET, Stack
+from worker.dev.consumer import Consumer
 
 KEY = "dash-key"
 CJK_FONT = "Noto Sans CJK SC"          # named in dashboard.css; Debian's fonts-noto-cjk
@@ -277,26 +276,6 @@ def test_unknown_pages_say_so(client):
 
 
 # -- end to end in Chromium -------------------------------------------------------------------
-class DashboardStack(Stack):
-    """The test stack, with the web app from :func:`web_app` (dashboard registered)."""
-
-    def start_web(self) -> None:
-        self._spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.web_port}",
-                            "--workers", "1", "--threads", "8", "tests.test_dashboard:web_app()"])
-
-
-class Receiver(BaseHTTPRequestHandler):
-    """Accepts outgoing webhooks (the delivery log then has a delivered event)."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def browser(tmp_path):
     reason = ensure_chromium()
@@ -309,18 +288,16 @@ def browser(tmp_path):
 
 @pytest.fixture
 def stack():
-    s = DashboardStack(speed=100, api_key=KEY).start()
+    s = Stack(speed=100, api_key=KEY, web_app="tests.test_dashboard:web_app()").start()
     yield s
     s.stop()
 
 
 @pytest.fixture
 def receiver():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
+    """Accepts outgoing webhooks (the delivery log then has a delivered event)."""
+    with Consumer(WEBHOOK_SECRET) as consumer:
+        yield consumer.url
 
 
 def _css(driver, selector):  # type: ignore[no-untyped-def]

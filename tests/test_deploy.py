@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+
+from worker.dev.localnet import free_port
 
 yaml = pytest.importorskip("yaml")
 
@@ -116,12 +117,6 @@ def settings_from_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]):
         if key.startswith("MJFLOW_"):
             monkeypatch.setenv(key, value)
     return Settings(_env_file=None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- compose ----------------------------------------------------------------------------------

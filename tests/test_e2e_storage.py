@@ -8,10 +8,11 @@ import time
 import boto3
 import requests
 
-from tests.support.stack import Stack, free_port
+from tests.support.s3 import MotoServer, make_bucket
+from tests.support.stack import Stack
 from tests.support.tcpproxy import TcpProxy
-from worker.dev import locals3 as devs3
 from worker.dev.consumer import Consumer
+from worker.dev.localnet import free_port
 
 SECRET = "whsec_" + "c2VjcmV0LWZvci1lMmUtc3RvcmFnZS10ZXN0cw=="
 BUCKET = "e2e-bucket"
@@ -25,8 +26,8 @@ def s3_client(endpoint: str):  # type: ignore[no-untyped-def]
 def test_s3_outage_then_five_images_manifest_and_one_signed_event():
     port, moto_port = free_port(), free_port()
     endpoint = f"http://127.0.0.1:{port}"          # the S3 endpoint the workers use: a proxy
-    moto = devs3.start(moto_port)
-    devs3.make_bucket(f"http://127.0.0.1:{moto_port}", BUCKET)
+    moto = MotoServer(moto_port)
+    make_bucket(moto.start(), BUCKET)
     proxy = TcpProxy(port, moto_port)             # not started: S3 is down
     env = {"AWS_ENDPOINT_URL": endpoint, "MJFLOW_STORAGE_URL": f"s3://{BUCKET}/images",
            "MJFLOW_WEBHOOK_SECRET": SECRET, "MJFLOW_REDRIVE_S": "2"}
@@ -79,8 +80,7 @@ def test_s3_outage_then_five_images_manifest_and_one_signed_event():
             deadline = time.monotonic() + 20
             while len(consumer.events) < 2 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert [e["id"] for e in consumer.events] == [consumer.events[0]["id"]] * 2
+            assert [e["msg_id"] for e in consumer.events] == [consumer.events[0]["msg_id"]] * 2
         finally:
             proxy.stop()
-            moto.terminate()
-            moto.wait(timeout=10)
+            moto.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simulator import server as sim_server
-from worker.flow.engine import Engine, Inline
+from worker.flow.engine import Engine
 from worker.flow.polling import poll_due
 from worker.flow.submit import apply_answer, submit_step
 from worker.flow.tick import dispatch
@@ -13,17 +13,11 @@ from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.reconcile import Timing, reconcile
 from worker.jobs.spec import JobSpec
-from worker.keys import Keys
 from worker.upstream import Outcome, Task
 from worker.upstream.outcomes import Answer
 
 TASK = "1712345678901234"
 BUTTONS = [{"customId": f"MJ::JOB::upsample::{i}::abc", "label": f"U{i}"} for i in range(1, 5)]
-
-
-def _engine(rds, make_settings, **overrides) -> Engine:
-    settings = make_settings(**overrides)
-    return Engine(settings, rds, Keys(settings.key_prefix), Inline())
 
 
 def _submitted(engine: Engine, spec: dict) -> tuple[str, list[str]]:
@@ -36,8 +30,8 @@ def _submitted(engine: Engine, spec: dict) -> tuple[str, list[str]]:
     return job.id, [s.id for s in steps]
 
 
-def test_reconcile_alone_on_success_hands_out_the_store(rds, make_settings):
-    engine = _engine(rds, make_settings)
+def test_reconcile_alone_on_success_hands_out_the_store(make_engine):
+    engine = make_engine()
     job_id, (root,) = _submitted(engine, {"prompt": "a lighthouse"})
     task = Task.model_validate({"id": TASK, "state": root, "status": "SUCCESS",
                                 "progress": "100%", "imageUrl": "http://img/x.png"})
@@ -48,16 +42,16 @@ def test_reconcile_alone_on_success_hands_out_the_store(rds, make_settings):
     assert engine.enqueue.log == [("store", root)]
 
 
-def test_a_modal_snapshot_asks_for_its_input_once(rds, make_settings):
-    engine = _engine(rds, make_settings)
+def test_a_modal_snapshot_asks_for_its_input_once(make_engine):
+    engine = make_engine()
     job_id, (root,) = _submitted(engine, {"prompt": "a lighthouse"})
     modal = Task.model_validate({"id": TASK, "state": root, "status": "MODAL"})
     assert reconcile(engine.store, root, modal, Timing()) == "moved:modal"
     assert engine.enqueue.log == [("submit", root)]
 
 
-def test_the_last_step_stored_finishes_the_job_and_emits_the_step_event(rds, make_settings):
-    engine = _engine(rds, make_settings, step_events=True)
+def test_the_last_step_stored_finishes_the_job_and_emits_the_step_event(make_engine):
+    engine = make_engine(step_events=True)
     job_id, (root,) = _submitted(engine, {"prompt": "a lighthouse"})
     reconcile(engine.store, root, Task.model_validate(
         {"id": TASK, "state": root, "status": "SUCCESS", "imageUrl": "http://img/x.png"}), Timing())
@@ -73,9 +67,9 @@ def sim_every_other_list_empty():
     srv.stop()
 
 
-def test_a_task_left_out_of_a_list_now_and_then_is_never_lost(rds, make_settings,
+def test_a_task_left_out_of_a_list_now_and_then_is_never_lost(make_engine,
                                                               sim_every_other_list_empty):
-    engine = _engine(rds, make_settings, upstream_url=sim_every_other_list_empty.url,
+    engine = make_engine(upstream_url=sim_every_other_list_empty.url,
                      missing_polls_before_lost=3, poll_interval_s=0.01)
     job = engine.store.create(JobSpec.model_validate({"prompt": "a slow lighthouse"}))
     dispatch(engine)

@@ -9,13 +9,12 @@ import requests
 
 from tests.support.web import serve
 from webhook import create_app
-from worker.flow.engine import Engine, Inline
+from worker.flow.engine import Engine
 from worker.flow.submit import apply_answer
 from worker.flow.tokens import hook_token
 from worker.jobs import machine
 from worker.jobs.model import StepStatus
 from worker.jobs.spec import JobSpec
-from worker.keys import Keys
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
 
@@ -23,10 +22,10 @@ TASK = "1712345678901234"
 
 
 @pytest.fixture
-def live(rds, make_settings):
-    settings = make_settings(public_url="http://127.0.0.1:1", hook_secret="current",
-                             hook_secret_previous="old", api_keys=["k"])
-    engine = Engine(settings, rds, Keys(settings.key_prefix), Inline())
+def live(make_engine):
+    engine = make_engine(public_url="http://127.0.0.1:1", hook_secret="current",
+                         hook_secret_previous="old", api_keys=["k"])
+    settings = engine.settings
     job = engine.store.create(JobSpec(prompt="p", then=["U1"]))
     root, child = engine.store.step_ids(job.id)
     engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)

@@ -12,10 +12,8 @@ import requests
 from tests.support.web import serve
 from webhook import create_app
 from worker import logs
-from worker.flow.engine import Engine, Inline
 from worker.flow.tokens import hook_token
 from worker.jobs.spec import JobSpec
-from worker.keys import Keys
 from worker.logs import JsonFormatter, RedactFilter, bind, init_request_logging
 
 UPSTREAM_KEY = "upk-Z9q8w7e6r5t4y3u2"
@@ -146,10 +144,10 @@ def test_celery_signals_bind_task_ids(capture):
     assert logs.current_context() == {}
 
 
-def test_request_log_never_has_the_hook_token(rds, make_settings, capture, caplog):
-    settings = make_settings(public_url="http://127.0.0.1:1", hook_secret=HOOK_SECRET,
-                             api_keys=["api-key-abcdef123"])
-    engine = Engine(settings, rds, Keys(settings.key_prefix), Inline())
+def test_request_log_never_has_the_hook_token(make_engine, capture, caplog):
+    engine = make_engine(public_url="http://127.0.0.1:1", hook_secret=HOOK_SECRET,
+                         api_keys=["api-key-abcdef123"])
+    settings = engine.settings
     job = engine.store.create(JobSpec(prompt="p"))
     step = engine.store.step_ids(job.id)[0]
     engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)   # its submit is out

@@ -13,11 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.web import serve
 from webhook import create_app
 from webhook import metrics as web_metrics
-from worker.flow.engine import Engine, Inline
+from worker.flow.engine import Engine
 from worker.flow.submit import apply_answer
 from worker.jobs.durations import STEP_DURATION_BUCKETS, observe_step_duration
 from worker.jobs.spec import JobSpec
-from worker.keys import Keys
 from worker.metrics import RedisCollector, make_registry
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
@@ -155,11 +154,10 @@ def test_registry_per_app_and_idempotent_init(engine: Engine):
         assert one(scrape(ua), "mjflow_jobs_live") == one(scrape(ub), "mjflow_jobs_live") == 1
 
 
-def test_redis_down_still_answers(make_settings):
-    settings = make_settings()
+def test_redis_down_still_answers(make_engine):
     dead = redis.Redis(host="127.0.0.1", port=1, decode_responses=True,
                        socket_connect_timeout=0.2, retry_on_error=[])
-    engine = Engine(settings, dead, Keys(settings.key_prefix), Inline())
+    engine = make_engine(r=dead)
     text = generate_latest(make_registry(engine)).decode()
     fams = {f.name: f for f in text_string_to_metric_families(text)}
     assert fams["mjflow_redis_up"].samples[0].value == 0
@@ -167,9 +165,8 @@ def test_redis_down_still_answers(make_settings):
     assert list(RedisCollector(engine).describe()) == []
 
 
-def test_metrics_key_when_set_is_required(make_settings, rds):
-    settings_ = make_settings(metrics_key="scrape-secret")
-    engine = Engine(settings_, rds, Keys(settings_.key_prefix), Inline())
+def test_metrics_key_when_set_is_required(make_engine):
+    engine = make_engine(metrics_key="scrape-secret")
     with serve(app_for(engine)) as url:
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 401
         wrong = {"Authorization": "Bearer scrape-secreT"}
@@ -177,6 +174,6 @@ def test_metrics_key_when_set_is_required(make_settings, rds):
         ok = requests.get(f"{url}/metrics", headers={"Authorization": "Bearer scrape-secret"},
                           timeout=5)
         assert ok.status_code == 200 and "mjflow_" in ok.text
-    open_engine = Engine(make_settings(), rds, Keys(settings_.key_prefix), Inline())
+    open_engine = make_engine()
     with serve(app_for(open_engine)) as url:                  # default: open
         assert requests.get(f"{url}/metrics", timeout=5).status_code == 200

@@ -5,19 +5,15 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
-from tests.conftest import REDIS_URL
+from tests.conftest import engine_for, settings_for
 from tests.support.web import serve
 from webhook import create_app
 from webhook.openapi import app_routes
-from worker.flow.engine import Engine, Inline
-from worker.keys import Keys
-from worker.settings import load_settings
 
 KEY = "schema-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -29,12 +25,10 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
 @pytest.fixture(scope="module")
 def live_app():
     prefix = f"mjflow-test-{uuid.uuid4().hex[:10]}"
-    cfg = load_settings(redis_url=REDIS_URL, key_prefix=prefix, storage_url="file:///tmp/mjflow-schema",
-                        allow_private_urls=True, api_keys=[KEY], public_url="http://127.0.0.1:9",
-                        hook_secret="s")
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    engine = Engine(cfg, r, Keys(prefix), Inline())
-    app = create_app(cfg, engine)
+    engine = engine_for(settings_for(prefix, "/tmp/mjflow-schema", api_keys=[KEY], local_run=False,
+                                     public_url="http://127.0.0.1:9", hook_secret="s"))
+    r = engine.r
+    app = create_app(engine.settings, engine)
     with serve(app) as url:
         # something to find: a job and a batch
         requests.post(f"{url}/v1/jobs", json={"prompt": "seed", "then": ["U1"]}, headers=AUTH, timeout=5)
@@ -65,10 +59,9 @@ def test_document_is_openapi_31_and_covers_every_route(live_app):
 
 def _labels() -> list[str]:
     """Operation labels of the app (built without serving; its Redis client is lazy)."""
-    cfg = load_settings(redis_url=REDIS_URL, key_prefix="mjflow-test-collect",
-                        storage_url="file:///tmp/mjflow-schema", api_keys=[KEY])
-    engine = Engine(cfg, redis.Redis.from_url(REDIS_URL, decode_responses=True), Keys("x"), Inline())
-    return sorted(f"{m.upper()} {p}" for p, m in app_routes(create_app(cfg, engine)))
+    engine = engine_for(settings_for("mjflow-test-collect", "/tmp/mjflow-schema", api_keys=[KEY],
+                                     allow_private_urls=False, local_run=False))
+    return sorted(f"{m.upper()} {p}" for p, m in app_routes(create_app(engine.settings, engine)))
 
 
 @pytest.mark.parametrize("label", _labels())

@@ -9,11 +9,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from worker.flow.engine import Engine, Inline
+from tests.conftest import engine_for
 from worker.jobs.model import JobStatus, StepStatus
 from worker.jobs.reconcile import Timing, reconcile
 from worker.jobs.spec import JobSpec
-from worker.keys import Keys
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
 
@@ -40,8 +39,7 @@ def run(rds, make_settings, order: list[int], outcome: str, adopt_by_state: bool
     from worker.flow.submit import apply_answer
     from worker.upstream import Task
 
-    settings = make_settings(key_prefix=f"mjflow-prop-{uuid.uuid4().hex[:8]}")
-    engine = Engine(settings, rds, Keys(settings.key_prefix), Inline())
+    engine = engine_for(make_settings(key_prefix=f"mjflow-prop-{uuid.uuid4().hex[:8]}"), rds)
     try:
         job = engine.store.create(JobSpec(prompt="a lighthouse", then=["U1", "V2", "V9"]))
         root = engine.store.step_ids(job.id)[0]
@@ -64,7 +62,7 @@ def run(rds, make_settings, order: list[int], outcome: str, adopt_by_state: bool
         }
         return job2, steps, effects, indexes
     finally:
-        for key in rds.scan_iter(f"{settings.key_prefix}:*"):
+        for key in rds.scan_iter(f"{engine.keys.prefix}:*"):
             rds.delete(key)
 
 

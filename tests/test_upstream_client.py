@@ -14,7 +14,6 @@ import dataclasses
 import io
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ import pytest
 import requests
 
 from tests.support.recorder import Recorder
+from worker.dev.localnet import free_port
 from worker.errors import BadUpstreamAnswer, InvalidSpec, UpstreamUnavailable
 from worker.upstream import (
     PROFILES,
@@ -243,9 +243,7 @@ def test_hung_submit_is_outcome_unknown(shape: ShapeServer) -> None:
 
 
 def test_connection_refused_submit_is_retry_later() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()                      # nothing listens there
     answer = client_for(f"http://127.0.0.1:{port}").imagine("a cat")
     assert answer.outcome is O.RETRY_LATER
     assert "nothing was submitted" in answer.message

@@ -1,9 +1,18 @@
-"""``/healthz`` (the process is alive) and ``/readyz`` (Redis and the broker answer)."""
+"""``/healthz`` (the process is alive) and ``/readyz`` (Redis and the broker answer).
+
+``/readyz`` also reports whether the callback receiver at ``MJFLOW_PUBLIC_URL`` answered
+its last probe (``callbacks``), without failing on it: callbacks are an optimisation
+(polling finishes every job without them), and the public URL usually reaches this very
+app through the load balancer that asks ``/readyz``, so failing readiness on it would keep
+the app out of rotation because it is out of rotation. An unreachable receiver makes the
+status ``degraded`` (still 200) with a sentence saying what it costs.
+"""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify
 
 from worker.celery_app import get_app
+from worker.flow import receiver
 
 bp = Blueprint("health", __name__)
 
@@ -29,7 +38,13 @@ def readyz():  # type: ignore[no-untyped-def]
     except Exception as exc:  # noqa: BLE001
         checks["broker"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ok" if ok else "unavailable", "checks": checks}), 200 if ok else 503
+    body: dict = {"status": "ok" if ok else "unavailable", "checks": checks}
+    callbacks = receiver.status(engine)
+    if callbacks is not None:
+        body["callbacks"] = callbacks
+        if ok and callbacks["warning"]:
+            body["status"] = "degraded"
+    return jsonify(body), 200 if ok else 503
 
 
 def init_app(app: Flask) -> None:

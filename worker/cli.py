@@ -32,6 +32,7 @@ except ModuleNotFoundError:  # `pip install mjflow` is the caller SDK only
 from simulator.cli import main as sim_main
 from worker import api, batches
 from worker.enqueue import CeleryEnqueue
+from worker.flow import receiver
 from worker.flow.engine import build_engine
 from worker.redisurl import redact
 from worker.settings import ConfigError, get_settings
@@ -155,6 +156,7 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
            timeout_s: float, as_json: bool) -> None:
     """Submit one imagine job (with follow-ups) and print its id."""
     engine = _engine()
+    warn_if_no_callbacks(engine)
     spec: dict[str, Any] = {"prompt": prompt, "then": list(then), "priority": priority,
                             "splitGrid": split_grid}
     if mode:
@@ -177,6 +179,18 @@ def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: boo
         fail(EXIT_INTERRUPTED, f"interrupted; job {view['id']} goes on in the workers")
     _out(view, as_json, "\n".join([job_line(view), *job_images(view)]))
     sys.exit(job_exit(view))
+
+
+def warn_if_no_callbacks(engine) -> None:  # type: ignore[no-untyped-def]
+    """Say so on stderr when the callback receiver does not answer (the job then waits
+    for polling); probes it first when the last probe is stale."""
+    if not engine.callbacks_configured:
+        return
+    url = engine.settings.public_url
+    warning = receiver.describe(url, receiver.check(engine.r, engine.keys, url))
+    if warning:
+        click.echo(f"warning: {warning} (every {engine.poll_interval_s():g} s); start the web "
+                   "app (gunicorn, see the Procfile) or unset MJFLOW_PUBLIC_URL", err=True)
 
 
 def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -449,9 +463,11 @@ def resume(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--keep-running", is_flag=True, help="leave everything up after the demo")
+@click.option("--keep-running/--no-keep-running", default=None,
+              help="leave everything up after the demo until Ctrl-C (default: only when run "
+                   "from a terminal)")
 @click.option("--speed", type=float, default=20.0, help="simulator speed factor")
-def demo(keep_running: bool, speed: float) -> None:
+def demo(keep_running: bool | None, speed: float) -> None:
     """Run the whole system locally on embedded defaults and a small demo batch."""
     from worker.dev.demo import run
 

@@ -36,6 +36,7 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:endpoints:disabled          set    consumer URLs disabled after HTTP 410
     {p}:lock:{name}                 string singleton locks (beat tick)
     {p}:session:{sha256}            string dashboard session (SHA-256 of its id) -> key fingerprint, expiring
+    {p}:receiver                    hash   last probe of MJFLOW_PUBLIC_URL: up (1/0), at, error
     {p}:counter:{name}              hash   counters for metrics (by label)
 """
 from __future__ import annotations
@@ -150,6 +151,9 @@ class Keys:
 
     def lock(self, name: str) -> str:
         return self._k("lock", name)
+
+    def receiver(self) -> str:
+        return self._k("receiver")
 
     def counter(self, name: str) -> str:
         return self._k("counter", name)

@@ -34,7 +34,9 @@ Gauges: ``jobs_live`` (SCARD jobs:live), ``jobs_stored`` (ZCARD jobs, i.e. not y
 by retention), ``jobs_finishing``, ``steps{state=queued|submitting|in_flight|storing}``,
 ``lanes``, ``slots_in_use``, ``window_size``, ``window_max``, ``dispatch_paused``,
 ``dispatch_cooldown_seconds``, ``deliveries_pending``, ``deliveries_failed``,
-``oldest_in_flight_step_age_seconds``, ``redis_up``, ``scrape_duration_seconds``.
+``oldest_in_flight_step_age_seconds``, ``redis_up``, ``scrape_duration_seconds``,
+``callbacks_reachable`` (1 unless the last probe of ``MJFLOW_PUBLIC_URL`` failed, see
+:mod:`worker.flow.receiver`; only where callbacks are configured).
 
 Counters: ``effects_total{effect}``, ``callbacks_received_total``,
 ``callbacks_accepted_total``, ``callbacks_rejected_total{reason}``,
@@ -79,6 +81,7 @@ from worker.keys import Keys
 
 PREFIX = "mjflow_"
 from worker.delivery import failed_count, pending_count
+from worker.flow import receiver
 
 OLDEST_SCAN_LIMIT = 200
 PENDING_SCAN_LIMIT = 25
@@ -252,6 +255,11 @@ class RedisCollector(Collector):
                      value=oldest_age))
 
         out += self._window(now)
+        if e.callbacks_configured:
+            out.append(g(PREFIX + "callbacks_reachable", "1 unless the last probe of "
+                         "MJFLOW_PUBLIC_URL (the callback receiver) failed; 0 while callbacks "
+                         "cannot arrive and steps are polled at the no-callback pace.",
+                         value=1 if receiver.answers(r, k) else 0))
         out += self._deliveries()
         out += self._counters(counters)
         out.append(self._histogram(hists))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import boto3
 import requests
 from botocore.config import Config
 
+from worker.dev.localnet import free_port
+
 TEST_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "test",
     "AWS_SECRET_ACCESS_KEY": "test",
@@ -36,18 +37,12 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 class MotoServer:
     """``python -m moto.server`` on a fixed loopback port, startable and stoppable."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port or free_port(host=host)
         self.process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()
 

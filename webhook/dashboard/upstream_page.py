@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import redirect, url_for
 
 from webhook.dashboard.common import bp, engine, render
+from worker.flow.receiver import status as receiver_state
 
 
 @bp.get("/upstream")
@@ -11,7 +12,7 @@ def upstream():  # type: ignore[no-untyped-def]
     e = engine()
     return render("upstream.html", "_upstream_live.html", refresh=True, state=e.window.state(),
                   answers=e.window.recent_answers(), profile=e.settings.upstream_profile,
-                  nav="upstream")
+                  nav="upstream", callbacks=receiver_state(e))
 
 
 @bp.post("/upstream/resume")

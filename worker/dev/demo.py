@@ -3,8 +3,11 @@
 Starts (or reuses) Redis, a local S3 API (moto server) with a bucket, the simulator as the
 upstream (with some callbacks dropped, so polling is seen to work), and the Procfile's
 ``web``, ``worker`` and ``beat`` under honcho; submits a small batch (six prompts with
-U1–U4 and one V2 → U1 chain), shows progress, prints a summary, and stops everything on
-Ctrl-C or at the end (``--keep-running`` leaves it up).
+U1–U4 and one V2 → U1 chain), shows progress and prints a summary with links. Run from a
+terminal it then keeps everything up (so the links work) until Ctrl-C; otherwise it stops
+at the end (``--keep-running`` keeps it up there too). Stopping signals honcho alone, which
+stops each process (the Celery worker remaps SIGTERM so that its pool children are not
+killed under running tasks: no ``WorkerLostError``).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import base64
 import json
 import os
 import secrets
-import subprocess
+import signal
 import sys
 import tempfile
 import time
@@ -25,11 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.dev.consumer import Consumer
-from worker.dev.localnet import free_port, stop_group, wait_http
+from worker.dev.localnet import ROOT, Procs, free_port, wait_http
 from worker.dev.localredis import ensure
 from worker.redis_conn import connect
 
-ROOT = Path(__file__).resolve().parents[2]
 BUCKET = "mjflow-demo"
 PROMPTS = [
     "a lighthouse at dawn, oil painting --ar 3:2",
@@ -42,6 +44,10 @@ CHAIN = "a glass greenhouse on a cliff at sunset"
 DEMO_FAULTS = {"drop_callbacks": 0.3, "duplicate_callbacks": 0.1, "reorder_callbacks": True,
                "seed": 42}
 TERMINAL = ("succeeded", "failed", "cancelled", "skipped")
+
+
+class JobsVanished(RuntimeError):
+    """The demo's jobs are no longer in Redis (someone flushed it, or its prefix)."""
 
 
 def _wait_bucket(endpoint: str, timeout_s: float = 60.0) -> None:
@@ -76,14 +82,7 @@ class Demo:
         self.console = console
         self.speed = speed
         self.workdir = workdir
-        self.procs: list[subprocess.Popen] = []
-
-    def _spawn(self, argv: list[str], env: dict[str, str], log_name: str) -> subprocess.Popen:
-        log = (self.workdir / log_name).open("ab")
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.procs.append(proc)
-        return proc
+        self.procs = Procs(workdir)
 
     def start(self) -> dict[str, str]:
         self.console.print(f"[bold]redis[/]   {ensure()}")
@@ -96,7 +95,7 @@ class Demo:
         web_url = f"http://127.0.0.1:{web_port}"
         sim_url = f"http://127.0.0.1:{sim_port}"
         env.update({
-            "PORT": str(web_port), "SIM_PORT": str(sim_port), "SIM_SPEED": str(self.speed),
+            "HOST": "127.0.0.1", "PORT": str(web_port), "SIM_PORT": str(sim_port), "SIM_SPEED": str(self.speed),
             "SIM_FAULTS": str(faults), "S3_PORT": str(s3_port), "S3_BUCKET": BUCKET,
             "AWS_ENDPOINT_URL": s3_url,
             "MJFLOW_UPSTREAM_URL": sim_url,
@@ -119,8 +118,8 @@ class Demo:
         procfile.write_text((ROOT / "Procfile").read_text() + (ROOT / "Procfile.local").read_text())
         bin_dir = Path(sys.executable).parent
         env["PATH"] = f"{bin_dir}:{env.get('PATH', '')}"
-        self._spawn([str(bin_dir / "honcho"), "-f", str(procfile), "-d", str(ROOT), "start"],
-                    env, "honcho.log")
+        self.procs.spawn("honcho", [str(bin_dir / "honcho"), "-f", str(procfile), "-d", str(ROOT),
+                                    "start"], env)
         wait_http(f"{sim_url}/_sim/stats")
         wait_http(f"{web_url}/healthz")
         _wait_bucket(s3_url)
@@ -132,8 +131,16 @@ class Demo:
         return {"web": web_url, "sim": sim_url, "s3": s3_url, "prefix": env["MJFLOW_KEY_PREFIX"]}
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            stop_group(proc, timeout_s=20)
+        """SIGTERM to honcho alone: it stops each process itself (SIGKILL after 5 s)."""
+        self.procs.kill("honcho", signal.SIGTERM, timeout_s=20, leader_only=True)
+
+
+def _job(web: str, job_id: str) -> dict[str, Any]:
+    resp = requests.get(f"{web}/v1/jobs/{job_id}", timeout=10)
+    if resp.status_code == 404:
+        raise JobsVanished(f"jobs vanished (the store was flushed?): job {job_id} is gone from Redis")
+    resp.raise_for_status()
+    return resp.json()
 
 
 def run_jobs(console: Console, web: str, timeout_s: float, callback_url: str) -> list[dict[str, Any]]:
@@ -151,7 +158,7 @@ def run_jobs(console: Console, web: str, timeout_s: float, callback_url: str) ->
         jobs_bar = bar.add_task("jobs", total=len(ids), detail="")
         steps_bar = bar.add_task("steps", total=total_steps, detail="")
         while time.monotonic() < deadline:
-            views = [requests.get(f"{web}/v1/jobs/{j}", timeout=10).json() for j in ids]
+            views = [_job(web, j) for j in ids]
             steps = [s for v in views for s in v["steps"]]
             counts: dict[str, int] = {}
             for s in steps:
@@ -202,27 +209,39 @@ def summary(console: Console, urls: dict[str, str], views: list[dict[str, Any]],
     return 0 if ok == len(views) and len(events) == len(views) else 1
 
 
-def run(*, speed: float = 20.0, keep_running: bool = False, timeout_s: float = 110.0) -> int:
+def run(*, speed: float = 20.0, keep_running: bool | None = None, timeout_s: float = 110.0) -> int:
+    """``keep_running``: None keeps everything up after the summary when stdin is a
+    terminal (someone can open the links), True always, False never."""
     console = Console()
+    stay = sys.stdin.isatty() if keep_running is None else keep_running
     workdir = Path(tempfile.mkdtemp(prefix="mjflow-demo-"))
     secret = (os.environ.get("MJFLOW_WEBHOOK_SECRET")
               or "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode())
     demo = Demo(console, speed, workdir, secret)
     started = time.monotonic()
     code = 1
+    finished = False
     try:
         urls = demo.start()
         with Consumer(secret) as consumer:
             views = run_jobs(console, urls["web"], timeout_s, consumer.url)
             code = summary(console, urls, views, consumer)
+        finished = True
         console.print(f"finished in {time.monotonic() - started:.0f}s")
-        if keep_running:
-            console.print("[bold]--keep-running[/]: everything stays up; Ctrl-C stops it.")
+        if stay:
+            console.print("[bold]everything stays up[/] so that the links above work; "
+                          "Ctrl-C stops it.")
             while True:
                 time.sleep(1)
+        console.print("(the links above stop working now: `mjflow demo --keep-running` "
+                      "keeps everything up until Ctrl-C)")
+    except JobsVanished as exc:
+        console.print(f"[bold red]{exc}[/]; "
+                      f"the demo uses the Redis key prefix {os.environ.get('MJFLOW_KEY_PREFIX', 'mjflow-demo')}")
+        code = 1
     except KeyboardInterrupt:
         console.print("stopping…")
-        code = 130 if not keep_running else code
+        code = code if finished else 130
     finally:
         demo.stop()
         console.print("stopped web, worker, beat, simulator and the local S3 API.")

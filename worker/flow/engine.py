@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import redis
 import requests
 
+from worker.flow import receiver
 from worker.flow.tokens import hook_token
 from worker.flow.window import Window
 from worker.jobs.model import upstream_state
@@ -119,8 +120,13 @@ class Engine:
         return self.objects.show(records, url=False)
 
     @property
-    def callbacks_on(self) -> bool:
+    def callbacks_configured(self) -> bool:
         return bool(self.settings.public_url and self.profile.callbacks_expected)
+
+    @property
+    def callbacks_on(self) -> bool:
+        """Configured, and the receiver answered its last probe (worker.flow.receiver)."""
+        return self.callbacks_configured and receiver.answers(self.r, self.keys)
 
     def poll_interval_s(self) -> float:
         if self.settings.poll_interval_s:
@@ -135,8 +141,9 @@ class Engine:
         return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
 
     def hook_url(self, step_id: str, generation: int = 0) -> str | None:
-        """Where the upstream calls back for this attempt of the step (None: no callbacks)."""
-        if not self.callbacks_on:
+        """Where the upstream calls back for this attempt of the step (None: no callbacks;
+        sent while the receiver is down too, so callbacks resume by themselves)."""
+        if not self.callbacks_configured:
             return None
         token = hook_token(self.settings.hook_secret or "", upstream_state(step_id, generation))
         return f"{self.settings.public_url}/hooks/mj/{step_id}/{token}"

@@ -11,6 +11,7 @@ import time
 import uuid
 
 from worker.errors import MjflowError
+from worker.flow import receiver
 from worker.flow.engine import Engine
 from worker.flow.polling import poll_due
 from worker.flow.retention import purge_job
@@ -163,6 +164,28 @@ def purge_expired(engine: Engine, now: float) -> int:
     return len(expired)
 
 
+def probe_receiver(engine: Engine, now: float) -> int:
+    """Probe MJFLOW_PUBLIC_URL when the last probe is older than ``PROBE_EVERY_S``; when it
+    stops answering, bring polls scheduled later than the no-callback pace forward."""
+    if not engine.callbacks_configured:
+        return 0
+    last = receiver.read(engine.r, engine.keys)
+    if last["checkedAt"] is not None and now - last["checkedAt"] < receiver.PROBE_EVERY_S:
+        return 0
+    state = receiver.probe(engine.r, engine.keys, engine.settings.public_url or "", now)
+    if not state["reachable"]:
+        if last["reachable"] is not False:
+            log.warning("%s", receiver.describe(engine.settings.public_url, state))
+        soon = now + engine.poll_interval_s()
+        due = engine.r.zrangebyscore(engine.keys.poll(), f"({soon}", "+inf", start=0,
+                                     num=SWEEP_LIMIT)
+        if due:
+            engine.r.zadd(engine.keys.poll(), {m: soon for m in due}, xx=True, lt=True)
+    elif last["reachable"] is False:
+        log.warning("MJFLOW_PUBLIC_URL answers again: callbacks are on")
+    return 1
+
+
 def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
     """One round; returns counts, or None when another tick holds the lock."""
     lock = engine.keys.lock("tick")
@@ -183,6 +206,7 @@ def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
             "storing": sweep_storing(engine, now),
             "finishing": sweep_finishing(engine, now),
             "purged": purge_expired(engine, now),
+            "receiver_probes": probe_receiver(engine, now),
         }
         if engine.r.zcount(engine.keys.deliveries_due(), "-inf", now):
             engine.enqueue.deliver()
