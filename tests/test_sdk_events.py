@@ -19,10 +19,9 @@ from standardwebhooks.webhooks import Webhook
 
 import mjflow
 from mjflow.flask import events_blueprint
+from tests.support.s3 import make_bucket, moto_server
 from tests.support.stack import Stack
 from tests.support.web import serve
-from worker.dev import locals3 as devs3
-from worker.dev.localnet import free_port
 
 SECRET = "whsec_" + base64.b64encode(b"sdk-events-secret-0123456789").decode()
 BUCKET = "sdk-events"
@@ -30,15 +29,9 @@ BUCKET = "sdk-events"
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    port = free_port()
-    proc = devs3.start(port)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        devs3.make_bucket(endpoint, BUCKET)
+    with moto_server() as endpoint:
+        make_bucket(endpoint, BUCKET)
         yield endpoint
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def consumer_app(received: list, raw: list) -> Flask:
