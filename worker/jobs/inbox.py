@@ -7,6 +7,8 @@ check, counts the callback and then either
 
 * records progress (only upward, and then the next check it implies) when the step is
   already ``running`` and the callback only says it still is: no worker is involved; or
+* does nothing more when the snapshot cannot move the step (a SUBMITTED after the
+  submit's answer, a reordered copy); or
 * keeps the snapshot in ``{p}:inbox`` (coalesced: the most advanced one per step wins, so
   a late copy of IN_PROGRESS never hides a SUCCESS) and marks the step dirty
   (``{p}:inbox:dirty``, scored by when the tick sends the message again should it be
@@ -42,6 +44,7 @@ local step_key, poll_key, seen_key, inbox_key, rank_key, dirty_key, counter_key 
 local step_id, generation, attempt, task_id, task_status = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local pct, progress, rank, snapshot = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local now, next_check, seen_ttl = ARGV[10], ARGV[11], tonumber(ARGV[12])
+local STEP_RANK = {@STEP_RANK@}
 local h = redis.call('HMGET', step_key, 'status', 'task_id', 'generation', 'progress', 'misses')
 local status, known = h[1], h[2] or ''
 local function reject(reason)
@@ -79,6 +82,9 @@ if status == 'running' and task_status == 'IN_PROGRESS' and known ~= '' then
   return 'progress'
 end
 redis.call('ZADD', poll_key, 'XX', next_check, step_id)
+if known ~= '' and STEP_RANK[status] >= math.floor(rank / 1000) and task_status ~= 'MODAL' then
+  return 'noop'             -- the step is already there (a SUBMITTED after the submit's answer)
+end
 local old = tonumber(redis.call('HGET', rank_key, step_id) or '-1')
 if rank >= old then
   redis.call('HSET', inbox_key, step_id, snapshot)
@@ -88,6 +94,9 @@ if ARGV[14] == '1' then redis.call('ZADD', KEYS[8], 'NX', now, step_id) end   --
 if redis.call('ZADD', dirty_key, 'NX', ARGV[15], step_id) == 1 then return 'enqueue' end
 return 'coalesced'
 """
+
+RECORD_LUA = RECORD_LUA.replace("@STEP_RANK@", ", ".join(
+    f"{st.value} = {RANK[st]}" for st in (S.SUBMITTING, S.SUBMITTED, S.MODAL, S.RUNNING)))
 
 ACK_LUA = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
