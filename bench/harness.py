@@ -173,7 +173,16 @@ class Contention:
         red = (tree_cpu_s(self.redis_pid) - self._r0) if self.redis_pid else 0.0
         foreign = max(0.0, machine_s - own - red)
         return {"wall_s": round(wall, 1), "own_cores": round(own / wall, 2),
-                "redis_cores": round(red / wall, 2), "foreign_cores": round(foreign / wall, 2)}
+                "redis_cores": round(red / wall, 2), "foreign_cores": round(foreign / wall, 2),
+                "loadavg": loadavg()}
+
+
+def loadavg() -> str:
+    """The machine's 1/5/15-minute load averages, as ``uptime`` shows them."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def wait_quiet(max_wait_s: float = 120.0, threshold_cores: float = 0.25,
@@ -443,11 +452,30 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def goal(text: str, value: float | None, target: float | None, *, at_most: bool = True,
+         unit: str = "", limit: str = "") -> dict[str, Any]:
+    """One goal of the fast-path issue: ``value`` against ``target`` (≤ when ``at_most``);
+    ``limit`` says what holds the figure back when the goal is not met."""
+    met = (value is not None and target is not None
+           and (value <= target if at_most else value >= target))
+    return {"goal": text, "value": value, "target": target, "at_most": at_most,
+            "unit": unit, "met": met, "limit": "" if met else limit}
+
+
+def goal_line(g: dict[str, Any]) -> str:
+    sign = "≤" if g["at_most"] else "≥"
+    unit = f" {g['unit']}" if g["unit"] else ""
+    head = (f"goal {g['goal']}: {fmt(g['value'])}{unit} (goal {sign} {fmt(g['target'])}{unit})"
+            f" — {'met' if g['met'] else 'NOT met'}")
+    return head + (f"; limited by {g['limit']}" if g["limit"] else "")
+
+
 def report(result: dict[str, Any]) -> str:
     lines = [f"== {result['title']} ==", table(result),
              "(× vs X: how many times better mjflow is than X; > 1 = mjflow better)"]
     for note in result.get("notes", []):
         lines.append(f"- {note}")
+    lines += [goal_line(g) for g in result.get("goals", [])]
     return "\n".join(lines)
 
 
@@ -458,7 +486,9 @@ def markdown(result: dict[str, Any]) -> str:
     cont = result.get("contention")
     if cont:
         lines.append(f"- other processes on the machine used {cont['foreign_cores']:.2f} "
-                     f"cores on average meanwhile ({result.get('seconds', '?')} s)")
+                     f"cores on average meanwhile ({result.get('seconds', '?')} s; load "
+                     f"average {cont.get('loadavg', '?')})")
+    lines += [f"- **{goal_line(g)}**" for g in result.get("goals", [])]
     return "\n".join(lines)
 
 

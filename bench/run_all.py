@@ -89,13 +89,19 @@ def main() -> int:
             result["mode"] = "quick" if args.quick else "full"
             print(h.report(result), flush=True)
             print(f"   [{result['seconds']:.0f} s; other processes used "
-                  f"{cont['foreign_cores']:.2f} cores, redis {cont['redis_cores']:.2f}]",
-                  flush=True)
+                  f"{cont['foreign_cores']:.2f} cores, redis {cont['redis_cores']:.2f}; "
+                  f"load average {cont.get('loadavg', '?')}]", flush=True)
             h.save(result)
             tables.append(h.markdown(result))
             if not result.get("ok", True):
                 failures.append(f"{result['name']}: not ok")
         timings[name] = round(time.monotonic() - t0, 1)
+    goals = [g for path in sorted(h.RESULTS.glob("*.json")) if path.name != "summary.json"
+             for g in json.loads(path.read_text()).get("goals", [])]
+    if goals:
+        print("\nGoals (fast path):")
+        for g in goals:
+            print("  " + h.goal_line(g))
     total = time.monotonic() - started
     summary = {"mode": "quick" if args.quick else "full", "seconds": round(total, 1),
                "timings": timings, "failures": failures, "machine": info}

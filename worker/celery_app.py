@@ -11,6 +11,7 @@ import functools
 
 from celery import Celery
 
+from worker.beat import WhenDue
 from worker.logs import connect_celery_signals
 from worker.redis_conn import broker_ssl, broker_url, sentinel_transport_options
 from worker.redisurl import is_sentinel
@@ -54,7 +55,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
         task_default_queue="mjflow.api",
         worker_max_tasks_per_child=2000,
         worker_hijack_root_logger=False,
-        beat_schedule={"tick": {"task": "mjflow.tick", "schedule": settings.tick_interval_s,
+        beat_schedule={"tick": {"task": "mjflow.tick", "schedule": WhenDue(settings.tick_interval_s),
                                 "options": {"expires": max(5.0, settings.tick_interval_s * 5)}}},
         timezone="UTC",
     )

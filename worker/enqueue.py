@@ -18,8 +18,9 @@ class CeleryEnqueue:
     def store(self, step_id: str) -> None:
         self._send("mjflow.store", step_id)
 
-    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None:
-        self._send("mjflow.reconcile", step_id, snapshot)
+    def reconcile(self, step_id: str) -> None:
+        """Reconcile the snapshot the receiver keeps for the step (``worker.jobs.inbox``)."""
+        self._send("mjflow.reconcile", step_id)
 
     def finish(self, job_id: str) -> None:
         self._send("mjflow.finish", job_id)

@@ -15,6 +15,16 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:ready:{lane}                zset   queued steps of one lane (batch or "interactive"), by priority
     {p}:lanes                       zset   lanes with queued steps, scored by last service time (fairness)
     {p}:poll                        zset   in-flight step -> next check time (unix s)
+    {p}:inbox                       hash   step -> the most advanced callback snapshot not yet
+                                           reconciled (JSON; coalesced: one per step)
+    {p}:inbox:rank                  hash   step -> rank of that snapshot (status rank, progress)
+    {p}:inbox:dirty                 zset   steps with a reconcile message on its way -> when the
+                                           tick sends it again (should it be lost)
+    {p}:confirm                     zset   steps whose terminal callback waits for the upstream's
+                                           confirmation -> next claim time (re-scored on claim)
+    {p}:durations:{profile}         hash   typical upstream run time per action/mode: sum, n
+    {p}:callbacks:health            hash   last_lost: when a poll last found what a callback
+                                           should have told (the upstream is losing callbacks)
     {p}:deadline                    zset   in-flight step -> deadline (unix s)
     {p}:pending-submit              zset   steps whose submit answer was lost -> resubmit-after time
     {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
@@ -85,6 +95,24 @@ class Keys:
 
     def poll(self) -> str:
         return self._k("poll")
+
+    def inbox(self) -> str:
+        return self._k("inbox")
+
+    def inbox_rank(self) -> str:
+        return self._k("inbox", "rank")
+
+    def inbox_dirty(self) -> str:
+        return self._k("inbox", "dirty")
+
+    def confirm(self) -> str:
+        return self._k("confirm")
+
+    def durations(self, profile: str) -> str:
+        return self._k("durations", profile)
+
+    def callbacks_health(self) -> str:
+        return self._k("callbacks", "health")
 
     def deadline(self) -> str:
         return self._k("deadline")

@@ -44,6 +44,8 @@ from worker.settings import get_settings
 REDACTED = "<redacted>"
 MIN_SECRET_LEN = 6
 CONTEXT_FIELDS = ("job", "step", "task")
+#: Celery's loggers that write a line per task (received, succeeded) or per beat tick.
+PER_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 
 # Never mutated in place: every bind sets a new dict (so a reset restores the outer one).
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -245,6 +247,11 @@ def setup_logging(settings: Any = None, *, level: str | int = "INFO",
             if isinstance(f, RedactFilter) and settings is not None:
                 f.configure(settings)
     root.setLevel(level if isinstance(level, int) else str(level).upper())
+    # per-task and per-tick lines (Celery's "received"/"succeeded", beat's "sending due
+    # task") only show at DEBUG; at INFO a log line is one per step transition
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    for name in PER_TASK_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
     return handler
 
 
@@ -322,10 +329,10 @@ _REQ_EXT = "mjflow.request_logging"
 
 def init_request_logging(app: Any, *, logger: str = "mjflow.http",
                          quiet_paths: Iterable[str] = QUIET_PATHS) -> None:
-    """One log line per request: method, path (hook token redacted), status, duration_ms,
-    request_id (``X-Request-Id`` or a new one); ids from the URL (``step_id``/``job_id``)
-    are bound for the request, so the view's own lines carry them too. Probe and scrape
-    paths log at DEBUG. Idempotent."""
+    """One log line per request at DEBUG (WARNING for a 5xx): method, path (hook token
+    redacted), status, duration_ms, request_id (``X-Request-Id`` or a new one); ids from
+    the URL (``step_id``/``job_id``) are bound for the request, so the view's own lines
+    carry them too. Nothing is formatted unless the line is logged. Idempotent."""
     from flask import g, request
 
     if app.extensions.get(_REQ_EXT):
@@ -345,9 +352,13 @@ def init_request_logging(app: Any, *, logger: str = "mjflow.http",
     @app.after_request
     def _log(response: Any) -> Any:
         t0 = g.pop("_mjflow_t0", None)
+        level = logging.WARNING if response.status_code >= 500 else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return response
         duration_ms = round((time.perf_counter() - t0) * 1000, 2) if t0 is not None else None
         path = redact_path(request.path)
-        level = logging.DEBUG if path in quiet else logging.INFO
+        if path in quiet:
+            level = logging.DEBUG
         log.log(level, "%s %s %s", request.method, path, response.status_code,
                 extra={"method": request.method, "path": path,
                        "status": response.status_code, "duration_ms": duration_ms})

@@ -10,7 +10,7 @@ from worker.celery_app import get_app
 from worker.delivery import deliver_due
 from worker.enqueue import CeleryEnqueue
 from worker.errors import SpecError
-from worker.flow.callbacks import reconcile_callback
+from worker.flow.callbacks import reconcile_callback, reconcile_step
 from worker.flow.engine import Engine, build_engine
 from worker.flow.finishing import emit_step_event, finish_job
 from worker.flow.storing import store_step
@@ -33,9 +33,11 @@ def submit(step_id: str) -> str:
 
 
 @app.task(name="mjflow.reconcile")
-def reconcile(step_id: str, snapshot: dict[str, Any], *_legacy: Any) -> str:
-    # ``_legacy``: the unread "source" that web processes of the previous release still send
-    return reconcile_callback(engine(), step_id, snapshot)
+def reconcile(step_id: str, snapshot: dict[str, Any] | None = None, *_legacy: Any) -> str:
+    # a snapshot (and an unread "source") only in messages of the previous release
+    if snapshot is not None:
+        return reconcile_callback(engine(), step_id, snapshot)
+    return reconcile_step(engine(), step_id)
 
 
 @app.task(name="mjflow.store")

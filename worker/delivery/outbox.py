@@ -302,7 +302,8 @@ def _attempt_claimed(
     )
     r.hincrby(keys.counter("webhook_attempts"), outcome.result_class, 1)
     # Only the host and the result class: URLs and error texts may carry consumer tokens.
-    log.info(
+    log.log(
+        logging.DEBUG if outcome.result_class == "2xx" else logging.INFO,
         "webhook %s (%s) attempt %d to %s: %s [%s] %s ms",
         delivery_id,
         fields.get("type"),

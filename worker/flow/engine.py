@@ -33,7 +33,7 @@ class Enqueue(Protocol):
 
     def submit(self, step_id: str) -> None: ...
     def store(self, step_id: str) -> None: ...
-    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None: ...
+    def reconcile(self, step_id: str) -> None: ...
     def finish(self, job_id: str) -> None: ...
     def step_event(self, step_id: str) -> None: ...
     def deliver(self) -> None: ...
@@ -52,7 +52,7 @@ class Inline:
     def store(self, step_id: str) -> None:
         self.log.append(("store", step_id))
 
-    def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None:
+    def reconcile(self, step_id: str) -> None:
         self.log.append(("reconcile", step_id))
 
     def finish(self, job_id: str) -> None:
@@ -75,6 +75,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s,
                               redrive_s=self.settings.redrive_s)
+        self.store.durations_scope = self.settings.upstream_profile
         # what follows each transition, wired once (see worker.jobs.machine)
         self.store.on_effect.update({
             "store_scheduled": self.enqueue.store,

@@ -2,8 +2,10 @@
 
 Each in-flight step has a next-check time in ``{p}:poll``; callbacks push it back
 (heartbeats), silence brings it due. A tick claims the due steps (re-scoring them first,
-so a crashed tick loses nothing), asks the upstream in batches (list-by-condition where
-the profile has it, fetch otherwise) and feeds every snapshot to reconcile. The cost
+so a crashed tick loses nothing; steps due a moment later ride along in the same
+request), asks the upstream in batches (list-by-condition where the profile has it, fetch
+otherwise), feeds every snapshot to reconcile and sets each step's next check from what
+the answer showed (:mod:`worker.flow.pacing`, :mod:`worker.flow.schedule`). The cost
 grows with the due steps, not with all jobs. A task the upstream no longer knows is
 detected after a few misses and handled per ``MJFLOW_LOST_TASK_POLICY``.
 """
@@ -13,21 +15,16 @@ import logging
 import time
 
 from worker.errors import MjflowError
+from worker.flow import pacing
 from worker.flow.engine import Engine
 from worker.jobs import machine
-from worker.jobs.model import StepStatus
+from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
 from worker.jobs.store import Txn
 
 log = logging.getLogger("mjflow.poll")
 S = StepStatus
 POLL_CLAIM_LIMIT = 500
-
-
-def heartbeat(engine: Engine, step_id: str, now: float | None = None) -> None:
-    """A callback arrived: push the step's next poll back (only if it is scheduled)."""
-    now = time.time() if now is None else now
-    engine.store.poll_at(step_id, now + engine.settings.heartbeat_push_s)
 
 
 def claim_due(engine: Engine, now: float, limit: int = POLL_CLAIM_LIMIT) -> list[str]:
@@ -45,12 +42,17 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
     step_ids = claim_due(engine, now)
     if not step_ids:
         return {"polled": 0, "moved": 0, "lost": 0}
+    ahead = pacing.lookahead_s(pacing.typicals(engine))
+    if ahead > 0:
+        step_ids = list(dict.fromkeys(step_ids + claim_due(engine, now + ahead)))
     by_task: dict[str, tuple[str, str | None]] = {}
+    briefs: dict[str, StepBrief] = {}
     for sid, brief in zip(step_ids, engine.store.briefs(step_ids)):
         if brief is None or not brief.task_id or brief.status.terminal:
             engine.r.zrem(engine.keys.poll(), sid)
             continue
         by_task[brief.task_id] = (sid, brief.custom_id)
+        briefs[sid] = brief
     try:
         tasks = engine.client.list_by_condition(list(by_task))
     except MjflowError as exc:
@@ -61,6 +63,7 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
     engine.store.bump("polls", "tasks", len(by_task))
     moved = lost = 0
     seen: set[str] = set()
+    answered, finished = [], []
     for task in tasks:
         if task.id not in by_task:
             continue
@@ -69,11 +72,30 @@ def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
         result = reconcile(engine.store, sid, task, engine.timing(custom_id), now)
         if result.startswith("moved"):
             moved += 1
+        if task.is_terminal:
+            finished.append(sid)
+        else:
+            answered.append((briefs[sid], task))
     for task_id in set(by_task) - seen:
         lost += _missed(engine, by_task[task_id][0], task_id, now)
     if moved:
         engine.store.bump("polls", "recovered", moved)
+    _schedule(engine, answered, finished, now)
     return {"polled": len(by_task), "moved": moved, "lost": lost}
+
+
+def _schedule(engine: Engine, answered: list, finished: list[str], now: float) -> None:
+    """Each answered step's next check; a result found here that no callback brought means
+    the upstream is losing callbacks (polls then follow the profile's pace)."""
+    if answered:
+        pipe = engine.r.pipeline(transaction=False)
+        for sid, at in pacing.after_poll(engine, answered, now).items():
+            pipe.zadd(engine.keys.poll(), {sid: at}, xx=True)
+        pipe.execute()
+    if finished and engine.callbacks_on:
+        missing = [s for s, raw in zip(finished, engine.store.inbox.peek(finished)) if raw is None]
+        if missing:
+            pacing.note_callbacks_lost(engine, len(missing), now)
 
 
 def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:

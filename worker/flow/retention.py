@@ -14,6 +14,10 @@ def purge_job(engine: Engine, job_id: str) -> None:
         job, steps = loaded
         for s in steps:
             pipe.delete(k.step(s.id), k.step_seen(s.id))
+            pipe.hdel(k.inbox(), s.id)
+            pipe.hdel(k.inbox_rank(), s.id)
+            pipe.zrem(k.inbox_dirty(), s.id)
+            pipe.zrem(k.confirm(), s.id)
             if s.task_id:
                 pipe.delete(k.task(s.task_id))
         if job.batch:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+from worker.flow import pacing
 from worker.flow.engine import Engine
 from worker.jobs import machine
 from worker.jobs.model import Job, Step, StepStatus
@@ -128,8 +129,10 @@ def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answ
             tx.pipe.set(tx.keys.task(answer.task_id), step.id, ex=tx.store.retention_s)
             tx.save(step)
         target = S.MODAL if needs_modal else S.SUBMITTED
+        action = pacing.guess_action(step.custom_id, tx.job.spec.get("action"))
+        first_in = pacing.first_check_at(engine, action) - time.time()
         # a move to MODAL registers ``modal_pending``: the engine sends the input next
-        machine.move(tx, step, target, poll_in_s=timing_.poll_in_s, deadline_s=timing_.deadline_s)
+        machine.move(tx, step, target, poll_in_s=first_in, deadline_s=timing_.deadline_s)
 
     engine.store.mutate(job_id, fn)
     return "modal" if needs_modal else "accepted"

@@ -12,6 +12,7 @@ import uuid
 
 from worker.errors import MjflowError
 from worker.flow import receiver
+from worker.flow.callbacks import confirm_due
 from worker.flow.engine import Engine
 from worker.flow.polling import poll_due
 from worker.flow.retention import purge_job
@@ -156,6 +157,14 @@ def sweep_finishing(engine: Engine, now: float) -> int:
     return len(due)
 
 
+def sweep_inbox(engine: Engine, now: float) -> int:
+    """Callback snapshots whose reconcile message was lost: send it again."""
+    due = _due(engine, engine.keys.inbox_dirty(), now, engine.settings.redrive_s)
+    for step_id in due:
+        engine.enqueue.reconcile(step_id)
+    return len(due)
+
+
 def purge_expired(engine: Engine, now: float) -> int:
     k = engine.keys
     expired = engine.r.zrangebyscore(k.retention(), "-inf", now, start=0, num=SWEEP_LIMIT)
@@ -197,14 +206,17 @@ def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
         return None
     try:
         now = time.time() if now is None else now
+        confirmed = confirm_due(engine, now)      # terminal callbacks a worker left behind
         polled = poll_due(engine, now)
         out = {
+            "confirmed": len(confirmed),
             "dispatched": len(dispatch(engine, now)),
             "polled": polled["polled"], "recovered": polled["moved"], "lost": polled["lost"],
             "pending_submits": sweep_pending_submits(engine, now),
             "deadlines": sweep_deadlines(engine, now),
             "storing": sweep_storing(engine, now),
             "finishing": sweep_finishing(engine, now),
+            "inbox": sweep_inbox(engine, now),
             "purged": purge_expired(engine, now),
             "receiver_probes": probe_receiver(engine, now),
         }

@@ -63,3 +63,39 @@ def observe_step_duration(r: Any, keys: Keys, action: str, seconds: float,
     pipe.hincrby(keys.counter(STEP_DURATION), label, 1)
     if own:
         pipe.execute()
+
+
+# -- typical run times (the polling schedule's input) ------------------------------------
+#: Past this many observations both sums are halved: recent tasks count more.
+RUN_TIME_DECAY_AT = 200
+
+
+def run_time_label(action: str | None) -> str:
+    return _action_label(action or "unknown").upper()
+
+
+def learn_run_time(pipe: Any, keys: Keys, scope: str, action: str | None,
+                   seconds: float) -> None:
+    """Queue one upstream run time (its finishTime - startTime) of ``action`` on ``pipe``
+    (the transition's own transaction) into ``{p}:durations:{scope}``."""
+    if not (0 < seconds < 86_400):
+        return
+    label = run_time_label(action)
+    pipe.hincrbyfloat(keys.durations(scope), f"{label}:sum", seconds)
+    pipe.hincrbyfloat(keys.durations(scope), f"{label}:n", 1)
+
+
+def typical_run_times(r: redis.Redis, keys: Keys, scope: str) -> dict[str, float]:
+    """Mean run time per action label (seconds), from ``{p}:durations:{scope}``."""
+    raw = r.hgetall(keys.durations(scope))
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if not name.endswith(":n"):
+            continue
+        label = name[:-2]
+        n, total = float(value), float(raw.get(f"{label}:sum") or 0)
+        if n > 0 and total > 0:
+            out[label] = total / n
+        if n > RUN_TIME_DECAY_AT:
+            r.hset(keys.durations(scope), mapping={f"{label}:n": n / 2, f"{label}:sum": total / 2})
+    return out

@@ -73,6 +73,8 @@ class StepBrief:
     custom_id: str | None
     generation: int
     submit_started: float | None
+    progress: int = 0                   # 0..100
+    progress_at: float | None = None
 
     @property
     def upstream_state(self) -> str:
@@ -104,6 +106,7 @@ class Step:
     parent: str | None = None
     children: list[str] = field(default_factory=list)
     progress: str = ""
+    progress_at: float | None = None     # when the progress last went up (our clock)
     task_id: str | None = None
     custom_id: str | None = None
     parent_task_id: str | None = None
@@ -135,7 +138,7 @@ class Step:
                 kw[name] = json.loads(raw)
             elif name in ("index", "attempt", "misses", "generation", "store_attempts"):
                 kw[name] = int(raw)
-            elif name == "submit_started":
+            elif name in ("submit_started", "progress_at"):
                 kw[name] = float(raw)
             elif name == "enable_remix":
                 kw[name] = raw == "1"

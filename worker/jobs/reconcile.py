@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.jobs import machine
+from worker.jobs.durations import learn_run_time
 from worker.jobs.model import Step, StepStatus
 from worker.jobs.store import JobStore, Txn
 from worker.upstream.failures import readable_failure
@@ -54,8 +55,12 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         tx.save(step)
     if task.progress_pct > percent(step.progress) and target != S.FAILED:
         step.progress = task.progress or step.progress
+        step.progress_at = now
         tx.save(step)
     if target == S.STORING:
+        if task.startTime and task.finishTime:
+            learn_run_time(tx.pipe, tx.keys, tx.store.durations_scope, task.action,
+                           (task.finishTime - task.startTime) / 1000)
         step.progress = "100%"
         step.buttons = [b.model_dump(exclude_none=True) for b in task.buttons]
         step.image_url = task.imageUrl or None

@@ -8,6 +8,7 @@ claims) write the same watched keys, so they are serialised with these transacti
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -16,11 +17,14 @@ from typing import Any, TypeVar
 
 import redis
 
+from worker.jobs.inbox import Inbox
 from worker.jobs.model import Job, JobBrief, JobStatus, Step, StepBrief, StepStatus
 from worker.jobs.spec import FollowUp, JobSpec, normalize_then
 from worker.keys import Keys
+from worker.upstream.models import percent
 
 T = TypeVar("T")
+log = logging.getLogger("mjflow.step")
 PRIORITY_BUCKET = 10**13  # ready-queue score = (9 - priority) * bucket + creation ms
 
 
@@ -61,6 +65,19 @@ class Txn:
         self.effects.append((name, target or self.job.id))
 
 
+def _log_moves(txn: Txn, before: dict[str, StepStatus]) -> None:
+    """The one INFO line per step transition, written once its transaction committed."""
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for sid in txn.dirty:
+        step = txn.steps[sid]
+        if before.get(sid) != step.status:
+            frm = before[sid].value if sid in before else "new"
+            log.info("step %s -> %s", frm, step.status.value,
+                     extra={"job": txn.job.id, "step": sid, "task": step.task_id or None,
+                            "label": step.label, "reason": step.fail_reason or None})
+
+
 class JobStore:
     def __init__(self, r: redis.Redis, keys: Keys, *, retention_s: int = 7 * 86400,
                  redrive_s: float = 60.0) -> None:
@@ -68,6 +85,10 @@ class JobStore:
         self.keys = keys
         self.retention_s = retention_s
         self.redrive_s = redrive_s
+        #: whose typical run times transitions learn (``{p}:durations:{scope}``)
+        self.durations_scope = "default"
+        #: the callback receiver's one round trip, and the worker's side of it
+        self.inbox = Inbox(r, keys, retention_s, redrive_s)
         #: effect name -> handler, called with the effect's target after the commit that
         #: registered it (the engine wires these: see ``worker.flow.engine``)
         self.on_effect: dict[str, Callable[[str], None]] = {}
@@ -140,15 +161,18 @@ class JobStore:
 
     def briefs(self, step_ids: list[str]) -> list[StepBrief | None]:
         """:class:`StepBrief` of each step (None where the step is gone), in one round trip."""
-        names = ("status", "task_id", "custom_id", "generation", "submit_started")
+        names = ("status", "task_id", "custom_id", "generation", "submit_started", "progress",
+                 "progress_at")
         pipe = self.r.pipeline(transaction=False)
         for sid in step_ids:
             pipe.hmget(self.keys.step(sid), *names)
         out: list[StepBrief | None] = []
-        for sid, (status, task_id, custom_id, generation, started) in zip(step_ids, pipe.execute()):
+        for sid, (status, task_id, custom_id, generation, started, progress, progress_at) in zip(
+                step_ids, pipe.execute()):
             out.append(None if status is None else StepBrief(
                 sid, StepStatus(status), task_id or None, custom_id or None, int(generation or 0),
-                float(started) if started else None))
+                float(started) if started else None, percent(progress),
+                float(progress_at) if progress_at else None))
         return out
 
     def brief(self, step_id: str) -> StepBrief | None:
@@ -205,15 +229,6 @@ class JobStore:
         self.r.zadd(self.keys.storing(), {step_id: time.time() + delay}, xx=True)
         return delay
 
-    def note_seen(self, step_id: str, task_id: str) -> None:
-        """A callback carried this step's state before its task id was recorded: keep the
-        id as evidence for the lost-submit sweep (it outlives a worker that dies with the
-        callback's reconcile message)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.sadd(self.keys.step_seen(step_id), task_id)
-        pipe.expire(self.keys.step_seen(step_id), self.retention_s)
-        pipe.execute()
-
     def seen_tasks(self, step_id: str, limit: int = 20) -> list[str]:
         return sorted(self.r.srandmember(self.keys.step_seen(step_id), limit) or [])
 
@@ -240,6 +255,7 @@ class JobStore:
                         return None
                     raw = [pipe.hgetall(k.step(s)) for s in ids]
                     steps = {s.id: s for s in (Step.from_hash(x) for x in raw if x)}
+                    before = {sid: s.status for sid, s in steps.items()}
                     pipe.multi()
                     txn = Txn(self, Job.from_hash(h), steps, pipe)
                     result = fn(txn)
@@ -252,6 +268,7 @@ class JobStore:
                     pipe.execute()
                 except redis.WatchError:
                     continue
+            _log_moves(txn, before)
             for name, target in txn.effects:
                 handler = self.on_effect.get(name)
                 if handler is not None:

@@ -202,7 +202,9 @@ class UpstreamClient(SubmitMethods):
         else:
             answer = classify(reply.status, reply.content, reply.content_type, self.profile,
                               endpoint=name, headers=reply.headers)
-        log.info("upstream submit %s -> %s task=%s code=%s http=%s in %.0f ms: %s",
+        # a request line: DEBUG when accepted (the step's transition says it at INFO)
+        level = logging.DEBUG if answer.outcome is Outcome.ACCEPTED else logging.INFO
+        log.log(level, "upstream submit %s -> %s task=%s code=%s http=%s in %.0f ms: %s",
                  name, answer.outcome.value, answer.task_id, answer.code, answer.http_status,
                  (time.monotonic() - started) * 1000, answer.message)
         return answer

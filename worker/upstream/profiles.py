@@ -60,6 +60,9 @@ class Profile:
     callbacks_expected: bool = True
     #: How often to poll non-terminal tasks; never faster than the provider refreshes.
     poll_interval_s: float = 10.0
+    #: The provider answers from a copy it refreshes every ``poll_interval_s`` (a reseller):
+    #: polls are aligned to that grid, never closer, so one list call covers many tasks.
+    refreshes: bool = False
     #: ``POST /mj/task/list-by-condition`` exists; otherwise fetch one by one.
     batch_query: bool = True
     batch_size: int = 100
@@ -109,6 +112,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         name="newapi",
         callbacks_expected=False,
         poll_interval_s=15.0,
+        refreshes=True,
         image_source="image_endpoint",
         placeholder_hosts=frozenset({"localhost"}),
         submit_timeout_s=75.0,

@@ -1,0 +1,99 @@
+"""The polling schedule (worker.flow.schedule), a pure function: properties over what is known."""
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from worker.flow.schedule import FASTEST, Known, Pace, first_check, next_check
+
+NOW = 1_700_000_000.0
+SAFETY = Pace(fallback_s=60.0, max_wait_s=60.0, min_gap_s=1.0)        # callbacks trusted
+PROFILE = Pace(fallback_s=10.0, max_wait_s=60.0, min_gap_s=1.0)       # polling at the profile's pace
+
+typical = st.floats(min_value=5.0, max_value=600.0)
+fraction = st.floats(min_value=0.05, max_value=0.99)
+callbacks = st.booleans()
+
+
+@given(typical, st.integers(min_value=80, max_value=99), callbacks)
+def test_a_quiet_task_near_its_end_is_checked_within_seconds(run_s, pct, cb):
+    # progress seen when it changed (a callback), then silence
+    started = NOW - run_s * pct / 100
+    at = next_check(Known(now=NOW, typical_s=run_s, started_at=started, progress=pct,
+                          progress_at=NOW, progress_exact=True, callbacks=cb), SAFETY)
+    remaining = run_s * (100 - pct) / 100
+    assert NOW + 1.0 <= at <= NOW + remaining + 0.2 * run_s + 1e-6
+    assert at - NOW <= 0.35 * run_s + 1.0       # a 30 s imagine at 93 %: ~6.6 s
+
+
+@given(typical, st.integers(min_value=3, max_value=40), st.integers(min_value=1, max_value=12),
+       callbacks)
+def test_a_queued_task_is_not_checked_before_it_could_have_finished(run_s, ahead, slots, cb):
+    at = next_check(Known(now=NOW, typical_s=run_s, queued_ahead=ahead, slots=slots,
+                          callbacks=cb), Pace(fallback_s=10, max_wait_s=1e9, min_gap_s=1))
+    rounds = ahead // slots + 1
+    assert at >= NOW + rounds * FASTEST * run_s - 1e-6
+    # and the deeper in the queue, the later
+    deeper = next_check(Known(now=NOW, typical_s=run_s, queued_ahead=ahead + slots, slots=slots,
+                              callbacks=cb), Pace(fallback_s=10, max_wait_s=1e9, min_gap_s=1))
+    assert deeper > at
+
+
+def test_a_task_queued_behind_8_others_waits_until_it_could_have_started():
+    at = next_check(Known(now=NOW, typical_s=30.0, queued_ahead=8, slots=3, callbacks=False),
+                    PROFILE)
+    assert at - NOW >= 2 * 30.0 * FASTEST           # two rounds of 3 must finish first
+
+
+@given(st.one_of(st.none(), typical))
+def test_a_silent_upstream_is_polled_at_the_profiles_pace(run_s):
+    # nothing known about the task: callbacks trusted -> the safety net; lost -> the pace
+    trusted = next_check(Known(now=NOW, typical_s=run_s, callbacks=True), SAFETY)
+    silent = next_check(Known(now=NOW, typical_s=run_s, callbacks=False), PROFILE)
+    assert trusted == NOW + 60.0
+    assert silent == NOW + 10.0
+
+
+@given(typical, fraction, st.booleans(), st.booleans(), st.integers(0, 100))
+def test_always_within_the_pace_bounds(run_s, done, cb, exact, pct):
+    pace = Pace(fallback_s=10.0, max_wait_s=45.0, min_gap_s=0.5)
+    started = NOW - run_s * done
+    at = next_check(Known(now=NOW, typical_s=run_s, started_at=started, progress=pct,
+                          progress_at=NOW - 1, progress_exact=exact, callbacks=cb), pace)
+    assert NOW + 0.5 <= at <= NOW + 45.0
+
+
+@given(typical, st.floats(min_value=1.0, max_value=3.0))
+def test_an_overdue_task_is_checked_again_soon(run_s, late):
+    started = NOW - run_s * late                   # it should have finished long ago
+    at = next_check(Known(now=NOW, typical_s=run_s, started_at=started, callbacks=False),
+                    Pace(fallback_s=10.0, max_wait_s=600.0, min_gap_s=0.1))
+    assert at <= NOW + 0.1 * run_s + 0.1
+
+
+@given(typical, st.floats(min_value=0.0, max_value=1e4))
+def test_checks_align_to_a_resellers_refresh(run_s, offset):
+    grid = Pace(fallback_s=15.0, max_wait_s=60.0, min_gap_s=15.0, grid_s=15.0)
+    at = next_check(Known(now=NOW + offset, typical_s=run_s, started_at=NOW + offset - 1,
+                          callbacks=False), grid)
+    assert abs(at / 15.0 - round(at / 15.0)) < 1e-6
+    assert at >= NOW + offset + 15.0
+
+
+def test_the_estimate_follows_progress_not_only_the_typical_run():
+    # a task running twice as slow as usual: at 50 % after 60 s it ends at ~120 s, not 60 s
+    k = Known(now=NOW, typical_s=60.0, started_at=NOW - 60, progress=50, progress_at=NOW,
+              progress_exact=True, callbacks=False)
+    assert next_check(k, PROFILE) > NOW + 20
+    fast = Known(now=NOW, typical_s=60.0, started_at=NOW - 60, progress=95, progress_at=NOW,
+                 progress_exact=True, callbacks=False)
+    assert next_check(fast, PROFILE) < NOW + 10
+
+
+@given(st.one_of(st.none(), typical), callbacks)
+def test_first_check(run_s, cb):
+    at = first_check(NOW, run_s, PROFILE, callbacks=cb)
+    if cb or run_s is None:
+        assert at == NOW + PROFILE.fallback_s
+    else:
+        assert at == min(NOW + max(FASTEST * run_s, 1.0), NOW + 60.0)

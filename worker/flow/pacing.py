@@ -1,0 +1,111 @@
+"""The polling schedule's inputs, read from Redis and the settings (the rules themselves are
+pure, in :mod:`worker.flow.schedule`).
+
+* typical run times per action, learned by the transitions that see a task finish
+  (``{p}:durations:{profile}``, see :func:`worker.jobs.durations.typical_run_times`);
+* whether callbacks can be trusted: configured, and no poll has lately found a result a
+  callback should have brought (``{p}:callbacks:health``; :data:`LOST_MEMORY_S`);
+* the pace: with trusted callbacks the safety net (``MJFLOW_POLL_INTERVAL_S`` or 60 s) is
+  the longest wait; otherwise the profile's pace is the fallback, and behind a reseller
+  that refreshes its copy (``Profile.refreshes``) polls are aligned to its refresh.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from worker.flow.engine import CALLBACK_POLL_S, Engine
+from worker.flow.schedule import Known, Pace, first_check, next_check
+from worker.jobs.durations import run_time_label, typical_run_times
+from worker.jobs.model import StepBrief
+from worker.upstream import Task
+from worker.upstream.models import TaskStatus, is_upscale
+
+#: After a poll found what a callback should have told, callbacks are not trusted for this long.
+LOST_MEMORY_S = 600.0
+#: A poll also takes steps due within this fraction of the longest typical run (same request).
+LOOKAHEAD = 0.05
+QUEUED = (TaskStatus.NOT_START, TaskStatus.SUBMITTED)
+
+
+def callbacks_trusted(engine: Engine, now: float) -> bool:
+    if not engine.callbacks_on:
+        return False
+    last = engine.r.hget(engine.keys.callbacks_health(), "last_lost")
+    return not last or now - float(last) > LOST_MEMORY_S
+
+
+def note_callbacks_lost(engine: Engine, count: int, now: float) -> None:
+    pipe = engine.r.pipeline(transaction=False)
+    pipe.hset(engine.keys.callbacks_health(), "last_lost", repr(now))
+    pipe.hincrby(engine.keys.callbacks_health(), "lost", count)
+    pipe.execute()
+    engine.store.bump("callbacks", "lost_found_by_poll", count)
+
+
+def pace(engine: Engine, trusted: bool) -> Pace:
+    base = engine.poll_interval_s()
+    tick = engine.settings.tick_interval_s
+    if trusted:
+        return Pace(fallback_s=base, max_wait_s=base, min_gap_s=tick)
+    profile_pace = min(base, engine.profile.poll_interval_s)
+    grid = base if engine.profile.refreshes and not engine.callbacks_on else 0.0
+    return Pace(fallback_s=profile_pace, max_wait_s=max(base, CALLBACK_POLL_S),
+                min_gap_s=max(tick, grid), grid_s=grid)
+
+
+def typicals(engine: Engine) -> dict[str, float]:
+    return typical_run_times(engine.r, engine.keys, engine.store.durations_scope)
+
+
+def lookahead_s(known_typicals: dict[str, float]) -> float:
+    return LOOKAHEAD * max(known_typicals.values(), default=0.0)
+
+
+def guess_action(custom_id: str | None, root_action: str | None = None) -> str:
+    """The upstream action a step will run, before any snapshot says it."""
+    if custom_id:
+        return "UPSCALE" if is_upscale(custom_id) else "VARIATION"
+    return run_time_label(root_action or "imagine")
+
+
+def first_check_at(engine: Engine, action: str, now: float | None = None) -> float:
+    """The first check of a step whose submit was just accepted."""
+    now = time.time() if now is None else now
+    trusted = callbacks_trusted(engine, now)
+    return first_check(now, typicals(engine).get(run_time_label(action)),
+                       pace(engine, trusted), callbacks=trusted)
+
+
+def after_poll(engine: Engine, answered: Iterable[tuple[StepBrief, Task]], now: float
+               ) -> dict[str, float]:
+    """Next check of each step a poll just saw (step id -> time)."""
+    pairs = list(answered)
+    known = typicals(engine)
+    trusted = callbacks_trusted(engine, now)
+    p = pace(engine, trusted)
+    queued = sorted((t.submitTime or 0, b.id) for b, t in pairs if t.task_status in QUEUED)
+    running = sum(1 for _, t in pairs if t.task_status == TaskStatus.IN_PROGRESS)
+    ahead = {sid: i for i, (_, sid) in enumerate(queued)}
+    slots = running if queued and running else 3
+    out = {}
+    for brief, task in pairs:
+        label = run_time_label(task.action or guess_action(brief.custom_id))
+        pct = task.progress_pct
+        seen_at = brief.progress_at if pct <= brief.progress and brief.progress_at else now
+        out[brief.id] = next_check(Known(
+            now=now, typical_s=known.get(label),
+            started_at=task.startTime / 1000 if task.startTime else None,
+            progress=pct, progress_at=seen_at, progress_exact=False,
+            queued_ahead=ahead.get(brief.id), slots=slots, callbacks=trusted), p)
+    return out
+
+
+def after_callback(engine: Engine, task: Task, now: float) -> float:
+    """Next check of a step whose callback just came (its progress seen as it changed)."""
+    push = engine.settings.heartbeat_push_s
+    tick = engine.settings.tick_interval_s
+    return next_check(Known(now=now, started_at=task.startTime / 1000 if task.startTime else None,
+                            progress=task.progress_pct, progress_at=now, progress_exact=True,
+                            callbacks=True),
+                      Pace(fallback_s=push, max_wait_s=push, min_gap_s=tick))
