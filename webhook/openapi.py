@@ -13,7 +13,7 @@ from typing import Any, Literal
 from flask import Blueprint, Flask, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.jobs.spec import JobSpec
+from worker.jobs.spec import FollowUp, JobSpec
 
 bp = Blueprint("openapi", __name__)
 UI_BLUEPRINTS = ("dashboard",)
@@ -30,12 +30,16 @@ class _Open(BaseModel):
 
 
 class Image(_Open):
-    key: str = Field(description="storage key (stable)")
+    key: str = Field(description="storage key (stable; .mp4 for a video clip)")
     url: str | None = Field(None, description="presigned or file URL (absent in lists)")
     sha256: str | None = None
     bytes: int | None = None
     width: int | None = None
     height: int | None = None
+    contentType: str | None = Field(None, description="image/png, ..., video/mp4")
+    part: str | None = Field(None, description="'' for the result; q1..q4 grid quarters; "
+                             "clip1.. and poster/poster1.. for videos")
+    poster: str | None = Field(None, description="a video clip's poster image key")
 
 
 class StepView(_Open):
@@ -52,6 +56,9 @@ class StepView(_Open):
     images: list[Image]
     times: dict[str, str | None]
     finalPrompt: str | None
+    seed: str | None = Field(None, description="image seed (only when asked: seed true)")
+    uploads: list[str] | None = Field(None, description="UPLOAD: the hosted URLs")
+    video: bool | None = Field(None, description="the step made a video (images are MP4)")
 
 
 class JobView(_Open):
@@ -72,6 +79,17 @@ class JobView(_Open):
 class JobDetail(JobView):
     deliveries: list[dict[str, Any]] = Field(description="signed events sent to callbackUrl")
     manifest: str | None = Field(description="storage key of the job's manifest.json")
+
+
+class AddSteps(FollowUp):
+    """Act later: a follow-up (with its own ``then``) under a step of an existing job."""
+
+    step: str = Field("root", min_length=1, max_length=200,
+                      description="the parent step: its id, its label (when unique) or root")
+
+
+class JobAdded(JobDetail):
+    added: list[str] = Field(description="ids of the steps added")
 
 
 class JobRetried(JobDetail):
@@ -204,7 +222,7 @@ class Ready(_Open):
 
 
 MODELS: tuple[type[BaseModel], ...] = (
-    JobSpec, JobView, JobDetail, JobRetried, JobPage, Error, BatchView, BatchCreated,
+    JobSpec, AddSteps, JobView, JobDetail, JobAdded, JobRetried, JobPage, Error, BatchView, BatchCreated,
     BatchRetried, BatchCancelled, BatchPage, BatchReport, BatchObject, UpstreamState,
     UpstreamDetail, Health, Ready)
 
@@ -300,8 +318,19 @@ def operations() -> dict[str, dict[str, dict[str, Any]]]:
                                      "404": _err("no such job")},
                        operationId="getJob", parameters=[JOB_ID]),
         },
+        "/v1/jobs/{job_id}/steps": {
+            "post": _op("Act later: add a follow-up to a step of an existing job", {
+                "202": _json(ref("JobAdded"), "added; the job runs again",
+                             Location="the job's URL"),
+                "404": _err("no such job or step"),
+                "409": _err("the step failed or is ambiguous (name it by id)"), **invalid},
+                operationId="addSteps", parameters=[JOB_ID], requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("AddSteps")}}}),
+        },
         "/v1/jobs/{job_id}/cancel": {
-            "post": _op("Cancel what has not started", {
+            "post": _op("Cancel: what has not started; MODAL tasks abandoned; running tasks "
+                        "cancelled upstream where the profile can", {
                 "200": _json(ref("JobDetail"), "the job"), "404": _err("no such job")},
                 operationId="cancelJob", parameters=[JOB_ID]),
         },

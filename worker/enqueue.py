@@ -18,6 +18,9 @@ class CeleryEnqueue:
     def store(self, step_id: str) -> None:
         self._send("mjflow.store", step_id)
 
+    def cancel(self, step_id: str) -> None:
+        self._send("mjflow.cancel_step", step_id)
+
     def reconcile(self, step_id: str, snapshot: dict[str, Any]) -> None:
         self._send("mjflow.reconcile", step_id, snapshot)
 

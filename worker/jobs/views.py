@@ -41,7 +41,24 @@ def step_view(step: Step, url_for: UrlFor | None = None) -> dict[str, Any]:
         "images": images,
         "times": {name: iso(ts) for name, ts in sorted(step.times.items(), key=lambda x: x[1])},
         "finalPrompt": step.task.get("finalPrompt") if step.task else None,
+        **_extras(step),
     }
+
+
+def _extras(step: Step) -> dict[str, Any]:
+    """What some steps have besides images: the image seed, an upload's hosted URLs, a
+    video's clips (the ``images`` with contentType video/mp4 and their posters)."""
+    task = step.task or {}
+    out: dict[str, Any] = {}
+    if step.options.get("seed") or "seed" in task:
+        out["seed"] = task.get("seed")
+        if task.get("seedError"):
+            out["seedError"] = task["seedError"]
+    if "uploads" in task:
+        out["uploads"] = task["uploads"]
+    if task.get("video"):
+        out["video"] = True
+    return out
 
 
 def job_view(job: Job, steps: list[Step], url_for: UrlFor | None = None) -> dict[str, Any]:

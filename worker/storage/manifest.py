@@ -12,8 +12,13 @@ Shape (``manifestVersion`` 1; fields may be added, these keep their names)::
     {"manifestVersion": 1, "id", "status", "batch", "metadata", "spec", "createdAt",
      "finishedAt",
      "steps": [{"id", "parent", "label", "action", "status", "progress", "taskId",
-                "failReason", "submittedAt", "finishedAt",
-                "images": [{"key", "url", "sha256", "bytes", "width", "height", "part"}]}]}
+                "failReason", "submittedAt", "finishedAt", "seed", "uploads", "video",
+                "images": [{"key", "url", "sha256", "bytes", "width", "height", "part",
+                            "contentType", "poster"}]}]}
+
+``seed``, ``uploads`` and ``video`` are present only on the steps that have them (an image
+seed asked with ``seed: true``, the hosted URLs of an UPLOAD, a video step's clips, whose
+images are ``video/mp4`` with the key of their ``poster``).
 """
 
 from __future__ import annotations
@@ -52,8 +57,12 @@ def build_manifest(job: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -
     }
 
 
+OPTIONAL_STEP_FIELDS = ("seed", "seedError", "uploads", "video")
+
+
 def _step(step: Mapping[str, Any]) -> dict[str, Any]:
     shaped = {name: step.get(name) for name in STEP_FIELDS}
+    shaped.update({name: step[name] for name in OPTIONAL_STEP_FIELDS if name in step})
     shaped["images"] = [_image(image) for image in step.get("images") or []]
     return shaped
 
@@ -61,4 +70,7 @@ def _step(step: Mapping[str, Any]) -> dict[str, Any]:
 def _image(image: Mapping[str, Any]) -> dict[str, Any]:
     shaped = {name: image.get(name) for name in IMAGE_FIELDS}
     shaped["part"] = image.get("part") or ""
+    for name in ("contentType", "poster"):
+        if image.get(name):
+            shaped[name] = image[name]
     return shaped

@@ -10,6 +10,7 @@ The policy:
 * scheme ``http`` or ``https`` only (no ``file:``, ``ftp:``, ``gopher:``, ``data:``...);
 * a host is required; with a non-empty ``allowed_hosts`` it must be listed: an entry
   ``example.com`` matches that host exactly, ``.example.com`` matches it and any subdomain;
+  an entry with a port (``example.com:8443``, ``[::1]:9000``) matches that port only;
 * every address the host resolves to must be public. Private (RFC 1918, ULA), loopback,
   link-local, CGNAT ``100.64.0.0/10``, multicast, reserved and unspecified addresses are
   refused unless ``allow_private`` (local runs and tests, ``MJFLOW_ALLOW_PRIVATE_URLS``);
@@ -76,7 +77,7 @@ def check_url(url: str, *, allowed_hosts: Iterable[str] = (), allow_private: boo
     if not host:
         raise UnsafeURL(f"refused URL {redact_url(url)}: no host")
     allowed = [h.strip().lower().rstrip(".") for h in allowed_hosts if h.strip()]
-    if allowed and not host_allowed(host, allowed):
+    if allowed and not host_allowed(host, allowed, port):
         raise UnsafeURL(f"refused URL {redact_url(url)}: host {host!r} is not in the allowed hosts")
     for address in resolve(host, port):
         reason = address_refusal(address, allow_private=allow_private)
@@ -84,11 +85,17 @@ def check_url(url: str, *, allowed_hosts: Iterable[str] = (), allow_private: boo
             raise UnsafeURL(f"refused URL {redact_url(url)}: {host} resolves to {reason}")
 
 
-def host_allowed(host: str, allowed_hosts: Iterable[str]) -> bool:
-    """Does ``host`` match an entry (exact, or ``.suffix`` for the domain and its subdomains)?"""
+def host_allowed(host: str, allowed_hosts: Iterable[str], port: int | None = None) -> bool:
+    """Does ``host`` (on ``port``) match an entry (exact, or ``.suffix`` for the domain and
+    its subdomains; an entry's ``:port``, when it has one, must equal ``port``)?"""
     host = host.lower().rstrip(".")
     for entry in allowed_hosts:
         entry = entry.lower().rstrip(".")
+        name, sep, entry_port = entry.rpartition(":")
+        if sep and entry_port.isdigit() and (name.startswith("[") or ":" not in name):
+            if port is None or int(entry_port) != port:
+                continue
+            entry = name.strip("[]")
         if entry.startswith("."):
             if host == entry[1:] or host.endswith(entry):
                 return True
