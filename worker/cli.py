@@ -41,6 +41,7 @@ from worker.cli_support import (
     job_images,
     job_line,
 )
+from worker.upstream import get_profile
 
 JOB_OK = ("succeeded",)
 SUBMIT_CHUNK = 20          # items per create call while submitting a batch file
@@ -128,7 +129,8 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
         fail(EXIT_INPUT, f"cannot read {file}: {exc}")
     entries, errors = batches.read_jsonl(text)
     items, item_errors = batches.prepare(entries, max_image_bytes=settings.max_upload_bytes,
-                                         then=list(then) or None, path="lines", zero_based=False)
+                                         then=list(then) or None, path="lines", zero_based=False,
+                                         profile=get_profile(settings.upstream_profile))
     errors = sorted(errors + item_errors, key=lambda e: e.get("line", 0))
     if errors:
         for e in errors:

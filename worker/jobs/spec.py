@@ -87,7 +87,8 @@ class FollowUp(BaseModel):
     @model_validator(mode="after")
     def _extend_fields(self) -> FollowUp:
         if self.button.strip().lower() != EXTEND and (self.index is not None or self.motion):
-            raise ValueError("index and motion go with an 'extend' follow-up only")
+            field = "index" if self.index is not None else "motion"
+            raise ValueError(f"{field}: goes with an 'extend' follow-up only")
         return self
 
 
@@ -171,7 +172,7 @@ class JobSpec(BaseModel):
         if a == "BLEND" and not (self.base64Array and 2 <= len(self.base64Array) <= 5):
             raise ValueError("BLEND needs base64Array with 2 to 5 images")
         if a == "UPLOAD" and not self.base64Array:
-            raise ValueError("UPLOAD needs base64Array with 1 to 5 images")
+            raise ValueError("base64Array: UPLOAD needs 1 to 5 images")
         if a == "DESCRIBE" and not (self.base64 or self.link):
             raise ValueError("DESCRIBE needs base64 or link")
         if a == "SWAP_FACE" and not ((self.sourceBase64 or self.sourceUrl)
@@ -179,20 +180,23 @@ class JobSpec(BaseModel):
             raise ValueError("SWAP_FACE needs sourceBase64 (or sourceUrl) and targetBase64 "
                              "(or targetUrl)")
         if a in ("VIDEO", "EDITS", "RETEXTURE") and not self.image:
-            what = "image (the first frame)" if a == "VIDEO" else "image (the picture to edit)"
-            raise ValueError(f"{a} needs {what}")
-        if a == "ACTION" and not (self.taskId and (self.button or self.customId)):
-            raise ValueError("ACTION needs taskId and a button (or its customId)")
-        if a != "ACTION" and (self.taskId or self.button or self.customId):
-            raise ValueError("taskId, button and customId go with action ACTION only")
+            what = "the first frame" if a == "VIDEO" else "the picture to edit"
+            raise ValueError(f"image: {a} needs an image ({what})")
+        if a == "ACTION" and not self.taskId:
+            raise ValueError("taskId: ACTION needs the upstream task whose button to click")
+        if a == "ACTION" and not (self.button or self.customId):
+            raise ValueError("button: ACTION needs a button (or its customId)")
+        extra = next((f for f in ("taskId", "button", "customId") if getattr(self, f)), None)
+        if a != "ACTION" and extra:
+            raise ValueError(f"{extra}: goes with action ACTION only")
         if a == "UPLOAD" and self.then:
-            raise ValueError("UPLOAD makes no task: it takes no follow-ups")
+            raise ValueError("then: UPLOAD makes no task, so it takes no follow-ups")
         if self.language is not None and a != "DESCRIBE":
-            raise ValueError("language goes with DESCRIBE only")
+            raise ValueError("language: goes with action DESCRIBE only")
         video_only = [f for f in ("endImage", "motion", "loop", "videoType", "batchSize")
                       if getattr(self, f) is not None]
         if video_only and a != "VIDEO":
-            raise ValueError(f"{', '.join(video_only)}: for action VIDEO only")
+            raise ValueError(f"{video_only[0]}: goes with action VIDEO only")
         for name in ("link", "sourceUrl", "targetUrl"):
             value = getattr(self, name)
             if value is not None and not URL_RE.match(value):
@@ -202,7 +206,7 @@ class JobSpec(BaseModel):
             if value is not None and not is_image_ref(value):
                 raise ValueError(f"{name} must be an http(s) URL or a data URL")
         if self.mode and self.accountFilter and self.accountFilter.modes:
-            raise ValueError("give mode or accountFilter.modes, not both")
+            raise ValueError("mode: give mode or accountFilter.modes, not both")
         _check_extends(normalize_then(self.then), "then", a == "VIDEO")
         count = _count(normalize_then(self.then), 1)
         if count > MAX_STEPS:
@@ -248,8 +252,8 @@ def _check_extends(items: list[FollowUp], path: str, parent_is_video: bool) -> N
     for i, item in enumerate(items):
         is_extend = item.button.strip().lower() == EXTEND
         if is_extend and not parent_is_video:
-            raise ValueError(f"{path}[{i}]: 'extend' follows a video step (action VIDEO, an "
-                             "Animate button or another extend)")
+            raise ValueError(f"{path}[{i}].button: 'extend' follows a video step (action VIDEO, "
+                             "an Animate button or another extend)")
         _check_extends(normalize_then(item.then), f"{path}[{i}].then",
                        is_extend or is_video_button(item.button))
 
