@@ -14,6 +14,8 @@ import requests
 from PIL import Image
 
 from tests.support.inline import Rig
+from tests.support.web import serve
+from webhook import create_app
 from worker import api
 from worker.delivery.history import job_delivery_ids
 from worker.storage.media import check_mp4
@@ -354,3 +356,18 @@ def test_a_step_that_only_ever_hears_retry_later_fails_after_the_bound(rig):
     view = r.run([job["id"]])[0]
     reason = view["steps"][0]["failReason"]
     assert view["status"] == "failed" and "3 times" in reason and "MJFLOW_MAX_REQUEUES" in reason
+
+
+def test_the_dashboard_plays_a_stored_video_with_its_poster(rig):
+    r = rig("trueai", api_keys=["dash-key"])
+    job = api.create_job(r.engine, {"action": "VIDEO", "prompt": "a boat", "batchSize": 1,
+                                    "image": "http://127.0.0.1/f.png"})
+    view = r.run([job["id"]], timeout_s=40)[0]
+    clip = next(i for i in view["steps"][0]["images"] if i["contentType"] == "video/mp4")
+    auth = {"Authorization": "Bearer dash-key"}
+    with serve(create_app(r.engine.settings, r.engine)) as url:
+        page = requests.get(f"{url}/jobs/{job['id']}", headers=auth, timeout=5).text
+        assert "<video" in page and 'poster="/media/' in page
+        src = page.split('<video', 1)[1].split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+        media = requests.get(f"{url}{src}", headers=auth, timeout=5)
+        assert media.headers["Content-Type"] == "video/mp4" and len(media.content) == clip["bytes"]

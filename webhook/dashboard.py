@@ -388,7 +388,8 @@ def _card(view: dict[str, Any]) -> dict[str, Any]:
     images = [{"label": s["label"], "url": _media_url(view["id"], img, 320),
                "full": _media_url(view["id"], img), "width": img.get("width"),
                "height": img.get("height")}
-              for s in steps for img in s["images"]]
+              for s in steps for img in s["images"]
+              if not str(img.get("contentType", "")).startswith("video/")]  # posters show
     current = next((s for s in steps if s["status"] not in FINISHED_STEP + ("waiting",)), None)
     return {
         "id": view["id"], "status": view["status"], "prompt": view.get("prompt") or "",
@@ -542,7 +543,9 @@ def job(job_id: str):  # type: ignore[no-untyped-def]
     view = jobs_api.get_job(engine, job_id)
     steps = _tree(view["steps"])
     for s in steps:
-        s["media"] = [img | {"src": _media_url(view["id"], img)} for img in s["images"]]
+        s["media"] = [img | {"src": _media_url(view["id"], img), "poster_src": _media_url(
+            view["id"], {"key": img["poster"]}) if img.get("poster") else None}
+            for img in s["images"]]
     refresh = not view["finishedAt"] or any(
         d.get("state") not in ("delivered", "failed") for d in view.get("deliveries", []))
     return _render("job.html", "_job_live.html", refresh=refresh, job=view, steps=steps,
@@ -668,7 +671,7 @@ def media(key: str):  # type: ignore[no-untyped-def]
                 while len(_thumbs) > THUMB_CACHE:
                     _thumbs.popitem(last=False)
     resp = Response(data, mimetype=ctype)
-    if not ctype.startswith("image/") or ctype == "image/svg+xml":
+    if not ctype.startswith(("image/", "video/mp4")) or ctype == "image/svg+xml":
         resp.mimetype = "application/octet-stream"
         resp.headers["Content-Disposition"] = "attachment"
     if sha:
