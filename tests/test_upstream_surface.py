@@ -18,7 +18,11 @@ from tests.support.web import serve
 from webhook import create_app
 from worker import api
 from worker.delivery.history import job_delivery_ids
+from worker.flow.submit import apply_answer
+from worker.flow.tick import dispatch
 from worker.storage.media import check_mp4
+from worker.upstream import Outcome
+from worker.upstream.outcomes import Answer
 
 
 def png(colour: tuple[int, int, int] = (200, 80, 40), size: int = 64) -> str:
@@ -371,3 +375,39 @@ def test_the_dashboard_plays_a_stored_video_with_its_poster(rig):
         src = page.split('<video', 1)[1].split('src="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
         media = requests.get(f"{url}{src}", headers=auth, timeout=5)
         assert media.headers["Content-Type"] == "video/mp4" and len(media.content) == clip["bytes"]
+
+
+def test_batch_lines_are_checked_against_the_profile_too(rig):
+    r = rig("midjourney-proxy")
+    with pytest.raises(api.SpecError) as exc:
+        api.create_batch(r.engine, ["a fine prompt", {"action": "VIDEO", "prompt": "x",
+                                                      "image": "http://a/b.png"}])
+    assert exc.value.errors[0]["path"] == "items[1].action"
+    assert "midjourney-proxy" in exc.value.errors[0]["message"]
+    assert r.engine.r.zcard(r.engine.keys.jobs()) == 0
+
+
+def test_a_modal_step_is_abandoned_when_its_job_is_cancelled(engine):
+    job = api.create_job(engine, {"prompt": "remix me"}, dispatch_now=False)
+    assert dispatch(engine)
+    root = job["steps"][0]["id"]
+    apply_answer(engine, job["id"], root, "imagine",
+                 Answer(Outcome.NEEDS_MODAL, "modal", task_id="1712345678901234"))
+    assert api.get_job(engine, job["id"])["steps"][0]["status"] == "modal"
+    view = api.cancel_job(engine, job["id"])
+    step = view["steps"][0]
+    assert step["status"] == "cancelled" and "abandoned at the modal" in step["failReason"]
+    assert view["status"] == "cancelled"
+
+
+def test_novicezk_takes_a_foreign_task_id_through_change(rig):
+    r = rig("novicezk")
+    made = requests.post(f"{r.sim.url}/mj/submit/imagine", json={"prompt": "made elsewhere"},
+                         timeout=5).json()["result"]
+    r.sim.sim.wait_for(made)
+    job = api.create_job(r.engine, {"action": "ACTION", "taskId": made, "button": "V2"})
+    assert r.run([job["id"]])[0]["status"] == "succeeded"
+    assert r.bodies("change")[-1] == {"taskId": made, "action": "VARIATION", "index": 2,
+                                      "state": job["steps"][0]["id"]}
+    errors = refused(r.engine, {"action": "ACTION", "taskId": made, "customId": "MJ::x"})
+    assert errors[0]["path"] == "customId"
