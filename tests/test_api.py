@@ -349,6 +349,9 @@ def test_what_the_upstream_lacks_is_a_422_naming_the_profile(live):
         ({"action": "VIDEO", "prompt": "x"}, "image"),
         ({"action": "ACTION", "taskId": "17"}, "button"),
         ({"prompt": "x", "language": "zh"}, "language"),
+        ({"action": "ACTION", "taskId": "17", "button": "U1", "accountFilter": {}},
+         "accountFilter"),
+        ({"action": "ACTION", "taskId": "17", "button": "Animate (High motion)"}, "button"),
         ({"prompt": "x", "accountFilter": {"modes": ["SLOW"]}}, "accountFilter.modes[0]"),
     ]:
         resp = post_job(s, url, spec)

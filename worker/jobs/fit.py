@@ -48,6 +48,9 @@ def fit_problems(spec: JobSpec, profile: Profile) -> list[Problem]:
     if action == "ACTION" and profile.followups == "change" and spec.button \
             and change_of(spec.button) is None:
         out.append(("button", _change_only(name, spec.button)))
+    if action == "ACTION" and spec.button and is_video_button(spec.button) \
+            and not profile.animate_buttons:
+        out.append(("button", f"{name} does not take the Animate/Extend buttons"))
     parent_grid = action in GRID_ROOTS or (action == "ACTION" and spec.button is not None
                                            and _is_grid_change(spec.button))
     for path, item, grid in _walk(normalize_then(spec.then), "then", parent_grid):

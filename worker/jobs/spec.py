@@ -205,6 +205,10 @@ class JobSpec(BaseModel):
             value = getattr(self, name)
             if value is not None and not is_image_ref(value):
                 raise ValueError(f"{name} must be an http(s) URL or a data URL")
+        if self.accountFilter is not None and a in ("VIDEO", "ACTION"):
+            why = ("/mj/submit/video takes no account filter" if a == "VIDEO"
+                   else "a button runs on the account of its task")
+            raise ValueError(f"accountFilter: not with action {a} ({why})")
         if self.mode and self.accountFilter and self.accountFilter.modes:
             raise ValueError("mode: give mode or accountFilter.modes, not both")
         _check_extends(normalize_then(self.then), "then", a == "VIDEO")
