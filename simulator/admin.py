@@ -44,6 +44,11 @@ def admin_blueprint(sim: Simulator) -> Blueprint:
             auth=bool(sim.api_key),
         )
 
+    @bp.get("/requests")
+    def requests_seen() -> Response:
+        """The submit bodies received (newest last), ``?endpoint=submit_video`` to filter."""
+        return jsonify(sim.submitted_bodies(request.args.get("endpoint")))
+
     @bp.get("/stats")
     def stats() -> Response:
         return jsonify(sim.stats())

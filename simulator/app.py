@@ -91,8 +91,8 @@ def _image_response(recipe: ImageRecipe) -> Response:
     """Render (outside the simulator lock) and send; large images stream from disk."""
     data, path = recipe.materialize()
     if path is not None:
-        return send_file(path, mimetype="image/png", conditional=False, max_age=0)
-    return Response(data or b"", mimetype="image/png")
+        return send_file(path, mimetype=recipe.content_type, conditional=False, max_age=0)
+    return Response(data or b"", mimetype=recipe.content_type)
 
 
 def create_app(sim: Simulator) -> Flask:
@@ -128,6 +128,7 @@ def create_app(sim: Simulator) -> Flask:
 
         def view(mode: str | None = None) -> Response:
             body = _json_body()
+            sim.record_body(fn.__name__, body)
             ctx = ctx_from(body, mode)
             out = ctx if isinstance(ctx, Outcome) else fn(body, ctx)
             hung_ms = sim.roll_hung_submit_ms()
@@ -218,10 +219,22 @@ def create_app(sim: Simulator) -> Flask:
     def upload(body: dict, ctx: SubmitContext) -> Outcome:
         return sim.upload(body.get("base64Array"))
 
+    def video(body: dict, ctx: SubmitContext) -> Outcome:
+        return sim.video(body, ctx)
+
+    def edits(body: dict, ctx: SubmitContext) -> Outcome:
+        return sim.edits(body, ctx)
+
+    def retexture(body: dict, ctx: SubmitContext) -> Outcome:
+        return sim.edits(body, ctx, retexture=True)
+
     add("/submit/imagine", "submit_imagine", submit(imagine), ["POST"])
-    add("/submit/action", "submit_action", submit(action), ["POST"])
-    add("/submit/modal", "submit_modal", submit(modal), ["POST"])
     optional = (
+        (p.ROUTE_ACTION, "/submit/action", "submit_action", action),
+        (p.ROUTE_MODAL, "/submit/modal", "submit_modal", modal),
+        (p.ROUTE_VIDEO, "/submit/video", "submit_video", video),
+        (p.ROUTE_EDITS, "/submit/edits", "submit_edits", edits),
+        (p.ROUTE_RETEXTURE, "/submit/retexture", "submit_retexture", retexture),
         (p.ROUTE_BLEND, "/submit/blend", "submit_blend", blend),
         (p.ROUTE_DESCRIBE, "/submit/describe", "submit_describe", describe),
         (p.ROUTE_SHORTEN, "/submit/shorten", "submit_shorten", shorten),
@@ -233,6 +246,8 @@ def create_app(sim: Simulator) -> Flask:
     for route, rule, endpoint, fn in optional:
         if has(route):
             add(rule, endpoint, submit(fn), ["POST"])
+    if has(p.ROUTE_EDITS) and profile.task_shape == "trueai":  # trueai's alias; not new-api
+        add("/submit/edit", "submit_edit", submit(edits), ["POST"])
 
     # --------------------------------------------------------------- queries
     def fetch(task_id: str, mode: str | None = None) -> Response:

@@ -16,12 +16,14 @@ BUTTON_STYLE_SECONDARY = 2
 BUTTON_STYLE_SUCCESS = 3
 BUTTON_TYPE = 2
 
-Produces = Literal["grid", "upscale", "upscale_hd", "describe", "prompt", "bookmark"]
+Produces = Literal["grid", "upscale", "upscale_hd", "describe", "prompt", "bookmark", "video",
+                   "video_clip"]
 
 DESCRIBE_EMOJIS = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣")
 PAN_EMOJIS = {"left": "⬅️", "right": "➡️", "up": "⬆️", "down": "⬇️"}
 SHORTEN_PROMPT_COUNT = 5
 DESCRIBE_PROMPT_COUNT = 4
+V8_PROMPT = re.compile(r"(?:^|\s)--(?:v|version)\s+8(?:\.\d+)?(?:\s|$)", re.IGNORECASE)
 
 
 def _button(
@@ -44,10 +46,13 @@ def grid_buttons(job_hash: str) -> list[dict]:
     return out
 
 
-def upscale_buttons(job_hash: str, *, include_2x: bool = True) -> list[dict]:
-    """v6 upscale message buttons in trueai's template order (reference §5.3)."""
+def upscale_buttons(
+    job_hash: str, *, include_2x: bool = True, v8: bool = False, animate: bool = False
+) -> list[dict]:
+    """Upscale message buttons in trueai's template order (reference §5.3). ``v8``: the V8
+    set (no Upscale HD, Zoom or Pan; video-edits §6); ``animate``: the Animate pair and 🔄."""
     out: list[dict] = []
-    if include_2x:
+    if include_2x and not v8:
         out += [
             _button(
                 f"MJ::JOB::upsample_v6_2x_subtle::1::{job_hash}::SOLO",
@@ -64,13 +69,54 @@ def upscale_buttons(job_hash: str, *, include_2x: bool = True) -> list[dict]:
         _button(f"MJ::JOB::low_variation::1::{job_hash}::SOLO", "Vary (Subtle)", "🪄"),
         _button(f"MJ::JOB::high_variation::1::{job_hash}::SOLO", "Vary (Strong)", "🪄"),
         _button(f"MJ::Inpaint::1::{job_hash}::SOLO", "Vary (Region)", "🖌️"),
-        _button(f"MJ::Outpaint::50::1::{job_hash}::SOLO", "Zoom Out 2x", "🔍"),
-        _button(f"MJ::Outpaint::75::1::{job_hash}::SOLO", "Zoom Out 1.5x", "🔍"),
-        _button(f"MJ::CustomZoom::{job_hash}", "Custom Zoom", "🔍"),
     ]
-    out += [_button(f"MJ::JOB::pan_{d}::1::{job_hash}::SOLO", "", e) for d, e in PAN_EMOJIS.items()]
-    out.append(_button(f"MJ::BOOKMARK::{job_hash}", "", "❤️"))
+    if not v8:
+        out += [
+            _button(f"MJ::Outpaint::50::1::{job_hash}::SOLO", "Zoom Out 2x", "🔍"),
+            _button(f"MJ::Outpaint::75::1::{job_hash}::SOLO", "Zoom Out 1.5x", "🔍"),
+            _button(f"MJ::CustomZoom::{job_hash}", "Custom Zoom", "🔍"),
+        ]
+        out += [
+            _button(f"MJ::JOB::pan_{d}::1::{job_hash}::SOLO", "", e) for d, e in PAN_EMOJIS.items()
+        ]
+    if animate or v8:
+        if animate:
+            out += [
+                _button(f"MJ::JOB::animate_high::1::{job_hash}::SOLO", "Animate (High motion)", "🎞️"),
+                _button(f"MJ::JOB::animate_low::1::{job_hash}::SOLO", "Animate (Low motion)", "🎞️"),
+            ]
+        out.append(_button(f"MJ::JOB::reroll::0::{job_hash}::SOLO", "", "🔄"))
+    else:
+        out.append(_button(f"MJ::BOOKMARK::{job_hash}", "", "❤️"))
     return out
+
+
+def video_buttons(job_hash: str, clips: int) -> list[dict]:
+    """A finished VIDEO: U1..Un (``video_virtual_upscale``) then 🔄 (video-edits §4.1)."""
+    out = [
+        _button(f"MJ::JOB::video_virtual_upscale::{n}::{job_hash}", f"U{n}")
+        for n in range(1, clips + 1)
+    ]
+    out.append(_button(f"MJ::JOB::reroll::0::{job_hash}::SOLO", "", "🔄"))
+    return out
+
+
+def clip_buttons(job_hash: str) -> list[dict]:
+    """An upscaled clip: Extend (High/Low motion)."""
+    return [
+        _button(f"MJ::JOB::animate_high_extend::1::{job_hash}", "Extend (High motion)", "🎞️"),
+        _button(f"MJ::JOB::animate_low_extend::1::{job_hash}", "Extend (Low motion)", "🎞️"),
+    ]
+
+
+def is_v8_prompt(prompt: str) -> bool:
+    """``--v 8`` / ``--v 8.1`` / ``--version 8``: the V8 button set."""
+    return bool(V8_PROMPT.search(prompt or ""))
+
+
+def is_video_button(custom_id: str) -> bool:
+    """The buttons new-api refuses before the upstream (``unknown_action``)."""
+    return bool(re.match(r"^MJ::JOB::(animate_|video_virtual_upscale)", custom_id))
 
 
 def describe_buttons() -> list[dict]:
@@ -140,6 +186,14 @@ _PATTERNS: tuple[tuple[re.Pattern[str], object], ...] = (
         lambda m: ActionSpec("UPSCALE_HD", "upscale_hd", 1),
     ),
     (re.compile(rf"^MJ::BOOKMARK::{_H}$"), lambda m: ActionSpec("BOOKMARK", "bookmark")),
+    (
+        re.compile(rf"^MJ::JOB::animate_(high|low)(?:_extend)?::1::{_H}(?:::SOLO)?$"),
+        lambda m: ActionSpec("VIDEO", "video", remixable=True),
+    ),
+    (
+        re.compile(rf"^MJ::JOB::video_virtual_upscale::([1-4])::{_H}$"),
+        lambda m: ActionSpec("UPSCALE", "video_clip", int(m[1])),
+    ),
     (
         re.compile(r"^MJ::Job::PicReader::([1-4])$"),
         lambda m: ActionSpec("IMAGINE", "prompt", int(m[1]), modal=True),

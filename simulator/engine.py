@@ -67,8 +67,10 @@ class EngineMixin:
 
     def _start(self, task: SimTask, now: int) -> None:
         f = self._faults
-        fail_reason = None
-        if f.fail > 0 and self._rng.random() < f.fail:
+        fail_reason = task.forced_fail
+        if fail_reason is not None:
+            task.will_fail = True
+        elif f.fail > 0 and self._rng.random() < f.fail:
             fail_reason = self._rng.choice(FAIL_REASONS)
             task.will_fail = True
             self._stats.faults["fail"] += 1
@@ -132,10 +134,17 @@ class EngineMixin:
             task.choices = shorten_prompts(task.prompt)
             task.final_prompt = shorten_analysis(task.prompt, task.choices)
             task.buttons = btn.shorten_buttons(job)
-        elif task.produces == "upscale":
-            task.buttons = btn.upscale_buttons(job)
-        elif task.produces == "upscale_hd":
-            task.buttons = btn.upscale_buttons(job, include_2x=False)
+        elif task.produces in ("upscale", "upscale_hd"):
+            task.buttons = btn.upscale_buttons(
+                job,
+                include_2x=task.produces == "upscale",
+                v8=btn.is_v8_prompt(task.prompt),
+                animate=self.profile.animate_buttons,
+            )
+        elif task.produces == "video":
+            task.buttons = btn.video_buttons(job, max(1, task.clips))
+        elif task.produces == "video_clip":
+            task.buttons = btn.clip_buttons(job)
         elif task.produces == "grid":
             task.buttons = btn.grid_buttons(job)
         task.properties.update(

@@ -175,7 +175,8 @@ class ImageRecipe:
     spec: ImageSpec | None = None
     preview: str | None = None  # progress text for a preview, None for the final image
     large_bytes: int = 0
-    data: bytes | None = None  # stored bytes (uploads)
+    data: bytes | None = None  # stored bytes (uploads, video clips)
+    content_type: str = "image/png"
 
     def materialize(self) -> tuple[bytes | None, Path | None]:
         """``(png_bytes, None)`` or ``(None, path_to_stream)``."""

@@ -28,11 +28,12 @@ from .callbacks import CallbackDispatcher
 from .cdn import DEFAULT_URL_TTL_S, UrlSigner, split_url
 from .engine import EngineMixin
 from .faults import Faults
-from .images import ImageRecipe
+from .images import ImageRecipe, ImageSpec
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .stats import Stats
 from .submits import SubmitsMixin
 from .tasks import Clock, IdGenerator, SimTask, Status
+from .video import mp4_bytes
 from .views import (
     PREVIEW_PREFIX,
     gateway_view,
@@ -48,6 +49,7 @@ DEFAULT_PUBLIC_BASE = "http://127.0.0.1"
 SCHEDULER_MAX_SLEEP_S = 0.25
 CANCEL_REASON = "取消任务"
 ROOT_BASE_INSTANCE_ID = 1118138338562560102
+BODIES_KEPT = 500
 
 
 @dataclass
@@ -100,6 +102,7 @@ class Simulator(SubmitsMixin, EngineMixin):
         self._accounts = [Account(str(ROOT_BASE_INSTANCE_ID + i)) for i in range(max(1, accounts))]
         self._tasks: dict[str, SimTask] = {}
         self._uploads: dict[str, bytes] = {}
+        self._bodies: deque[tuple[str, dict[str, Any]]] = deque(maxlen=BODIES_KEPT)
         self._stats = Stats()
         self._epoch = 0
         self._accepted_since_balance = 0
@@ -174,6 +177,7 @@ class Simulator(SubmitsMixin, EngineMixin):
             self._epoch += 1
             self._tasks.clear()
             self._uploads.clear()
+            self._bodies.clear()
             for acct in self._accounts:
                 acct.running.clear()
                 acct.waiting.clear()
@@ -263,6 +267,18 @@ class Simulator(SubmitsMixin, EngineMixin):
                 self._stats.faults["hung_submit"] += 1
                 return f.hung_submit_ms
             return 0
+
+    def record_body(self, endpoint: str, body: dict[str, Any]) -> None:
+        """Keep a submit's body (data URLs cut short) for tests: ``GET /_sim/requests``."""
+        kept = {k: (v[:48] + "…" if isinstance(v, str) and v.startswith("data:") else v)
+                for k, v in body.items()}
+        with self._lock:
+            self._bodies.append((endpoint, kept))
+
+    def submitted_bodies(self, endpoint: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{"endpoint": e, "body": b} for e, b in self._bodies
+                    if endpoint is None or e == endpoint]
 
     def check_key(self, key: str | None) -> bool:
         """True if no key is configured or ``key`` matches it."""
@@ -381,8 +397,16 @@ class Simulator(SubmitsMixin, EngineMixin):
         return gateway_view(row, t, self.profile, self._base())
 
     def _payload_for(self, t: SimTask, name: str) -> ImageRecipe | None:
+        if name.endswith(".mp4"):
+            return ImageRecipe(data=mp4_bytes(f"{t.id}|{name}"), content_type="video/mp4")
         if t.image is None:
             return None
+        if name.startswith("full_"):  # trueai imageUrls: one image of the grid, full size
+            n = int(name[len("full_") :].removesuffix(".png") or 1)
+            spec = t.image
+            return ImageRecipe(
+                ImageSpec("upscale", spec.seed, spec.width, spec.height, index=n, parent=spec)
+            )
         if name.startswith(PREVIEW_PREFIX):
             pct = name[len(PREVIEW_PREFIX) :].removesuffix(".png")
             return ImageRecipe(t.image, preview=f"{pct}%")

@@ -25,6 +25,17 @@ Profiles
     UniAPI (seed 001): a trueai-like upstream exposing /mj-fast, /mj-relax,
     /mj-turbo; queue full = 23 *with* a result id; honours notifyHook; has
     /change and /simple-change.
+``novicezk``
+    the open-source novicezk build v2.6.x: no ``buttons`` in the task JSON, no
+    /action, /modal, /shorten, upload, seed or cancel; U1-U4/V1-V4/reroll through
+    /change and /simple-change.
+
+trueai also has ``/submit/video`` (+ extend), ``/submit/edits`` (alias ``/edit``) and
+``/submit/retexture``, Animate buttons on upscales, the V8 button set for ``--v 8``
+prompts, and ``imageUrls`` (four full-size images) on grids; newapi relays video and
+edits (not retexture), names edits ``EDITS`` and refuses the Animate/Extend buttons as
+``unknown_action`` (``upstream-video-edits.md``).
+
 ``dataeyes``
     DataEyes (seed 002): User-Agent mandatory (else 403 ``error code: 1010``),
     placeholder ``www.yourdomain.com/mj/image/{id}`` imageUrl, bytes only via
@@ -39,7 +50,12 @@ from typing import Any, Literal
 
 DEFAULT_PROFILE = "midjourney-proxy"
 
-# Optional routes (the always-present ones are imagine, action, modal, fetch).
+# Optional routes (the always-present ones are imagine and fetch).
+ROUTE_ACTION = "action"
+ROUTE_MODAL = "modal"
+ROUTE_VIDEO = "video"
+ROUTE_EDITS = "edits"
+ROUTE_RETEXTURE = "retexture"
 ROUTE_BLEND = "blend"
 ROUTE_DESCRIBE = "describe"
 ROUTE_SHORTEN = "shorten"
@@ -128,9 +144,16 @@ class Profile:
     # --- routes ------------------------------------------------------------------------
     routes: frozenset[str] = field(default_factory=frozenset)
     task_list_limit: int | None = None
+    # --- newer surface -------------------------------------------------------------------
+    buttons_in_json: bool = True  # novicezk: the task JSON has no ``buttons``
+    animate_buttons: bool = False  # Animate (High/Low motion) after an image upscale
+    gateway_refuses_video_buttons: bool = False  # new-api: unknown_action before upstream
+    full_size_urls: bool = False  # trueai: ``imageUrls`` = the four images of a grid
+    action_names: dict[str, str] = field(default_factory=dict)  # new-api: EDIT → EDITS
 
 
-_COMMON_ROUTES = frozenset({ROUTE_BLEND, ROUTE_DESCRIBE, ROUTE_SHORTEN})
+_COMMON_ROUTES = frozenset({ROUTE_BLEND, ROUTE_DESCRIBE, ROUTE_SHORTEN, ROUTE_ACTION,
+                            ROUTE_MODAL})
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -170,8 +193,13 @@ PROFILES: dict[str, Profile] = {
                 ROUTE_TASK_LIST,
                 ROUTE_CANCEL,
                 ROUTE_IMAGE_SEED,
+                ROUTE_VIDEO,
+                ROUTE_EDITS,
+                ROUTE_RETEXTURE,
             },
             task_list_limit=100,
+            animate_buttons=True,
+            full_size_urls=True,
         ),
         Profile(
             name="newapi",
@@ -205,7 +233,12 @@ PROFILES: dict[str, Profile] = {
                 ROUTE_LIST_BY_CONDITION,
                 ROUTE_IMAGE_SEED,
                 ROUTE_IMAGE,
+                ROUTE_VIDEO,
+                ROUTE_EDITS,
             },
+            animate_buttons=True,  # relayed from the upstream's task...
+            gateway_refuses_video_buttons=True,  # ...but refused when clicked
+            action_names={"EDIT": "EDITS"},
         ),
         Profile(
             name="uniapi",
@@ -247,6 +280,21 @@ PROFILES: dict[str, Profile] = {
             image_url_style="placeholder",
             times_zero=True,
             routes=_COMMON_ROUTES | {ROUTE_IMAGE},
+        ),
+        Profile(
+            name="novicezk",
+            summary="novicezk open-source v2.6: no buttons, follow-ups via /change",
+            routes=frozenset(
+                {
+                    ROUTE_BLEND,
+                    ROUTE_DESCRIBE,
+                    ROUTE_CHANGE,
+                    ROUTE_SIMPLE_CHANGE,
+                    ROUTE_LIST_BY_CONDITION,
+                    ROUTE_TASK_LIST,
+                }
+            ),
+            buttons_in_json=False,
         ),
     )
 }

@@ -17,6 +17,7 @@ from . import buttons as btn
 from .images import BLEND_SIZES_PX, ImageSpec
 from .inputs import decode_data_url, find_banned_word, is_http_url
 from .outcomes import Outcome, OutcomeKind, SubmitContext
+from .submits_media import MediaSubmitsMixin
 from .tasks import SimTask, Status
 
 if TYPE_CHECKING:
@@ -29,10 +30,9 @@ if TYPE_CHECKING:
     from .tasks import Clock, IdGenerator
 
 CHANGE_PARENT_ACTIONS = frozenset({"IMAGINE", "VARIATION", "REROLL", "BLEND"})
-MAX_UPLOADS = 256
 
 
-class SubmitsMixin:
+class SubmitsMixin(MediaSubmitsMixin):
     """``/submit/*`` and ``/insight-face/swap`` as methods."""
 
     if TYPE_CHECKING:
@@ -160,31 +160,6 @@ class SubmitsMixin:
             task.produces = "single"
             task.image = ImageSpec("single", f"swap|{task.id}", label="swap")
             return self._answer(self._admit(task, root=True))
-
-    def upload(self, base64_array: Any) -> Outcome:
-        """``/submit/upload-discord-images``: store images, answer their signed URLs."""
-        if not isinstance(base64_array, list) or not base64_array:
-            return self._answer(Outcome(OutcomeKind.INVALID, message="base64List参数错误"))
-        blobs = [decode_data_url(b) for b in base64_array]
-        if any(b is None for b in blobs):
-            return self._answer(Outcome(OutcomeKind.INVALID, message="base64格式错误"))
-        with self._lock:
-            now = self.clock.now_ms()
-            urls = []
-            for data in blobs:
-                key = f"u{self._ids.next(now)}"
-                if len(self._uploads) >= MAX_UPLOADS:
-                    self._uploads.pop(next(iter(self._uploads)))
-                self._uploads[key] = data or b""
-                urls.append(self.signer.sign(self._base(), key, "upload.png", now))
-            self._stats.submissions["UPLOAD"] += 1
-            return self._answer(
-                Outcome(
-                    OutcomeKind.ACCEPTED,
-                    result_list=urls,
-                    instance_id=self._accounts[0].instance_id,
-                )
-            )
 
     def action(
         self,
@@ -348,6 +323,8 @@ class SubmitsMixin:
     def _click(
         self, parent: SimTask, custom_id: str, ctx: SubmitContext, enable_remix: bool
     ) -> Outcome:
+        if self.profile.gateway_refuses_video_buttons and btn.is_video_button(custom_id):
+            return Outcome(OutcomeKind.GATEWAY_REJECTED, message=f"unknown_action:{custom_id}")
         if not any(b.get("customId") == custom_id for b in parent.buttons):
             return Outcome(OutcomeKind.INVALID, message="未知的 Action 类型")
         spec = btn.parse_custom_id(custom_id)
@@ -387,7 +364,9 @@ class SubmitsMixin:
             else f"/{spec.action.lower()} {parent.id}",
         )
         pimg = parent.image
-        if spec.produces == "upscale" and pimg is not None:
+        if spec.produces in ("video", "video_clip"):
+            self._video_from(task, parent, spec.index)
+        elif spec.produces == "upscale" and pimg is not None:
             task.produces = "upscale"
             task.image = ImageSpec(
                 "upscale", task.id, pimg.width, pimg.height, index=n, parent=pimg, label=f"U{n}"

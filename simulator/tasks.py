@@ -48,6 +48,9 @@ BASE_DURATION_S: dict[str, float] = {
     "DESCRIBE": 8.0,
     "SHORTEN": 8.0,
     "SWAP_FACE": 15.0,
+    "VIDEO": 40.0,
+    "EDIT": 30.0,
+    "RETEXTURE": 30.0,
 }
 DEFAULT_BASE_DURATION_S = 30.0
 GRID_PROGRESS = ("15%", "31%", "46%", "62%", "78%", "93%")
@@ -146,6 +149,8 @@ class SimTask:
     gateway_submit_ms: int = 0
     gateway_description: str = ""  # the submit answer's description, kept by gateways
     choices: list[str] = field(default_factory=list)  # describe/shorten numbered prompts
+    clips: int = 0  # VIDEO: how many clips (batch size)
+    forced_fail: str | None = None  # fails with this reason when run (no start frame)
 
     @property
     def terminal(self) -> bool:

@@ -29,8 +29,13 @@ def _slug(text: str) -> str:
     return "_".join(words) or "image"
 
 
+VIDEO_KINDS = frozenset({"video", "video_clip"})
+
+
 def final_image_name(task: SimTask) -> str:
     job = task.properties.get("messageHash") or task.id
+    if task.produces in VIDEO_KINDS:  # on Discord the attachment is the MP4 itself
+        return f"simuser_{_slug(task.prompt)}_{job}_0.mp4"
     return f"simuser_{_slug(task.prompt)}_{job}.png"
 
 
@@ -80,7 +85,33 @@ def upstream_view(
     if profile.task_shape == "trueai":
         view["mode"] = task.mode
         view["parentId"] = task.parent_id
+        view["imageUrls"] = None
+        if success and profile.full_size_urls and task.produces == "grid" and task.image:
+            view["imageUrls"] = [
+                {"url": signer.sign(base, task.id, f"full_{n}.png", now_ms), "thumbnail": None}
+                for n in range(1, 5)
+            ]
+    if profile.task_shape in ("trueai", "gateway"):
+        view.update(_video_fields(task, view["imageUrl"] if success else None, base, signer, now_ms))
+    if not profile.buttons_in_json:
+        del view["buttons"]
     return view
+
+
+def _video_fields(
+    task: SimTask, final_url: str | None, base: str, signer: UrlSigner, now_ms: int
+) -> dict[str, Any]:
+    """``videoUrl``/``videoUrls`` of a finished video (trueai with its CDN fill)."""
+    if task.produces not in VIDEO_KINDS or final_url is None:
+        return {"videoUrl": None, "videoUrls": None}
+    clips = [
+        {
+            "url": signer.sign(base, task.id, f"clip_{n}.mp4", now_ms),
+            "thumbnail": signer.sign(base, task.id, f"thumb_{n}.png", now_ms),
+        }
+        for n in range(1, max(1, task.clips) + 1)
+    ]
+    return {"videoUrl": final_url, "videoUrls": clips}
 
 
 def initial_gateway_row(task: SimTask) -> dict[str, Any]:
@@ -122,9 +153,11 @@ def gateway_view(
     progress = row.get("progress") or ""
     if status == Status.FAILURE.value and profile.gateway_refresh_s is not None:
         progress = GATEWAY_FAILURE_PROGRESS
+    action = row.get("action") or task.action
+    clips = [{"url": c["url"]} for c in row.get("videoUrls") or [] if c.get("url")]
     return {
         "id": task.id,
-        "action": row.get("action") or task.action,
+        "action": profile.action_names.get(action, action),
         "customId": "",
         "botType": "",
         "prompt": row.get("prompt") or task.prompt,
@@ -135,8 +168,8 @@ def gateway_view(
         "startTime": row.get("startTime") or 0,
         "finishTime": row.get("finishTime") or 0,
         "imageUrl": url,
-        "videoUrl": "",
-        "videoUrls": None,
+        "videoUrl": row.get("videoUrl") or "",
+        "videoUrls": clips or None,
         "status": status,
         "progress": progress,
         "failReason": row.get("failReason") or "",

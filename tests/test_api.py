@@ -298,3 +298,62 @@ def test_retry_after_failures_and_idempotency_through_a_real_worker():
         assert stats["duplicate_submissions"]["count"] == 0, stats["duplicate_submissions"]
         # imagine failed + retried imagine + U1 + the idempotent imagine
         assert sum(stats["submissions"].values()) == 4, stats["submissions"]
+
+
+# -- act later and the newer surface at the HTTP door ---------------------------------------------
+def test_add_steps_over_http_and_bad_input_there(live):
+    engine, url, s = live
+    job = post_job(s, url, {"prompt": "pick later"}).json()
+    root = job["steps"][0]["id"]
+    # the root has not run: the follow-up waits for it
+    resp = s.post(f"{url}/v1/jobs/{job['id']}/steps", json={"step": root, "button": "U3",
+                                                            "then": ["V1"]}, timeout=5)
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert len(body["added"]) == 2 and resp.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert [st_["label"] for st_ in body["steps"]] == ["IMAGINE", "U3", "V1"]
+    assert body["steps"][1]["status"] == "waiting"
+    steps_before = len(engine.store.step_ids(job["id"]))
+    for bad, status, path in [
+        ({"step": root, "button": ""}, 422, "button"),
+        ({"step": root, "button": "U1", "colour": 1}, 422, "colour"),
+        ({"step": root, "button": "U1", "index": 2}, 422, "index"),
+        ({"step": "", "button": "U1"}, 422, "step"),
+        ([1, 2], 400, "body"),
+    ]:
+        resp = s.post(f"{url}/v1/jobs/{job['id']}/steps", json=bad, timeout=5)
+        assert resp.status_code == status, (bad, resp.text)
+        assert resp.json()["details"][0]["path"] == path, resp.text
+    assert s.post(f"{url}/v1/jobs/job_nope/steps", json={"button": "U1"},
+                  timeout=5).status_code == 404
+    assert s.post(f"{url}/v1/jobs/{job['id']}/steps", json={"step": "V7", "button": "U1"},
+                  timeout=5).status_code == 404
+    assert len(engine.store.step_ids(job["id"])) == steps_before
+
+
+def test_what_the_upstream_lacks_is_a_422_naming_the_profile(live):
+    engine, url, s = live            # the default profile: midjourney-proxy
+    before = engine.r.zcard(engine.keys.jobs())
+    for spec, path in [
+        ({"action": "VIDEO", "prompt": "x", "image": "http://a/b.png"}, "action"),
+        ({"action": "EDITS", "prompt": "x", "image": "http://a/b.png"}, "action"),
+        ({"action": "UPLOAD", "base64Array": [IMG]}, "action"),
+        ({"prompt": "x", "then": [{"button": "U1", "then": ["Animate (Low motion)"]}]},
+         "then[0].then[0].button"),
+        ({"action": "SWAP_FACE", "sourceUrl": "http://a/1.png", "targetUrl": "http://a/2.png"},
+         "sourceUrl"),
+        ({"action": "VIDEO", "prompt": "x"}, "image"),
+        ({"action": "ACTION", "taskId": "17"}, "button"),
+        ({"prompt": "x", "language": "zh"}, "language"),
+        ({"action": "ACTION", "taskId": "17", "button": "U1", "accountFilter": {}},
+         "accountFilter"),
+        ({"action": "ACTION", "taskId": "17", "button": "Animate (High motion)"}, "button"),
+        ({"prompt": "x", "accountFilter": {"modes": ["SLOW"]}}, "accountFilter.modes[0]"),
+    ]:
+        resp = post_job(s, url, spec)
+        assert resp.status_code in (400, 422), (spec, resp.text)
+        details = resp.json()["details"]
+        assert details[0]["path"] == path, (spec, details)
+        if path in ("action", "sourceUrl", "then[0].then[0].button"):
+            assert "midjourney-proxy" in details[0]["message"]
+    assert engine.r.zcard(engine.keys.jobs()) == before

@@ -75,6 +75,19 @@ def test_send_task_by_name_from_a_service_that_does_not_import_mjflow():
             time.sleep(0.3)
         batch = resp.json()
         assert batch["status"] == "succeeded" and batch["total"] == 2, batch
+        # act later by name: U3 under the finished job's grid (and an impossible one dropped)
+        send(stack, [["mjflow.add_steps", [view["id"], {"step": "IMAGINE", "button": "U3"}], {},
+                      None],
+                     ["mjflow.add_steps", [view["id"], {"step": "IMAGINE", "button": "Q9"}], {},
+                      None]])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            later = stack.job(view["id"])
+            if len(later["steps"]) == 3 and later["finishedAt"]:
+                break
+            time.sleep(0.3)
+        assert [(s["label"], s["status"]) for s in later["steps"]] == [
+            ("IMAGINE", "succeeded"), ("U1", "succeeded"), ("U3", "succeeded")], later
         stats = stack.sim_stats()
         assert stats["duplicate_submissions"]["count"] == 0
-        assert stats["submissions"] == {"IMAGINE": 3, "UPSCALE": 1}
+        assert stats["submissions"] == {"IMAGINE": 3, "UPSCALE": 2}

@@ -179,7 +179,11 @@ def test_imagine_upscale_lifecycle(upstream: Any, profile: str) -> None:
         "Zoom Out 1.5x",
         "Custom Zoom",
     ]
-    assert labels[8:] == ["⬅️", "➡️", "⬆️", "⬇️", "❤️"]
+    if profile in ("trueai", "newapi"):  # video enabled: Animate, then 🔄 (trueai generator)
+        assert labels[8:] == ["⬅️", "➡️", "⬆️", "⬇️", "Animate (High motion)",
+                              "Animate (Low motion)", "🔄"]
+    else:
+        assert labels[8:] == ["⬅️", "➡️", "⬆️", "⬇️", "❤️"]
     assert up.button(child, "Custom Zoom").startswith("MJ::CustomZoom::")
 
 
@@ -711,3 +715,82 @@ def test_stats_duplicates_and_reset(upstream: Any) -> None:
     up.post("/_sim/reset", {"faults": True})
     assert up.get("/_sim/faults").json()["banned_words"] == ["nude", "gore"]
     assert up.get(f"/mj/task/{first['id']}/fetch").text == ""
+
+
+# -- the newer surface: video, edits, V8, full-size images, novicezk --------------------------
+def test_trueai_video_validation_prompt_rewrite_and_the_mp4(upstream: Any) -> None:
+    up = upstream("trueai")
+    assert up.post("/mj/submit/video", {"prompt": " "}).json()["code"] == 4
+    assert up.post("/mj/submit/video", {"prompt": "x", "image": "nope"}).json() == {
+        "code": 4, "description": "base64格式错误", "result": None, "properties": {}}
+    assert up.post("/mj/submit/video", {"prompt": "x", "taskId": "1"}).json()["code"] == 4
+    missing = up.post("/mj/submit/video", {"prompt": "x", "action": "extend", "taskId": "17"})
+    assert missing.status_code == 404 and missing.json()["code"] == 3
+    ans = up.post("/mj/submit/video", {"prompt": "a boat", "image": "http://h/f.png",
+                                       "loop": True, "batchSize": 1}).json()
+    task = up.wait(ans["result"])
+    assert task["action"] == "VIDEO" and task["status"] == "SUCCESS"
+    assert task["prompt"] == "http://h/f.png a boat --video 1 --end loop --motion low --bs 1"
+    assert task["imageUrl"].split("?")[0].endswith("_0.mp4") and len(task["videoUrls"]) == 1
+    clip = up.http.get(task["videoUrls"][0]["url"], timeout=5)
+    assert clip.headers["Content-Type"] == "video/mp4" and clip.content[4:8] == b"ftyp"
+    thumb = up.http.get(task["videoUrls"][0]["thumbnail"], timeout=5)
+    assert thumb.content.startswith(PNG_MAGIC)
+    assert [b["label"] or b["emoji"] for b in task["buttons"]] == ["U1", "🔄"]
+    no_frame = up.wait(up.post("/mj/submit/video", {"prompt": "x"}).json()["result"])
+    assert no_frame["failReason"] == "invalid_request, No start frame provided"
+
+
+def test_edits_retexture_and_what_newapi_routes(upstream: Any) -> None:
+    up = upstream("trueai")
+    assert up.post("/mj/submit/edits", {"prompt": "x"}).json()["description"] == "image或prompt不能为空"
+    edit = up.wait(up.post("/mj/submit/edit", {"prompt": "red", "image": "http://h/a.png"})
+                   .json()["result"])
+    assert edit["action"] == "EDIT" and [b["label"] for b in edit["buttons"]][:4] == [
+        "U1", "U2", "U3", "U4"]
+    re_ = up.wait(up.post("/mj/submit/retexture", {"prompt": "red", "image": "http://h/a.png"})
+                  .json()["result"])
+    assert re_["action"] == "RETEXTURE" and re_["prompt"] == "red --dref http://h/a.png"
+    gw = upstream("newapi")
+    assert gw.post("/mj/submit/retexture", {"prompt": "x", "image": "http://h/a.png"}
+                   ).status_code == 404
+    assert gw.post("/mj/submit/edit", {"prompt": "x", "image": "http://h/a.png"}).status_code == 404
+    rid = gw.post("/mj/submit/edits", {"prompt": "x", "image": "http://h/a.png"}).json()["result"]
+    assert gw.wait(rid, timeout_s=15)["action"] == "EDITS"
+
+
+def test_v8_upscale_buttons_animate_and_newapi_refusing_it(upstream: Any) -> None:
+    up = upstream("trueai")
+    grid = up.imagine_done("a tower --v 8")
+    assert len(grid["imageUrls"]) == 4
+    full = up.http.get(grid["imageUrls"][1]["url"], timeout=5)
+    assert Image.open(io.BytesIO(full.content)).size == (1024, 1024)
+    u1 = up.wait(up.post("/mj/submit/action", {"taskId": grid["id"], "customId": up.button(
+        grid, "U1")}).json()["result"])
+    assert [b["label"] or b["emoji"] for b in u1["buttons"]] == [
+        "Vary (Subtle)", "Vary (Strong)", "Vary (Region)", "Animate (High motion)",
+        "Animate (Low motion)", "🔄"]
+    video = up.wait(up.post("/mj/submit/action", {"taskId": u1["id"], "customId": up.button(
+        u1, "Animate (High motion)")}).json()["result"])
+    assert video["action"] == "VIDEO" and len(video["videoUrls"]) == 4
+    gw = upstream("newapi")
+    g = gw.imagine_done("a tower")
+    time.sleep(0.1)
+    gu = gw.wait(gw.post("/mj/submit/action", {"taskId": g["id"], "customId": gw.button(
+        g, "U1")}).json()["result"], timeout_s=15)
+    time.sleep(0.1)
+    refused = gw.post("/mj/submit/action", {"taskId": gu["id"],
+                                            "customId": gw.button(gu, "Animate (Low motion)")})
+    assert refused.status_code == 400 and "unknown_action" in refused.json()["description"]
+
+
+def test_novicezk_has_no_buttons_and_no_action_route(upstream: Any) -> None:
+    up = upstream("novicezk")
+    task = up.imagine_done()
+    assert "buttons" not in task
+    assert up.post("/mj/submit/action", {"taskId": task["id"], "customId": "x"}).status_code == 404
+    assert up.post("/mj/submit/modal", {"taskId": task["id"]}).status_code == 404
+    ans = up.post("/mj/submit/change", {"taskId": task["id"], "action": "UPSCALE", "index": 2})
+    assert up.wait(ans.json()["result"])["action"] == "UPSCALE"
+    simple = up.post("/mj/submit/simple-change", {"content": f"{task['id']} V3"}).json()
+    assert up.wait(simple["result"])["action"] == "VARIATION"

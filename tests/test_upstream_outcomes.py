@@ -541,7 +541,7 @@ def test_gateway_row_before_first_poll() -> None:
     assert task.progress_pct == 0
     assert task.startTime is None and task.finishTime is None
     assert task.buttons == [] and task.properties == {}
-    assert task.model_extra == {"videoUrl": "", "maskBase64": ""}
+    assert task.model_extra == {"maskBase64": ""} and task.videoUrl == "" and not task.is_video
     assert task.final_prompt is None and task.message_hash is None
 
 

@@ -181,6 +181,16 @@ def list_jobs():  # type: ignore[no-untyped-def]
     return jsonify(page)
 
 
+@bp.post("/jobs/<job_id>/steps")
+def add_steps(job_id: str):  # type: ignore[no-untyped-def]
+    """Act later: a follow-up under a step of an existing job (finished or not)."""
+    view = jobs_api.add_steps(_engine(), job_id, json_body())
+    resp = jsonify(view)
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("v1.get_job", job_id=job_id)
+    return resp
+
+
 @bp.post("/jobs/<job_id>/cancel")
 def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
     return jsonify(jobs_api.cancel_job(_engine(), job_id))

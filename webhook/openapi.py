@@ -1,239 +1,22 @@
 """``GET /openapi.json``: the OpenAPI 3.1 description of every route of the web app.
 
 Request bodies come from the pydantic models (:class:`worker.jobs.spec.JobSpec`); the
-response models below describe the JSON the API answers (the job view of DESIGN.md, the
+response models (:mod:`webhook.schemas`) describe the JSON the API answers (the job view of DESIGN.md, the
 batch view, errors). Operations are listed only for routes the app really has, and
 ``tests/test_openapi.py`` fails when a route has no operation here.
 """
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
-from pydantic import BaseModel, ConfigDict, Field
 
+from webhook.schemas import ID_PATTERN, MODELS, BatchObject, JobStatusName
 from worker.jobs.spec import JobSpec
 
 bp = Blueprint("openapi", __name__)
 UI_BLUEPRINTS = ("dashboard",)
-ID_PATTERN = r"^[A-Za-z0-9_-]{1,100}$"
-JobStatusName = Literal["queued", "running", "succeeded", "partial", "failed", "cancelled"]
-StepStatusName = Literal["waiting", "queued", "submitting", "submitted", "running", "modal",
-                         "storing", "succeeded", "failed", "cancelled", "skipped"]
-
-
-class _Open(BaseModel):
-    """Response objects may gain fields; the listed ones keep their names."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class Image(_Open):
-    key: str = Field(description="the object's real key (S3: in its bucket, storage prefix "
-                                 "included; files: below the storage root)")
-    sink: Literal["s3", "file"] | None = None
-    bucket: str | None = Field(None, description="S3 bucket (null for files)")
-    path: str | None = Field(None, description="absolute file path (null for S3)")
-    uri: str | None = Field(None, description="s3://bucket/key or file:///path")
-    url: str | None = Field(None, description="presigned or file URL built from the record "
-                                              "(absent in lists)")
-    sha256: str | None = None
-    bytes: int | None = None
-    width: int | None = None
-    height: int | None = None
-    thumbnail: dict[str, Any] | None = Field(None, description="the JPEG thumbnail next to it")
-    available: bool | None = Field(None, description="GET /v1/jobs/{id}: still in its store")
-    unavailableReason: str | None = None
-
-
-class StepView(_Open):
-    id: str
-    parent: str | None
-    label: str = Field(description="IMAGINE, U1, V2, 'Zoom Out 2x'...")
-    action: str | None
-    customId: str | None
-    status: StepStatusName
-    progress: str = Field(description="'93%' while running, '' before")
-    taskId: str | None = Field(description="upstream task id")
-    failReason: str | None
-    attempts: int
-    images: list[Image]
-    times: dict[str, str | None]
-    finalPrompt: str | None
-    retryable: bool = Field(description="a retry can run this failed step again")
-    retryReason: str | None = Field(description="why a retry cannot help this failed step")
-
-
-class JobView(_Open):
-    id: str
-    status: JobStatusName
-    batch: str | None
-    key: str | None = Field(description="item key inside its batch")
-    action: str | None
-    prompt: str | None
-    metadata: dict[str, Any]
-    callbackUrl: str | None
-    priority: int
-    createdAt: str | None = Field(description="ISO-8601")
-    finishedAt: str | None = Field(description="ISO-8601 or null while not finished")
-    retryable: bool = Field(description="some failed step can be retried")
-    steps: list[StepView]
-
-
-class JobDetail(JobView):
-    deliveries: list[dict[str, Any]] = Field(description="signed events sent to callbackUrl")
-    manifest: str | None = Field(description="real key of the job's manifest.json")
-    manifestUri: str | None = Field(None, description="its s3:// or file:// URI")
-
-
-class NotRetried(_Open):
-    stepId: str
-    label: str
-    reason: str | None
-    jobId: str | None = None
-    key: str | None = Field(None, description="the item key (batch retries)")
-
-
-class JobRetried(JobDetail):
-    retried: int = Field(description="steps reopened")
-    notRetried: list[NotRetried] = Field(description="failed steps a retry cannot help")
-
-
-class JobPage(_Open):
-    items: list[JobView]
-    next: str | None = Field(description="cursor of the next page, null on the last")
-
-
-class ErrorDetail(_Open):
-    path: str = Field(description="field path, e.g. then[1].button or lines[4].prompt")
-    message: str
-    line: int | None = Field(None, description="JSONL line number")
-
-
-class Error(_Open):
-    error: str = Field(description="machine-readable code: invalid_request, not_found, ...")
-    message: str
-    details: list[ErrorDetail] | None = None
-
-
-class BatchCounts(_Open):
-    queued: int
-    running: int
-    succeeded: int
-    partial: int
-    failed: int
-    cancelled: int
-    expired: int = Field(description="purged by retention after finishing")
-
-
-class Submitted(_Open):
-    created: int
-    done: int = Field(description="already succeeded: not redone")
-    inProgress: int = Field(description="already queued or running: not duplicated")
-    retried: int = Field(description="partial jobs whose failed steps run again")
-    renewed: int = Field(description="failed or cancelled jobs replaced by a new job")
-
-
-class BatchView(_Open):
-    id: str
-    name: str | None
-    status: JobStatusName
-    createdAt: str | None
-    updatedAt: str | None
-    finishedAt: str | None
-    total: int = Field(description="items (distinct keys)")
-    finished: int
-    counts: BatchCounts
-    progress: float = Field(description="finished / total, 0..1")
-    throughputPerMin: float | None
-    etaSeconds: float | None
-    done: bool
-
-
-class BatchCreated(BatchView):
-    submitted: Submitted
-
-
-class RetryCounts(_Open):
-    jobs: int
-    steps: int
-    notRetried: int = Field(description="failed steps a retry cannot help")
-
-
-class BatchRetried(BatchView):
-    retried: RetryCounts
-    notRetried: list[NotRetried] = Field(description="at most 100 of them, with why")
-
-
-class BatchCancelled(BatchView):
-    cancelled: int
-
-
-class BatchPage(_Open):
-    items: list[BatchView]
-    next: str | None
-
-
-class ReportRow(_Open):
-    key: str
-    jobId: str
-    status: Literal["queued", "running", "succeeded", "partial", "failed", "cancelled", "expired"]
-    prompt: str | None
-    imageKeys: list[str] = Field(description="each object's real key")
-    imageUris: list[str] = Field(description="s3://bucket/key or file:///path")
-    reason: str | None
-    createdAt: str | None
-    finishedAt: str | None
-
-
-class BatchReport(_Open):
-    batch: str
-    items: list[ReportRow]
-
-
-class BatchObject(BaseModel):
-    """The object form of a batch body."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[JobSpec | str] = Field(description="job specs or prompts")
-    name: str | None = Field(None, min_length=1, max_length=200,
-                             description="the same name resumes the same batch")
-    batchId: str | None = Field(None, pattern=ID_PATTERN)
-    then: list[Any] | None = Field(None, description="default follow-ups for items without then")
-
-
-class UpstreamState(_Open):
-    size: float
-    max: int
-    inUse: int
-    paused: bool
-    reason: str | None
-    pausedSince: float | None
-    cooldownUntil: float | None
-
-
-class UpstreamDetail(UpstreamState):
-    profile: str
-    recentAnswers: list[dict[str, Any]]
-
-
-class Health(_Open):
-    status: str
-
-
-class Ready(_Open):
-    status: Literal["ok", "unavailable"]
-    checks: dict[str, str]
-
-
-MODELS: tuple[type[BaseModel], ...] = (
-    JobSpec, JobView, JobDetail, JobRetried, JobPage, Error, BatchView, BatchCreated,
-    BatchRetried, BatchCancelled, BatchPage, BatchReport, BatchObject, UpstreamState,
-    UpstreamDetail, Health, Ready)
-
-
 # -- building blocks ------------------------------------------------------------------------------
 def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -325,8 +108,19 @@ def operations() -> dict[str, dict[str, dict[str, Any]]]:
                                      "404": _err("no such job")},
                        operationId="getJob", parameters=[JOB_ID]),
         },
+        "/v1/jobs/{job_id}/steps": {
+            "post": _op("Act later: add a follow-up to a step of an existing job", {
+                "202": _json(ref("JobAdded"), "added; the job runs again",
+                             Location="the job's URL"),
+                "404": _err("no such job or step"),
+                "409": _err("the step failed or is ambiguous (name it by id)"), **invalid},
+                operationId="addSteps", parameters=[JOB_ID], requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": ref("AddSteps")}}}),
+        },
         "/v1/jobs/{job_id}/cancel": {
-            "post": _op("Cancel what has not started", {
+            "post": _op("Cancel: what has not started; MODAL tasks abandoned; running tasks "
+                        "cancelled upstream where the profile can", {
                 "200": _json(ref("JobDetail"), "the job"), "404": _err("no such job")},
                 operationId="cancelJob", parameters=[JOB_ID]),
         },

@@ -25,9 +25,17 @@ from worker import batches
 from worker.enqueue import CeleryEnqueue
 from worker.errors import Conflict, NotFound, SpecError
 from worker.flow.engine import Engine, build_engine
-from worker.job_ops import cancel_job, create_job, get_job, list_jobs, replay_deliveries, retry_job
+from worker.job_ops import (
+    add_steps,
+    cancel_job,
+    create_job,
+    get_job,
+    list_jobs,
+    replay_deliveries,
+    retry_job,
+)
 from worker.jobs.model import StepStatus
-from worker.jobs.spec import parse_spec
+from worker.jobs.parse import parse_spec
 
 
 # -- for services that import mjflow -------------------------------------------------------------
@@ -87,6 +95,7 @@ def cancel_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
 
 __all__ = [
     "Conflict",
+    "add_steps",
     "NotFound",
     "SpecError",
     "StepStatus",

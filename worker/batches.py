@@ -48,7 +48,7 @@ from worker.flow.engine import Engine
 from worker.flow.tick import dispatch
 from worker.job_ops import retry_job
 from worker.jobs import machine
-from worker.jobs.spec import parse_spec
+from worker.jobs.parse import parse_spec
 from worker.jobs.store import new_id
 from worker.jobs.views import brief_status, iso, load_view, tally
 
@@ -103,7 +103,8 @@ def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
         raise SpecError([{"path": path, "message": f"at most {MAX_BATCH_ITEMS} items per "
                               "request (send more in further requests with the same name)"}])
     items, item_errors = prepare(entries, max_image_bytes=engine.settings.max_upload_bytes,
-                                 then=then, path=path, zero_based=zero_based)
+                                 then=then, path=path, zero_based=zero_based,
+                                 profile=engine.profile)
     errors += item_errors
     if not errors and not items:
         errors.append({"path": path, "message": "a batch needs at least one item"})
@@ -128,7 +129,8 @@ def submit_items(engine: Engine, batch_id: str, items: list[dict[str, Any]],
     r.hset(k.batch(batch_id), mapping=fields)
     summary = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
     for item in items:
-        spec = parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes)
+        spec = parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes,
+                          profile=engine.profile)
         outcome = place(engine, batch_id, item["key"], spec)
         summary[outcome] += 1
     if summary["created"] or summary["retried"] or summary["renewed"]:

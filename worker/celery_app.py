@@ -31,6 +31,8 @@ ROUTES = {
     "mjflow.tick": "mjflow.tick",
     "mjflow.create_job": "mjflow.api",
     "mjflow.create_batch": "mjflow.api",
+    "mjflow.add_steps": "mjflow.api",
+    "mjflow.cancel_step": "mjflow.submit",
 }
 
 

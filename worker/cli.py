@@ -24,70 +24,34 @@ from typing import Any, NoReturn
 
 try:
     import click
-    import redis
 except ModuleNotFoundError:  # `pip install mjflow` is the caller SDK only
     raise SystemExit("mjflow: the service is not installed here (pip install 'mjflow[server]'); "
                      "the SDK is `import mjflow`") from None
 
 from simulator.cli import main as sim_main
 from worker import api, batches
-from worker.enqueue import CeleryEnqueue
-from worker.flow import receiver
-from worker.flow.engine import build_engine
-from worker.redisurl import redact
-from worker.settings import ConfigError, get_settings
+from worker.cli_submit import act, submit
+from worker.cli_support import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_PENDING,
+    _engine,
+    _out,
+    _settings,
+    fail,
+    job_exit,
+    job_images,
+    job_line,
+)
+from worker.upstream import get_profile
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
-EXIT_PENDING, EXIT_INTERRUPTED = 5, 130
 JOB_OK = ("succeeded",)
 SUBMIT_CHUNK = 20          # items per create call while submitting a batch file
 WATCH_INTERVAL_S = 1.0
 PLAIN_LOG_INTERVAL_S = 10.0
-
-
-def fail(code: int, message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _settings():  # type: ignore[no-untyped-def]
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        fail(EXIT_CONFIG, str(exc.code))
-
-
-def _engine():  # type: ignore[no-untyped-def]
-    settings = _settings()
-    try:
-        engine = build_engine(settings, enqueue=CeleryEnqueue())
-        engine.r.ping()
-    except ConfigError as exc:
-        fail(EXIT_CONFIG, str(exc.code))
-    except redis.RedisError as exc:
-        fail(EXIT_CONFIG, f"Redis unreachable at {redact(settings.redis_url)}: {exc}")
-    return engine
-
-
-def _out(data: Any, as_json: bool, text: str) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2) if as_json else text)
-
-
-def job_line(view: dict[str, Any]) -> str:
-    steps = ", ".join(f"{s['label']}:{s['status']}{' ' + s['progress'] if s['status'] == 'running' else ''}"
-                      for s in view["steps"])
-    return f"{view['id']}  {view['status']:<10} {steps}"
-
-
-def job_images(view: dict[str, Any]) -> list[str]:
-    return [f"{s['label']}: {img['key']}  {img.get('url') or ''}".rstrip()
-            for s in view["steps"] for img in s["images"]]
-
-
-def job_exit(view: dict[str, Any]) -> int:
-    if not view["finishedAt"]:
-        return EXIT_PENDING
-    return EXIT_OK if view["status"] in JOB_OK else EXIT_FAILED
 
 
 def batch_exit(view: dict[str, Any]) -> int:
@@ -139,79 +103,8 @@ def main() -> None:
     """mjflow: Midjourney jobs through any midjourney-proxy-compatible API."""
 
 
-# -- submit --------------------------------------------------------------------------------------
-@main.command()
-@click.argument("prompt")
-@click.option("--then", "then", multiple=True, help="follow-up button (U1, V2, 'Zoom Out 2x'...)")
-@click.option("--mode", type=click.Choice(["FAST", "RELAX", "TURBO"]))
-@click.option("--split-grid", is_flag=True)
-@click.option("--callback-url")
-@click.option("--priority", type=click.IntRange(0, 9), default=5)
-@click.option("--idempotency-key", help="the same key and prompt give the same job")
-@click.option("--wait", is_flag=True, help="show progress until the job finishes")
-@click.option("--timeout", "timeout_s", type=float, default=1800.0)
-@click.option("--json", "as_json", is_flag=True)
-def submit(prompt: str, then: tuple[str, ...], mode: str | None, split_grid: bool,
-           callback_url: str | None, priority: int, idempotency_key: str | None, wait: bool,
-           timeout_s: float, as_json: bool) -> None:
-    """Submit one imagine job (with follow-ups) and print its id."""
-    engine = _engine()
-    warn_if_no_callbacks(engine)
-    spec: dict[str, Any] = {"prompt": prompt, "then": list(then), "priority": priority,
-                            "splitGrid": split_grid}
-    if mode:
-        spec["mode"] = mode
-    if callback_url:
-        spec["callbackUrl"] = callback_url
-    try:
-        view = api.create_job(engine, spec, idempotency_key=idempotency_key)
-    except api.SpecError as exc:
-        fail(EXIT_INPUT, str(exc))
-    except api.Conflict as exc:
-        fail(EXIT_INPUT, str(exc))
-    view.pop("replayed", None)
-    if not wait:
-        _out(view, as_json, view["id"])
-        return
-    try:
-        view = wait_for_job(engine, view["id"], timeout_s, quiet=as_json)
-    except KeyboardInterrupt:
-        fail(EXIT_INTERRUPTED, f"interrupted; job {view['id']} goes on in the workers")
-    _out(view, as_json, "\n".join([job_line(view), *job_images(view)]))
-    sys.exit(job_exit(view))
-
-
-def warn_if_no_callbacks(engine) -> None:  # type: ignore[no-untyped-def]
-    """Say so on stderr when the callback receiver does not answer (the job then waits
-    for polling); probes it first when the last probe is stale."""
-    if not engine.callbacks_configured:
-        return
-    url = engine.settings.public_url
-    warning = receiver.describe(url, receiver.check(engine.r, engine.keys, url))
-    if warning:
-        click.echo(f"warning: {warning} (every {engine.poll_interval_s():g} s); start the web "
-                   "app (gunicorn, see the Procfile) or unset MJFLOW_PUBLIC_URL", err=True)
-
-
-def wait_for_job(engine, job_id: str, timeout_s: float, quiet: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    deadline = time.monotonic() + timeout_s
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[steps]}"),
-                  TimeElapsedColumn(), console=console, transient=True,
-                  disable=quiet or not console.is_terminal) as bar:
-        task = bar.add_task(job_id, total=None, steps="")
-        while True:
-            view = api.get_job(engine, job_id)
-            steps = view["steps"]
-            done = sum(1 for s in steps if s["status"] in ("succeeded", "failed", "cancelled", "skipped"))
-            bar.update(task, total=len(steps), completed=done,
-                       steps=" ".join(f"{s['label']}:{s['status']}" for s in steps))
-            if view["finishedAt"] or time.monotonic() > deadline:
-                return view
-            time.sleep(0.5)
+main.add_command(submit)
+main.add_command(act)
 
 
 # -- batch ---------------------------------------------------------------------------------------
@@ -241,7 +134,8 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
         fail(EXIT_INPUT, f"cannot read {file}: {exc}")
     entries, errors = batches.read_jsonl(text)
     items, item_errors = batches.prepare(entries, max_image_bytes=settings.max_upload_bytes,
-                                         then=list(then) or None, path="lines", zero_based=False)
+                                         then=list(then) or None, path="lines", zero_based=False,
+                                         profile=get_profile(settings.upstream_profile))
     errors = sorted(errors + item_errors, key=lambda e: e.get("line", 0))
     if errors:
         for e in errors:

@@ -18,6 +18,9 @@ class CeleryEnqueue:
     def store(self, step_id: str) -> None:
         self._send("mjflow.store", step_id)
 
+    def cancel(self, step_id: str) -> None:
+        self._send("mjflow.cancel_step", step_id)
+
     def reconcile(self, step_id: str) -> None:
         """Reconcile the snapshot the receiver keeps for the step (``worker.jobs.inbox``)."""
         self._send("mjflow.reconcile", step_id)

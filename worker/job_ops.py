@@ -9,13 +9,17 @@ import math
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
 from worker.delivery import delivery_log, replay
 from worker.errors import Conflict, NotFound, SpecError
 from worker.flow.engine import Engine
 from worker.flow.tick import dispatch
 from worker.jobs import machine
-from worker.jobs.spec import JobSpec, parse_spec
+from worker.jobs.fit import follow_up_problems
+from worker.jobs.parse import errors_of, parse_spec
+from worker.jobs.spec import FollowUp, JobSpec
+from worker.jobs.spec_images import check_data_url
 from worker.jobs.store import Txn
 from worker.jobs.views import job_view, load_view, not_retried
 
@@ -30,7 +34,8 @@ def _body_hash(data: Any) -> str:
 def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | None = None,
                batch: str | None = None, dispatch_now: bool = True) -> dict[str, Any]:
     """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
-    spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes)
+    spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes,
+                      profile=engine.profile)
     if idempotency_key:
         job_id, created = _create_once(engine, idempotency_key, _body_hash(data), spec, batch)
         if not created:
@@ -74,6 +79,54 @@ def _create_once(engine: Engine, key: str, digest: str, spec: JobSpec,
             except redis.WatchError:
                 continue
     raise Conflict("Idempotency-Key is being used by requests still in progress; retry")
+
+
+GRID_ACTIONS = frozenset({"IMAGINE", "BLEND", "VARIATION", "REROLL"})
+
+
+def add_steps(engine: Engine, job_id: str, data: Any, *,
+              dispatch_now: bool = True) -> dict[str, Any]:
+    """Act later: add a follow-up (with its own ``then``) under a step of an existing job,
+    e.g. U3 of a grid that finished an hour ago. ``data`` is a follow-up (``button``,
+    ``then``, ``prompt``...) plus ``step``: the parent's id, its label, or ``root``.
+    Nothing is created when the body is invalid or the parent's task lacks the button."""
+    if not isinstance(data, dict):
+        raise SpecError([{"path": "body", "message": "must be a JSON object"}])
+    body = dict(data)
+    ref = body.pop("step", "root")
+    if not isinstance(ref, str) or not ref.strip():
+        raise SpecError([{"path": "step", "message": "must be a step id, a label or 'root'"}])
+    try:
+        item = FollowUp.model_validate(body)
+    except ValidationError as exc:
+        raise SpecError(errors_of(exc, "")) from None
+    if item.mask:
+        try:
+            check_data_url(item.mask, engine.settings.max_upload_bytes)
+        except ValueError as exc:
+            raise SpecError([{"path": "mask", "message": str(exc)}]) from None
+    loaded = engine.store.load(job_id)
+    if loaded is None:
+        raise NotFound(f"no job {job_id}")
+    job, steps = loaded
+
+    def fn(tx: Txn) -> list[str]:
+        parent = machine.find_step(tx, ref)
+        action = (parent.task or {}).get("action") or (
+            job.spec.get("action") if parent.parent is None else None)
+        problems = follow_up_problems([item], engine.profile, parent_grid=action in GRID_ACTIONS,
+                                      path="then")
+        if problems:
+            raise SpecError([{"path": p.removeprefix("then[0]").lstrip(".") or "button",
+                              "message": m} for p, m in problems])
+        return [s.id for s in machine.add_follow_ups(tx, ref, [item])]
+
+    added = engine.store.mutate(job_id, fn)
+    if added is None:
+        raise NotFound(f"no job {job_id}")
+    if dispatch_now:
+        dispatch(engine)
+    return get_job(engine, job_id) | {"added": added}
 
 
 def get_job(engine: Engine, job_id: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from worker.errors import ConfigError
 from worker.redisurl import is_sentinel, parse_sentinel, redact
 from worker.storage.naming import validate_template
 
-ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes"]
+ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes", "novicezk"]
 Mode = Literal["FAST", "RELAX", "TURBO"]
 
 
@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     step_deadline_s: float = Field(default=600.0, gt=0)
     upscale_deadline_s: float = Field(default=300.0, gt=0)
     queue_full_backoff_s: float = Field(default=5.0, gt=0)
+    max_requeues: int = Field(default=100, ge=1)
     job_retention_s: int = Field(default=7 * 24 * 3600, ge=60)
     tick_interval_s: float = Field(default=1.0, gt=0)
     redrive_s: float = Field(default=60.0, gt=0)

@@ -9,13 +9,15 @@ from worker.batches import create_batch as create_many
 from worker.celery_app import get_app
 from worker.delivery import deliver_due
 from worker.enqueue import CeleryEnqueue
-from worker.errors import SpecError
+from worker.errors import Conflict, NotFound, SpecError
 from worker.flow.callbacks import reconcile_callback, reconcile_step
+from worker.flow.cancelling import cancel_upstream
 from worker.flow.engine import Engine, build_engine
 from worker.flow.finishing import emit_step_event, finish_job
 from worker.flow.storing import store_step
 from worker.flow.submit import submit_step
 from worker.flow.tick import tick as run_tick
+from worker.job_ops import add_steps as add_to_job
 from worker.job_ops import create_job as create_one
 
 log = logging.getLogger("mjflow.tasks")
@@ -43,6 +45,11 @@ def reconcile(step_id: str, snapshot: dict[str, Any] | None = None, *_legacy: An
 @app.task(name="mjflow.store")
 def store(step_id: str) -> str:
     return store_step(engine(), step_id)
+
+
+@app.task(name="mjflow.cancel_step")
+def cancel_step(step_id: str) -> str:
+    return cancel_upstream(engine(), step_id)
 
 
 @app.task(name="mjflow.finish")
@@ -89,4 +96,17 @@ def create_batch(items: list[Any], name: str | None = None,
         return create_many(engine(), items, name=name, batch_id=batch_id)["id"]
     except SpecError as exc:
         log.error("mjflow.create_batch: invalid batch dropped: %s", exc)
+        return None
+
+
+@app.task(name="mjflow.add_steps")
+def add_steps(job_id: str, follow_up: dict[str, Any]) -> list[str] | None:
+    """Act later (docs/api.md): a follow-up (``{"step", "button", "then", ...}``) under a step
+    of an existing job; returns the new step ids. Invalid or impossible ones are logged and
+    dropped. A redelivered message adds the follow-up twice: send it once (acks are late,
+    so only a killed worker redelivers)."""
+    try:
+        return add_to_job(engine(), job_id, follow_up)["added"]
+    except (SpecError, NotFound, Conflict) as exc:
+        log.error("mjflow.add_steps: follow-up for %s dropped: %s", job_id, exc)
         return None

@@ -50,7 +50,9 @@ def _card(view: dict[str, Any]) -> dict[str, Any]:
     current = next((s for s in steps if s["status"] not in FINISHED_STEP + ("waiting",)), None)
     return {
         "id": view["id"], "status": view["status"], "prompt": view.get("prompt") or "",
-        "key": view.get("key"), "images": [m for s in steps for m in s["media"]],
+        "key": view.get("key"), "images": [m for s in steps for m in s["media"]
+                                           # a video's posters show on the card, not its clips
+                                           if not str(m.get("contentType", "")).startswith("video/")],
         "current": f"{current['label']} {current['status']} {current['progress']}".strip()
                    if current else None,
         "reasons": [f"{s['label']}: {s['failReason']}" for s in steps

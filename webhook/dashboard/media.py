@@ -49,7 +49,9 @@ def decorate(views: list[dict[str, Any]]) -> None:
         entry = rec | {"label": step["label"], "full": _media_url(view["id"], rec, thumb=False),
                        "thumb": _media_url(view["id"], rec, thumb=bool(thumb)),
                        "thumbWidth": (thumb or rec).get("width"),
-                       "thumbHeight": (thumb or rec).get("height")}
+                       "thumbHeight": (thumb or rec).get("height"),
+                       "poster_src": _media_url(view["id"], {"key": rec["poster"]}, thumb=False)
+                       if rec.get("poster") else None}
         if rec["available"]:
             origin = objects.origin(thumb or rec)
             if origin:
@@ -96,7 +98,7 @@ def media(key: str):  # type: ignore[no-untyped-def]
         abort(404, f"stored in {target.get('path') or target.get('uri')} which no longer has it")
     ctype = (target.get("contentType") or mimetypes.guess_type(path.name)[0]
              or "application/octet-stream")
-    safe = ctype.startswith("image/") and ctype != "image/svg+xml"
+    safe = ctype.startswith(("image/", "video/mp4")) and ctype != "image/svg+xml"
     resp: Response = send_file(path, mimetype=ctype if safe else "application/octet-stream",
                                as_attachment=not safe, conditional=True,
                                etag=sha[:32] if sha else True)

@@ -59,11 +59,13 @@ def event_type_for_status(status: str) -> str | None:
 
 
 def _image(image: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: image.get(name) for name in _IMAGE_FIELDS}
+    out = {name: image.get(name) for name in _IMAGE_FIELDS}
+    out.update({name: image[name] for name in ("contentType", "poster") if image.get(name)})
+    return out
 
 
 def _step(step: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "id": step.get("id"),
         "label": step.get("label"),
         "action": step.get("action"),
@@ -72,6 +74,9 @@ def _step(step: Mapping[str, Any]) -> dict[str, Any]:
         "failReason": step.get("failReason"),
         "images": [_image(img) for img in step.get("images") or ()],
     }
+    # only on the steps that have them: the image seed, an UPLOAD's URLs, a video
+    out.update({name: step[name] for name in ("seed", "uploads", "video") if name in step})
+    return out
 
 
 def build_event(

@@ -33,6 +33,7 @@ class Enqueue(Protocol):
 
     def submit(self, step_id: str) -> None: ...
     def store(self, step_id: str) -> None: ...
+    def cancel(self, step_id: str) -> None: ...
     def reconcile(self, step_id: str) -> None: ...
     def finish(self, job_id: str) -> None: ...
     def step_event(self, step_id: str) -> None: ...
@@ -51,6 +52,9 @@ class Inline:
 
     def store(self, step_id: str) -> None:
         self.log.append(("store", step_id))
+
+    def cancel(self, step_id: str) -> None:
+        self.log.append(("cancel", step_id))
 
     def reconcile(self, step_id: str) -> None:
         self.log.append(("reconcile", step_id))
@@ -73,14 +77,17 @@ class Engine:
     enqueue: Enqueue = field(default_factory=Inline)
 
     def __post_init__(self) -> None:
+        profile = get_profile(self.settings.upstream_profile)
         self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s,
-                              redrive_s=self.settings.redrive_s)
+                              redrive_s=self.settings.redrive_s, followups=profile.followups,
+                              default_version=profile.default_version)
         self.store.durations_scope = self.settings.upstream_profile
         # what follows each transition, wired once (see worker.jobs.machine)
         self.store.on_effect.update({
             "store_scheduled": self.enqueue.store,
             "modal_pending": self.enqueue.submit,
             "job_finished": self.enqueue.finish,
+            "cancel_upstream": self.enqueue.cancel,
         })
         if self.settings.step_events:
             self.store.on_effect["step_stored"] = self.enqueue.step_event

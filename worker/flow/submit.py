@@ -9,28 +9,49 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from worker.flow import pacing
 from worker.flow.engine import Engine
+from worker.flow.prepare import prepare_step
 from worker.jobs import machine
 from worker.jobs.model import Job, Step, StepStatus
 from worker.jobs.store import Txn
-from worker.upstream import Answer, Outcome
-from worker.upstream.submits import Request, action_request, modal_request, root_request
+from worker.upstream import Answer, Outcome, Profile
+from worker.upstream.submits import (
+    Request,
+    action_request,
+    change_request,
+    extend_request,
+    modal_request,
+    root_request,
+)
 
 log = logging.getLogger("mjflow.submit")
 S = StepStatus
 
 
-def build_request(job: Job, step: Step) -> Request:
+def build_request(job: Job, step: Step, profile: Profile | None = None) -> Request:
     """The upstream endpoint and body for this step's next submit (``upstream.submits``
     builds every body; state and notifyHook are added when it is sent)."""
+    options = step.options
     if step.status == S.MODAL:
         return modal_request(step.task_id or "", prompt=step.prompt, mask_base64=step.mask)
-    if step.parent is None:
-        return root_request(job.spec["action"], job.spec)
+    action = job.spec["action"]
+    if step.parent is None and action != "ACTION":
+        spec = job.spec if not step.prompt else {**job.spec, "prompt": step.prompt}
+        field = profile.upload_filter_field if profile else "accountFilter"
+        return root_request(action, spec, upload_filter_field=field)
+    if step.action == "EXTEND":
+        return extend_request(step.parent_task_id or "", index=int(options.get("index", 0)),
+                              prompt=step.prompt or job.spec.get("prompt") or "",
+                              motion=options.get("motion"))
+    if options.get("change"):
+        change_action, index = options["change"]
+        return change_request(step.parent_task_id or "", change_action, index)
     return action_request(step.parent_task_id or "", step.custom_id or "",
-                          enable_remix=step.enable_remix)
+                          enable_remix=step.enable_remix,
+                          choose_same_channel=options.get("chooseSameChannel"))
 
 
 def _begin(engine: Engine, job_id: str, step_id: str, now: float) -> tuple[Job, Step] | None:
@@ -61,6 +82,9 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     job_id = engine.store.job_of(step_id)
     if job_id is None:
         return "unknown-step"
+    refused = prepare_step(engine, job_id, step_id)
+    if refused is not None:
+        return _after_prepare(engine, job_id, step_id, refused)
     claimed = _begin(engine, job_id, step_id, now)
     if claimed is None:
         return "not-mine"
@@ -70,12 +94,13 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
                "give it a 'prompt' (and a 'mask' for Vary (Region))")
         _fail(engine, job_id, step_id, why)
         return "failed"
-    path, body = build_request(job, step)
-    mode = job.spec.get("mode")
-    opening = path != "modal"      # a modal's input continues the task /action opened
+    path, body = build_request(job, step, engine.profile)
+    modes = (job.spec.get("accountFilter") or {}).get("modes") or (
+        [job.spec["mode"]] if job.spec.get("mode") else None)
+    opening = path not in ("modal", "upload-discord-images")   # a modal continues a task
     answer = engine.client.submit(path, body, state=step.upstream_state if opening else None,
                                   notify_hook=engine.hook_url(step.id, step.generation) if opening else None,
-                                  modes=[mode] if mode else None)
+                                  modes=modes)
     engine.window.record_answer({
         "at": time.time(), "step": step_id, "job": job_id, "path": path,
         "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
@@ -86,10 +111,13 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
 
 def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer) -> str:
     o = answer.outcome
+    if o == Outcome.ACCEPTED and path == "upload-discord-images":
+        return _uploaded(engine, job_id, step_id, answer)
     if o in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
         return _accepted(engine, job_id, step_id, path, answer)
     if o == Outcome.RETRY_LATER:
-        _requeue(engine, job_id, step_id, path)
+        if _requeue(engine, job_id, step_id, path, why=answer.message):
+            return "failed"
         engine.window.shrink(answer.retry_after_s or engine.settings.queue_full_backoff_s)
         return "retry-later"
     if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
@@ -138,16 +166,61 @@ def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answ
     return "modal" if needs_modal else "accepted"
 
 
-def _requeue(engine: Engine, job_id: str, step_id: str, path: str) -> None:
-    def fn(tx: Txn) -> None:
+def _requeue(engine: Engine, job_id: str, step_id: str, path: str,
+             why: str | None = None) -> bool:
+    """Back to the queue (nothing was created upstream). A "retry later" answer (``why``)
+    counts; past ``MJFLOW_MAX_REQUEUES`` of them the step fails instead, with the last
+    answer as its reason. Returns True when it failed."""
+    limit = engine.settings.max_requeues
+
+    def fn(tx: Txn) -> bool:
         step = tx.steps[step_id]
         if path == "modal" and step.status == S.MODAL:
             step.times.pop("modal_sent", None)   # the poller's MODAL snapshot resends it
             tx.save(step)
-            return
+            return False
+        if why is not None:
+            step.requeues += 1
+            tx.save(step)
+            if step.requeues >= limit:
+                return machine.move(tx, step, S.FAILED, reason=(
+                    f"upstream kept answering 'retry later' ({step.requeues} times, "
+                    f"MJFLOW_MAX_REQUEUES={limit}); last: {why}"))
         machine.requeue(tx, step)
+        return False
+
+    return bool(engine.store.mutate(job_id, fn))
+
+
+def _uploaded(engine: Engine, job_id: str, step_id: str, answer: Answer) -> str:
+    """upload-discord-images answered its hosted URLs: the UPLOAD step is done."""
+    urls = [u for u in (answer.result or []) if isinstance(u, str) and u]
+    if not urls:
+        _fail(engine, job_id, step_id, f"upload answered no URLs: {answer.message}")
+        return "failed"
+
+    def fn(tx: Txn) -> None:
+        step = tx.steps[step_id]
+        step.task = {"action": "UPLOAD", "uploads": urls}
+        step.progress = "100%"
+        machine.move(tx, step, S.SUCCEEDED)
 
     engine.store.mutate(job_id, fn)
+    return "uploaded"
+
+
+def _after_prepare(engine: Engine, job_id: str, step_id: str, refused: Answer) -> str:
+    """What a failed preparation (uploading a prompt's images, reading a foreign task's
+    buttons) does: retry later (or pause), or fail the step with the reason."""
+    brief = engine.store.brief(step_id)
+    if brief is None or brief.status != S.SUBMITTING or brief.submit_started:
+        return "not-mine"
+    if refused.outcome == Outcome.OUTCOME_UNKNOWN:      # nothing billed: safe to redo
+        refused = replace(refused, outcome=Outcome.RETRY_LATER)
+    if refused.outcome in (Outcome.RETRY_LATER, Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
+        return apply_answer(engine, job_id, step_id, "prepare", refused)
+    _fail(engine, job_id, step_id, refused.message)
+    return "failed"
 
 
 def _fail(engine: Engine, job_id: str, step_id: str, reason: str) -> None:

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import time
 
-from worker.jobs.chains import offered, resolve_button
+from worker.errors import Conflict, NotFound, SpecError
+from worker.jobs.chains import change_of, model_version, offered, resolve_button
 from worker.jobs.durations import observe_step_duration
 from worker.jobs.model import IN_FLIGHT, Job, JobStatus, Step, StepStatus
-from worker.jobs.store import Txn, ready_score
+from worker.jobs.spec import FollowUp, normalize_then
+from worker.jobs.store import Txn, new_child, ready_score
 
 S = StepStatus
 
@@ -114,7 +116,8 @@ def _leave_upstream(tx: Txn, step: Step) -> None:
 
 
 def _start_children(tx: Txn, step: Step, now: float) -> None:
-    """The parent's upstream task succeeded: queue each child with its customId."""
+    """The parent's upstream task succeeded: queue each child with its customId (or, on an
+    upstream without buttons, the /change it stands for)."""
     for child_id in step.children:
         child = tx.steps[child_id]
         if child.status != S.WAITING:
@@ -122,14 +125,35 @@ def _start_children(tx: Txn, step: Step, now: float) -> None:
         if tx.job.cancel_requested:
             move(tx, child, S.CANCELLED, now=now, reason="job cancelled")
             continue
-        custom_id, why = resolve_button(child.label, step.buttons)
-        if custom_id is None:
+        why = follow_up_target(tx, step, child)
+        if why:
             move(tx, child, S.FAILED, now=now, reason=why)
             continue
-        child.custom_id = custom_id
-        child.parent_task_id = step.task_id
         move(tx, child, S.QUEUED, now=now)
         tx.effect("child_queued")
+
+
+def follow_up_target(tx: Txn, parent: Step, child: Step) -> str:
+    """Point ``child`` at its parent's finished task: the button's customId, the /change
+    of a profile without buttons, or the VIDEO task an extend continues. Returns why it
+    cannot be done ("" when it can)."""
+    child.parent_task_id = parent.task_id
+    tx.save(child)
+    if child.action == "EXTEND":
+        return ""
+    if tx.store.followups == "change":
+        change = change_of(child.label)
+        if change is None:
+            return (f"'{child.label}' is not possible without buttons: only U1–U4, V1–V4 "
+                    "and reroll (🔄) through /mj/submit/change")
+        child.options["change"] = list(change)
+        return ""
+    summary = parent.task or {}
+    version = model_version(summary.get("finalPrompt") or summary.get("prompt"),
+                            tx.store.default_version)
+    custom_id, why = resolve_button(child.label, parent.buttons, version=version)
+    child.custom_id = custom_id
+    return why
 
 
 def _finish_job(tx: Txn, now: float) -> None:
@@ -153,8 +177,14 @@ def _finish_job(tx: Txn, now: float) -> None:
     tx.effect("job_finished")
 
 
+ABANDONED_MODAL = ("cancelled: abandoned at the modal dialog (never confirmed upstream, so "
+                   "nothing runs there)")
+
+
 def cancel(tx: Txn, now: float | None = None) -> int:
-    """Cancel what has not started; in-flight steps finish but start no children."""
+    """Cancel what has not started and abandon MODAL tasks (never confirmed, nothing runs
+    upstream); in-flight steps start no children, and each with a task id registers
+    ``cancel_upstream`` (cancelled there where the profile can, else left to finish)."""
     now = time.time() if now is None else now
     if tx.job.status.finished:
         return 0
@@ -164,6 +194,10 @@ def cancel(tx: Txn, now: float | None = None) -> int:
     for step in tx.steps.values():
         if step.status in (S.WAITING, S.QUEUED):
             count += move(tx, step, S.CANCELLED, now=now, reason="cancelled by request")
+        elif step.status == S.MODAL:
+            count += move(tx, step, S.CANCELLED, now=now, reason=ABANDONED_MODAL)
+        elif step.status in (S.SUBMITTED, S.RUNNING) and step.task_id:
+            tx.effect("cancel_upstream", step.id)
     return count
 
 
@@ -225,3 +259,88 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
         tx.pipe.zrem(tx.keys.retention(), job.id)
         tx.effect("job_retried")
     return reopened
+
+
+def find_step(tx: Txn, ref: str) -> Step:
+    """A step of the job by id, by label (when only one step has it), or ``root``."""
+    if ref in tx.steps:
+        return tx.steps[ref]
+    if ref.strip().lower() == "root":
+        return next(s for s in tx.steps.values() if s.parent is None)
+    named = [s for s in tx.steps.values() if s.label.casefold() == ref.strip().casefold()]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(s.id for s in named)
+        raise Conflict(f"{len(named)} steps are labelled {ref!r} ({ids}): name one by its id")
+    raise NotFound(f"job {tx.job.id} has no step {ref!r}")
+
+
+def add_follow_ups(tx: Txn, parent_ref: str, items: list[FollowUp],
+                   now: float | None = None) -> list[Step]:
+    """Act later: follow-ups under a step of an existing job (finished or not). Under a
+    succeeded step they are queued at once (or failed, when its task lacks the button);
+    under a step still running they wait for it. A finished job is open again until they
+    end, and then finishes again (a new manifest and event)."""
+    now = time.time() if now is None else now
+    parent = find_step(tx, parent_ref)
+    if parent.status in (S.FAILED, S.CANCELLED, S.SKIPPED):
+        raise Conflict(f"step {parent.label} ({parent.id}) {parent.status.value}: it has no "
+                       "result to act on")
+    if parent.action == "UPLOAD":
+        raise Conflict("an UPLOAD step has no buttons to act on")
+    if parent.status in (S.STORING, S.SUCCEEDED):
+        _check_offered(tx, parent, items)
+    job = tx.job
+    added: list[Step] = []
+
+    def grow(under: Step, follow_ups: list[FollowUp]) -> None:
+        for item in follow_ups:
+            child = new_child(under, item, len(tx.steps), now, seed=bool(job.spec.get("seed")))
+            tx.save(under)
+            tx.add(child)
+            added.append(child)
+            grow(child, normalize_then(item.then))
+
+    grow(parent, items)
+    if job.status.finished:
+        job.status = JobStatus.RUNNING
+        job.finished_at = None
+        job.cancel_requested = False
+        tx.pipe.sadd(tx.keys.jobs_live(), job.id)
+        tx.pipe.zrem(tx.keys.retention(), job.id)
+        tx.pipe.zrem(tx.keys.finishing(), job.id)
+    job.open_steps += len(added)
+    tx.job_dirty = True
+    tx.effect("steps_added")
+    if parent.status in (S.STORING, S.SUCCEEDED):
+        _start_children(tx, parent, now)
+    return added
+
+
+def _check_offered(tx: Txn, parent: Step, items: list[FollowUp]) -> None:
+    """Refuse (nothing created) a follow-up its finished parent cannot take."""
+    errors = []
+    for i, item in enumerate(items):
+        probe = Step(id="probe", job=tx.job.id, index=0, label=item.button,
+                     action="EXTEND" if item.button.strip().lower() == "extend" else "ACTION",
+                     status=S.WAITING, parent=parent.id)
+        if probe.action == "EXTEND":
+            why = "" if (parent.task or {}).get("video") else \
+                f"'extend' follows a video; step {parent.label} made none"
+        else:
+            why = follow_up_target(_Probe(tx), parent, probe)
+        if why:
+            errors.append({"path": f"then[{i}].button", "message": why})
+    if errors:
+        raise SpecError(errors)
+
+
+class _Probe:
+    """A transaction stand-in that records nothing (for checking a button)."""
+
+    def __init__(self, tx: Txn) -> None:
+        self.store = tx.store
+
+    def save(self, step: Step) -> None:
+        pass

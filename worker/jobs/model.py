@@ -122,10 +122,14 @@ class Step:
     submit_started: float | None = None
     misses: int = 0
     store_attempts: int = 0
+    requeues: int = 0
     times: dict[str, float] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
+    #: per-step request options: chooseSameChannel, seed, extend's index/motion, the
+    #: /change of a profile without buttons ({"change": ["UPSCALE", 3]})
+    options: dict[str, Any] = field(default_factory=dict)
 
-    JSON_FIELDS = ("children", "buttons", "images", "times", "task")
+    JSON_FIELDS = ("children", "buttons", "images", "times", "task", "options")
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> Step:
@@ -136,7 +140,8 @@ class Step:
             raw = h[name]
             if name in cls.JSON_FIELDS:
                 kw[name] = json.loads(raw)
-            elif name in ("index", "attempt", "misses", "generation", "store_attempts"):
+            elif name in ("index", "attempt", "misses", "generation", "store_attempts",
+                          "requeues"):
                 kw[name] = int(raw)
             elif name in ("submit_started", "progress_at"):
                 kw[name] = float(raw)

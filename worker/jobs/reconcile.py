@@ -75,12 +75,18 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
 
 
 def _summary(task: Task) -> dict[str, Any]:
-    return {
+    summary = {
         "finalPrompt": task.properties.get("finalPrompt") or task.properties.get("final_prompt"),
-        "promptEn": task.promptEn, "description": task.description,
+        "prompt": task.prompt, "promptEn": task.promptEn, "description": task.description,
         "submitTime": task.submitTime, "startTime": task.startTime, "finishTime": task.finishTime,
         "action": task.action,
     }
+    if task.image_urls:
+        summary["imageUrls"] = task.image_urls          # trueai: the four full-size images
+    if task.is_video:
+        summary["video"] = True
+        summary["videos"] = [list(clip) for clip in task.videos]
+    return summary
 
 
 def reconcile(store: JobStore, step_id: str, task: Task, timing: Timing,

@@ -1,53 +1,71 @@
 """The job spec: what a user asks for (one root upstream task plus a tree of follow-ups).
 
 The same JSON is accepted by ``POST /v1/jobs``, the Celery task ``mjflow.create_job``,
-the CLI and :func:`worker.api.create_job`. Unknown fields are rejected.
+the CLI, batch lines and :func:`worker.api.create_job`. Unknown fields are rejected; what
+the configured upstream cannot do is refused too (:mod:`worker.jobs.fit`), naming it.
+
+Root actions: IMAGINE, BLEND, DESCRIBE, SHORTEN, SWAP_FACE (the seeds), UPLOAD (hosted
+URLs of local images), ACTION (a button of an upstream task mjflow did not create),
+VIDEO, EDITS and RETEXTURE (trueai's newer surface, relayed in part by new-api).
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from worker.errors import SpecError
 from worker.jobs.chains import impossible_label
+from worker.jobs.spec_images import check_data_url, prompt_data_urls, prompt_text
 
-RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE"]
+RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE", "UPLOAD", "ACTION",
+                     "VIDEO", "EDITS", "RETEXTURE"]
+Mode = Literal["FAST", "RELAX", "TURBO"]
 MAX_PROMPT_CHARS = 8000
+#: a prompt may carry data URLs (``--sref data:...``) that are uploaded before the submit;
+#: MAX_PROMPT_CHARS applies to its text without them
+MAX_PROMPT_WITH_IMAGES_CHARS = 48 * 1024 * 1024
 MAX_DEPTH = 6
 MAX_STEPS = 40
-DATA_URL_RE = re.compile(r"^data:(image/[a-zA-Z0-9.+-]+);base64,(.+)$", re.DOTALL)
-IMAGE_MAGIC = {
-    b"\x89PNG\r\n\x1a\n": "image/png",
-    b"\xff\xd8\xff": "image/jpeg",
-    b"GIF87a": "image/gif",
-    b"GIF89a": "image/gif",
-}
+EXTEND = "extend"
+#: labels/kinds of the buttons that make a video (trueai's Animate and Extend)
+VIDEO_BUTTON_RE = re.compile(r"^(animate|extend)\b|animate_(high|low)", re.IGNORECASE)
+URL_RE = re.compile(r"^https?://[^\s/]+")
+TASK_ID_RE = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
-def check_data_url(value: str, max_bytes: int) -> str:
-    """Validate a ``data:image/...;base64,`` URL: decodable, an image, within the size limit."""
-    match = DATA_URL_RE.match(value.strip())
-    if not match:
-        raise ValueError("must be a data URL like 'data:image/png;base64,...'")
-    payload = match.group(2)
-    if len(payload) * 3 // 4 > max_bytes:
-        raise ValueError(f"image larger than the {max_bytes // (1024 * 1024)} MB limit")
-    try:
-        raw = base64.b64decode(payload, validate=False)
-    except (binascii.Error, ValueError):
-        raise ValueError("base64 data is not decodable") from None
-    if len(raw) > max_bytes:
-        raise ValueError(f"image larger than the {max_bytes // (1024 * 1024)} MB limit")
-    is_webp = raw[:4] == b"RIFF" and raw[8:12] == b"WEBP"
-    if not is_webp and not any(raw.startswith(m) for m in IMAGE_MAGIC):
-        raise ValueError("data is not a PNG, JPEG, GIF or WEBP image")
-    return value.strip()
+class AccountFilter(BaseModel):
+    """Which upstream account runs a new task (seed 000 ``accountFilter``; trueai)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channelId: str | None = Field(default=None, max_length=100)
+    instanceId: str | None = Field(default=None, max_length=100)
+    remark: str | None = Field(default=None, max_length=200,
+                               description="text the account's remark contains")
+    remix: bool | None = Field(default=None, description="the account has remix mode on")
+    remixAutoConsidered: bool | None = Field(default=None,
+                                             description="remix auto-submit setting")
+    modes: list[Mode] | None = Field(default=None, min_length=1, max_length=3,
+                                     description="speed modes in order of preference")
+
+    @field_validator("modes")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("each mode at most once")
+        return value
+
+
+def is_video_button(name: str) -> bool:
+    """Whether a follow-up names a button that makes a video (Animate, Extend)."""
+    return bool(VIDEO_BUTTON_RE.search(name.strip()))
+
+
+def is_image_ref(value: str) -> bool:
+    return bool(URL_RE.match(value)) or value.startswith("data:")
 
 
 class FollowUp(BaseModel):
@@ -61,6 +79,19 @@ class FollowUp(BaseModel):
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
     mask: str | None = Field(default=None, description="data URL of the Vary (Region) mask")
     enableRemix: bool | None = None
+    chooseSameChannel: bool | None = Field(
+        default=None, description="run on an account of the parent's channel")
+    seed: bool | None = Field(default=None, description="fetch the image seed after SUCCESS")
+    index: int | None = Field(default=None, ge=0, le=3,
+                              description="extend: the clip to extend, 0-based (default 0)")
+    motion: Literal["low", "high"] | None = Field(default=None, description="extend: motion")
+
+    @model_validator(mode="after")
+    def _extend_fields(self) -> FollowUp:
+        if self.button.strip().lower() != EXTEND and (self.index is not None or self.motion):
+            field = "index" if self.index is not None else "motion"
+            raise ValueError(f"{field}: goes with an 'extend' follow-up only")
+        return self
 
 
 FollowUpItem = str | FollowUp
@@ -77,15 +108,36 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: RootAction = "IMAGINE"
-    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_WITH_IMAGES_CHARS,
+                               description="image references (--sref, --oref, --cref, image "
+                               "prompts) may be data URLs: they are uploaded first")
     base64Array: list[str] | None = Field(default=None, max_length=5)
     base64: str | None = None
     link: str | None = Field(default=None, max_length=2000)
+    language: str | None = Field(default=None, pattern=r"^[A-Za-z_-]{2,10}$",
+                                 description="DESCRIBE: language of the result (zh, zh_cn)")
     sourceBase64: str | None = None
     targetBase64: str | None = None
+    sourceUrl: str | None = Field(default=None, max_length=2000)
+    targetUrl: str | None = Field(default=None, max_length=2000)
+    image: str | None = Field(default=None, description="VIDEO first frame / EDITS, RETEXTURE "
+                              "picture: an http(s) URL or a data URL")
+    endImage: str | None = Field(default=None, description="VIDEO last frame (URL or data URL)")
+    motion: Literal["low", "high"] | None = None
+    loop: bool | None = None
+    videoType: Literal["vid_1.1_i2v_480", "vid_1.1_i2v_720"] | None = None
+    batchSize: Literal[1, 2, 4] | None = None
+    taskId: str | None = Field(default=None, pattern=TASK_ID_RE,
+                               description="ACTION: the upstream task whose button is clicked")
+    button: str | None = Field(default=None, min_length=1, max_length=100,
+                               description="ACTION: the button (label, emoji or customId kind)")
+    customId: str | None = Field(default=None, min_length=1, max_length=300,
+                                 description="ACTION: the button's customId, verbatim")
     dimensions: Literal["PORTRAIT", "SQUARE", "LANDSCAPE"] | None = None
     botType: Literal["MID_JOURNEY", "NIJI_JOURNEY"] | None = None
-    mode: Literal["FAST", "RELAX", "TURBO"] | None = None
+    mode: Mode | None = None
+    accountFilter: AccountFilter | None = None
+    seed: bool = Field(default=False, description="fetch the image seed of every step")
     then: list[FollowUpItem] = Field(default_factory=list)
     splitGrid: bool = False
     priority: int = Field(default=5, ge=0, le=9)
@@ -112,8 +164,6 @@ class JobSpec(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import json
-
         if len(json.dumps(value, ensure_ascii=False)) > 16_384:
             raise ValueError("metadata larger than 16 KB")
         return value
@@ -121,16 +171,57 @@ class JobSpec(BaseModel):
     @model_validator(mode="after")
     def _by_action(self) -> JobSpec:
         a = self.action
-        if a in ("IMAGINE", "SHORTEN") and not (self.prompt and self.prompt.strip()):
+        needs_prompt = ("IMAGINE", "SHORTEN", "VIDEO", "EDITS", "RETEXTURE")
+        if a in needs_prompt and not (self.prompt and self.prompt.strip()):
             raise ValueError(f"prompt is required for {a}")
+        if len(prompt_text(self.prompt)) > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt: at most {MAX_PROMPT_CHARS} characters (images aside)")
+        if prompt_data_urls(self.prompt) and a != "IMAGINE":
+            raise ValueError("prompt: data URLs (uploaded references) go with IMAGINE only; "
+                             "give an http(s) URL")
         if a == "BLEND" and not (self.base64Array and 2 <= len(self.base64Array) <= 5):
             raise ValueError("BLEND needs base64Array with 2 to 5 images")
+        if a == "UPLOAD" and not self.base64Array:
+            raise ValueError("base64Array: UPLOAD needs 1 to 5 images")
         if a == "DESCRIBE" and not (self.base64 or self.link):
             raise ValueError("DESCRIBE needs base64 or link")
-        if a == "SWAP_FACE" and not (self.sourceBase64 and self.targetBase64):
-            raise ValueError("SWAP_FACE needs sourceBase64 and targetBase64")
-        if self.link is not None and not re.match(r"^https?://", self.link):
-            raise ValueError("link must be an http(s) URL")
+        if a == "SWAP_FACE" and not ((self.sourceBase64 or self.sourceUrl)
+                                     and (self.targetBase64 or self.targetUrl)):
+            raise ValueError("SWAP_FACE needs sourceBase64 (or sourceUrl) and targetBase64 "
+                             "(or targetUrl)")
+        if a in ("VIDEO", "EDITS", "RETEXTURE") and not self.image:
+            what = "the first frame" if a == "VIDEO" else "the picture to edit"
+            raise ValueError(f"image: {a} needs an image ({what})")
+        if a == "ACTION" and not self.taskId:
+            raise ValueError("taskId: ACTION needs the upstream task whose button to click")
+        if a == "ACTION" and not (self.button or self.customId):
+            raise ValueError("button: ACTION needs a button (or its customId)")
+        extra = next((f for f in ("taskId", "button", "customId") if getattr(self, f)), None)
+        if a != "ACTION" and extra:
+            raise ValueError(f"{extra}: goes with action ACTION only")
+        if a == "UPLOAD" and self.then:
+            raise ValueError("then: UPLOAD makes no task, so it takes no follow-ups")
+        if self.language is not None and a != "DESCRIBE":
+            raise ValueError("language: goes with action DESCRIBE only")
+        video_only = [f for f in ("endImage", "motion", "loop", "videoType", "batchSize")
+                      if getattr(self, f) is not None]
+        if video_only and a != "VIDEO":
+            raise ValueError(f"{video_only[0]}: goes with action VIDEO only")
+        for name in ("link", "sourceUrl", "targetUrl"):
+            value = getattr(self, name)
+            if value is not None and not URL_RE.match(value):
+                raise ValueError(f"{name} must be an http(s) URL")
+        for name in ("image", "endImage"):
+            value = getattr(self, name)
+            if value is not None and not is_image_ref(value):
+                raise ValueError(f"{name} must be an http(s) URL or a data URL")
+        if self.accountFilter is not None and a in ("VIDEO", "ACTION"):
+            why = ("/mj/submit/video takes no account filter" if a == "VIDEO"
+                   else "a button runs on the account of its task")
+            raise ValueError(f"accountFilter: not with action {a} ({why})")
+        if self.mode and self.accountFilter and self.accountFilter.modes:
+            raise ValueError("mode: give mode or accountFilter.modes, not both")
+        _check_extends(normalize_then(self.then), "then", a == "VIDEO")
         count = _count(normalize_then(self.then), 1)
         if count > MAX_STEPS:
             raise ValueError(f"too many follow-up steps ({count}, at most {MAX_STEPS})")
@@ -151,26 +242,49 @@ class JobSpec(BaseModel):
         out += [v for v in (self.base64, self.sourceBase64, self.targetBase64) if v]
         return out
 
-    def check_images(self, max_bytes: int) -> None:
+    @property
+    def modes(self) -> list[str]:
+        """The speed modes, in order of preference ([] for the upstream's default)."""
+        if self.accountFilter and self.accountFilter.modes:
+            return list(self.accountFilter.modes)
+        return [self.mode] if self.mode else []
+
+    def wants_seed(self) -> bool:
+        return self.seed or any(f.seed for _, f in _walk(normalize_then(self.then), "then"))
+
+    def check_images(self, max_bytes: int, limit_owner: str = "") -> None:
         """Validate every embedded image (raises ValueError naming the field)."""
-        for name in ("base64", "sourceBase64", "targetBase64"):
-            value = getattr(self, name)
-            if value:
-                try:
-                    check_data_url(value, max_bytes)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
-        for i, value in enumerate(self.base64Array or []):
+        def check(path: str, value: str) -> None:
             try:
-                check_data_url(value, max_bytes)
+                check_data_url(value, max_bytes, limit_owner)
             except ValueError as exc:
-                raise ValueError(f"base64Array[{i}]: {exc}") from None
+                raise ValueError(f"{path}: {exc}") from None
+
+        for name in ("base64", "sourceBase64", "targetBase64"):
+            if getattr(self, name):
+                check(name, getattr(self, name))
+        for name in ("image", "endImage"):
+            value = getattr(self, name)
+            if value and value.startswith("data:"):
+                check(name, value)
+        for i, value in enumerate(self.base64Array or []):
+            check(f"base64Array[{i}]", value)
+        for value in prompt_data_urls(self.prompt):
+            check("prompt", value)
         for path, follow in _walk(normalize_then(self.then), "then"):
             if follow.mask:
-                try:
-                    check_data_url(follow.mask, max_bytes)
-                except ValueError as exc:
-                    raise ValueError(f"{path}.mask: {exc}") from None
+                check(f"{path}.mask", follow.mask)
+
+
+def _check_extends(items: list[FollowUp], path: str, parent_is_video: bool) -> None:
+    """An ``extend`` follows a video: the VIDEO root, another extend, or an Animate click."""
+    for i, item in enumerate(items):
+        is_extend = item.button.strip().lower() == EXTEND
+        if is_extend and not parent_is_video:
+            raise ValueError(f"{path}[{i}].button: 'extend' follows a video step (action VIDEO, "
+                             "an Animate button or another extend)")
+        _check_extends(normalize_then(item.then), f"{path}[{i}].then",
+                       is_extend or is_video_button(item.button))
 
 
 def _count(items: list[FollowUp], depth: int) -> int:
@@ -192,72 +306,3 @@ def _walk(items: list[FollowUp], path: str):
     for i, item in enumerate(items):
         yield f"{path}[{i}]", item
         yield from _walk(normalize_then(item.then), f"{path}[{i}].then")
-
-
-MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("str", "FollowUp", "function-after[_by_action(), JobSpec]"):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "body"
-
-
-def _too_deep(data: Any, limit: int) -> str | None:
-    """The path of a value nested deeper than ``limit`` (iteratively: no recursion), or None."""
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
-    while stack:
-        value, path, depth = stack.pop()
-        if depth > limit:
-            return path
-        if isinstance(value, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
-    return None
-
-
-def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "") -> JobSpec:
-    """Validate a job spec; raises SpecError listing every problem with its field path."""
-    if not isinstance(data, dict):
-        raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
-    too_deep = _too_deep(data, MAX_JSON_DEPTH)
-    if too_deep is not None:
-        path = f"{prefix}{'.' if prefix and too_deep else ''}{too_deep}" or "body"
-        raise SpecError([{"path": path, "message": f"nested deeper than {MAX_JSON_DEPTH} levels"}])
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise SpecError([{"path": prefix or "body",
-                          "message": "text contains an unpaired surrogate (not valid Unicode)"}]) from None
-    except (TypeError, ValueError, RecursionError):
-        raise SpecError([{"path": prefix or "body", "message": "must be plain JSON"}]) from None
-    try:
-        spec = JobSpec.model_validate(data)
-    except RecursionError:
-        raise SpecError([{"path": prefix or "body", "message": "nested too deeply"}]) from None
-    except ValidationError as exc:
-        errors = []
-        for err in exc.errors(include_url=False):
-            path = _loc(tuple(err["loc"]))
-            if prefix and path == "body":
-                path = ""
-            errors.append({"path": f"{prefix}{'.' if prefix and path else ''}{path}",
-                           "message": err["msg"].removeprefix("Value error, ")})
-        raise SpecError(errors) from None
-    labels = spec.label_errors()
-    if labels:
-        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}
-                         for path, msg in labels])
-    try:
-        spec.check_images(max_image_bytes)
-    except ValueError as exc:
-        path, _, msg = str(exc).partition(": ")
-        raise SpecError([{"path": f"{prefix}{'.' if prefix else ''}{path}", "message": msg}]) from None
-    return spec

@@ -19,7 +19,7 @@ import redis
 
 from worker.jobs.inbox import Inbox
 from worker.jobs.model import Job, JobBrief, JobStatus, Step, StepBrief, StepStatus
-from worker.jobs.spec import FollowUp, JobSpec, normalize_then
+from worker.jobs.spec import EXTEND, FollowUp, JobSpec, normalize_then
 from worker.keys import Keys
 from worker.upstream.models import percent
 
@@ -58,6 +58,12 @@ class Txn:
     def save(self, step: Step) -> None:
         self.dirty.add(step.id)
 
+    def add(self, step: Step) -> None:
+        """A new step of this job (act later): written with the commit, listed last."""
+        self.steps[step.id] = step
+        self.dirty.add(step.id)
+        self.pipe.rpush(self.keys.job_steps(self.job.id), step.id)
+
     def effect(self, name: str, target: str | None = None) -> None:
         """Register what must follow this transaction: counted in ``counter:effects`` with
         the commit, then handed to the handler the engine wired for ``name`` (with
@@ -78,9 +84,25 @@ def _log_moves(txn: Txn, before: dict[str, StepStatus]) -> None:
                             "label": step.label, "reason": step.fail_reason or None})
 
 
+def new_child(parent: Step, item: FollowUp, index: int, now: float, *, seed: bool = False
+              ) -> Step:
+    """A follow-up step (``waiting``) under ``parent``, with its request options."""
+    options = {"chooseSameChannel": item.chooseSameChannel, "index": item.index,
+               "motion": item.motion, "seed": True if (item.seed or seed) else None}
+    extend = item.button.strip().lower() == EXTEND
+    child = Step(id=new_id("stp"), job=parent.job, index=index, label=item.button,
+                 action="EXTEND" if extend else "ACTION", status=StepStatus.WAITING,
+                 parent=parent.id, prompt=item.prompt, mask=item.mask,
+                 enable_remix=item.enableRemix, times={"created": now},
+                 options={k: v for k, v in options.items() if v is not None})
+    parent.children.append(child.id)
+    return child
+
+
 class JobStore:
     def __init__(self, r: redis.Redis, keys: Keys, *, retention_s: int = 7 * 86400,
-                 redrive_s: float = 60.0) -> None:
+                 redrive_s: float = 60.0, followups: str = "buttons",
+                 default_version: str | None = None) -> None:
         self.r = r
         self.keys = keys
         self.retention_s = retention_s
@@ -89,6 +111,10 @@ class JobStore:
         self.durations_scope = "default"
         #: the callback receiver's one round trip, and the worker's side of it
         self.inbox = Inbox(r, keys, retention_s, redrive_s)
+        #: how the upstream takes follow-ups: "buttons" (a customId) or "change" (novicezk)
+        self.followups = followups
+        #: the model version of prompts without ``--v`` (V8 button rules)
+        self.default_version = default_version
         #: effect name -> handler, called with the effect's target after the commit that
         #: registered it (the engine wires these: see ``worker.flow.engine``)
         self.on_effect: dict[str, Callable[[str], None]] = {}
@@ -110,9 +136,10 @@ class JobStore:
                   spec=spec.model_dump(mode="json", exclude_none=True), created_at=now,
                   batch=batch, lane=batch or "interactive")
         root = Step(id=new_id("stp"), job=job.id, index=0, label=spec.action,
-                    action=spec.action, status=StepStatus.QUEUED, times={"created": now})
+                    action=spec.action, status=StepStatus.QUEUED, times={"created": now},
+                    parent_task_id=spec.taskId, options={"seed": True} if spec.seed else {})
         steps = [root]
-        self._children(root, normalize_then(spec.then), steps, now)
+        self._children(root, normalize_then(spec.then), steps, now, spec.seed)
         job.open_steps = len(steps)
         k = self.keys
         pipe.hset(k.job(job.id), mapping=job.to_hash())
@@ -127,15 +154,12 @@ class JobStore:
         pipe.zadd(k.lanes(), {job.lane: 0}, nx=True)
         return job
 
-    def _children(self, parent: Step, items: list[FollowUp], out: list[Step], now: float) -> None:
+    def _children(self, parent: Step, items: list[FollowUp], out: list[Step], now: float,
+                  seed: bool = False) -> None:
         for item in items:
-            child = Step(id=new_id("stp"), job=parent.job, index=len(out), label=item.button,
-                         action="ACTION", status=StepStatus.WAITING, parent=parent.id,
-                         prompt=item.prompt, mask=item.mask, enable_remix=item.enableRemix,
-                         times={"created": now})
-            parent.children.append(child.id)
+            child = new_child(parent, item, len(out), now, seed=seed)
             out.append(child)
-            self._children(child, normalize_then(item.then), out, now)
+            self._children(child, normalize_then(item.then), out, now, seed)
 
     # -- reading ----------------------------------------------------------------------
     def step_ids(self, job_id: str) -> list[str]:
@@ -151,6 +175,10 @@ class JobStore:
             pipe.hgetall(self.keys.step(sid))
         steps = [Step.from_hash(x) for x in pipe.execute() if x]
         return Job.from_hash(h), steps
+
+    def job_spec(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.hget(self.keys.job(job_id), "spec")
+        return json.loads(raw) if raw else None
 
     def get_step(self, step_id: str) -> Step | None:
         h = self.r.hgetall(self.keys.step(step_id))

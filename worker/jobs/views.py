@@ -89,7 +89,24 @@ def step_view(step: Step, images: Images | None = None,
         "finalPrompt": step.task.get("finalPrompt") if step.task else None,
         "retryable": failed and retry_reason is None,
         "retryReason": retry_reason if failed else None,
+        **_extras(step),
     }
+
+
+def _extras(step: Step) -> dict[str, Any]:
+    """What some steps have besides images: the image seed, an upload's hosted URLs, a
+    video's clips (the ``images`` with contentType video/mp4 and their posters)."""
+    task = step.task or {}
+    out: dict[str, Any] = {}
+    if step.options.get("seed") or "seed" in task:
+        out["seed"] = task.get("seed")
+        if task.get("seedError"):
+            out["seedError"] = task["seedError"]
+    if "uploads" in task:
+        out["uploads"] = task["uploads"]
+    if task.get("video"):
+        out["video"] = True
+    return out
 
 
 def job_view(job: Job, steps: list[Step], images: Images | None = None) -> dict[str, Any]:

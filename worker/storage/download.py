@@ -25,7 +25,7 @@ import struct
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
@@ -191,8 +191,11 @@ def _stream_body(
     max_bytes: int,
     deadline: float,
     timeout_s: float,
+    sniffer: Callable[[bytes], str | None] = sniff,
+    what: str = "image",
 ) -> tuple[str, int]:
-    """Copy the body into ``spool``; return (sha256 hex, byte count)."""
+    """Copy the body into ``spool``; return (sha256 hex, byte count). ``sniffer`` names
+    the format the first bytes announce (images by default; videos use their own)."""
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -209,8 +212,8 @@ def _stream_body(
                 raise ImageRejected(f"image larger than {format_bytes(max_bytes)} limit")
             if len(head) < 16:
                 head += chunk[: 16 - len(head)]
-                if len(head) >= 12 and sniff(head) is None:
-                    raise ImageRejected(_not_an_image(head, response))
+                if len(head) >= 12 and sniffer(head) is None:
+                    raise ImageRejected(_not_an_image(head, response, what))
             digest.update(chunk)
             spool.write(chunk)
     except requests.RequestException as exc:
@@ -222,9 +225,10 @@ def _stream_body(
     if expired.is_set():
         raise DownloadUnavailable(f"image download took longer than {timeout_s:g} s")
     if size == 0:
-        raise ImageRejected("not an image: the body is empty")
-    if sniff(head) is None:
-        raise ImageRejected(_not_an_image(head, response))
+        raise ImageRejected(f"not an {what}: the body is empty" if what == "image"
+                            else f"not a {what}: the body is empty")
+    if sniffer(head) is None:
+        raise ImageRejected(_not_an_image(head, response, what))
     return digest.hexdigest(), size
 
 
@@ -237,7 +241,7 @@ def _cut(response: requests.Response, expired: threading.Event) -> None:
         pass  # already released or closed: the loop sees ``expired`` at its next chunk
 
 
-def _not_an_image(head: bytes, response: requests.Response) -> str:
+def _not_an_image(head: bytes, response: requests.Response, what: str = "image") -> str:
     content_type = response.headers.get("Content-Type", "none")
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
@@ -248,7 +252,8 @@ def _not_an_image(head: bytes, response: requests.Response) -> str:
         kind = "XML/HTML"
     else:
         kind = f"unknown data starting {head[:8]!r}"
-    return f"not an image: {kind} (Content-Type {content_type})"
+    article = "an" if what[0] in "aeiou" else "a"
+    return f"not {article} {what}: {kind} (Content-Type {content_type})"
 
 
 def _inspect(spool: IO[bytes], max_pixels: int) -> tuple[str, int, int]:

@@ -12,13 +12,15 @@ Shape (``manifestVersion`` 1; fields may be added, these keep their names)::
     {"manifestVersion": 1, "id", "status", "batch", "metadata", "spec", "createdAt",
      "finishedAt",
      "steps": [{"id", "parent", "label", "action", "status", "progress", "taskId",
-                "failReason", "submittedAt", "finishedAt",
+                "failReason", "submittedAt", "finishedAt", "seed", "uploads", "video",
                 "images": [{"key", "bucket", "uri", "path", "url", "sha256", "bytes",
-                            "width", "height", "part"}]}]}
+                            "width", "height", "part", "contentType", "poster"}]}]}
 
 ``key`` is the object's real key (for S3 in its bucket, the storage prefix included),
 ``bucket`` its bucket (S3), ``path`` its file (file storage), ``uri`` ``s3://bucket/key`` or
-``file:///path``.
+``file:///path``. ``seed``, ``uploads`` and ``video`` are present only on the steps that
+have them (an image seed asked with ``seed: true``, the hosted URLs of an UPLOAD, a video
+step's clips, whose images are ``video/mp4`` with the key of their ``poster``).
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ def build_manifest(job: Mapping[str, Any], steps: Iterable[Mapping[str, Any]]) -
     }
 
 
+OPTIONAL_STEP_FIELDS = ("seed", "seedError", "uploads", "video")
+
+
 def _step(step: Mapping[str, Any]) -> dict[str, Any]:
     shaped = {name: step.get(name) for name in STEP_FIELDS}
+    shaped.update({name: step[name] for name in OPTIONAL_STEP_FIELDS if name in step})
     shaped["images"] = [_image(image) for image in step.get("images") or []]
     return shaped
 
@@ -66,4 +72,7 @@ def _step(step: Mapping[str, Any]) -> dict[str, Any]:
 def _image(image: Mapping[str, Any]) -> dict[str, Any]:
     shaped = {name: image.get(name) for name in IMAGE_FIELDS}
     shaped["part"] = image.get("part") or ""
+    for name in ("contentType", "poster"):
+        if image.get(name):
+            shaped[name] = image[name]
     return shaped

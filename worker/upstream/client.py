@@ -62,12 +62,15 @@ SUBMIT_PATHS: Mapping[str, str] = {
     "simple-change": "/mj/submit/simple-change",
     "swap-face": "/mj/insight-face/swap",
     "upload-discord-images": "/mj/submit/upload-discord-images",
+    "video": "/mj/submit/video",
+    "edits": "/mj/submit/edits",
+    "retexture": "/mj/submit/retexture",
 }
 _NAMES_BY_PATH = {path: name for name, path in SUBMIT_PATHS.items()}
 #: Submits that start a new task on some account, so ``accountFilter.modes`` applies;
 #: follow-ups (action, modal, change) run on the parent's account.
 ACCOUNT_FILTER_SUBMITS = frozenset({"imagine", "blend", "describe", "shorten", "swap-face",
-                                    "upload-discord-images"})
+                                    "upload-discord-images", "edits", "retexture"})
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0

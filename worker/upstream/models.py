@@ -152,6 +152,8 @@ class Task(BaseModel):
     finishTime: int | None = None
     imageUrl: str | None = None
     imageUrls: list[Any] | None = None
+    videoUrl: str | None = None
+    videoUrls: list[Any] | None = None
     failReason: str | None = None
     buttons: list[Button] = []
     properties: dict[str, Any] = {}
@@ -178,7 +180,7 @@ class Task(BaseModel):
         return as_text(value)
 
     @field_validator("action", "prompt", "promptEn", "description", "state", "customId",
-                     "botType", "imageUrl", "failReason", mode="before")
+                     "botType", "imageUrl", "failReason", "videoUrl", mode="before")
     @classmethod
     def _text_or_none(cls, value: Any) -> str | None:
         return _optional_text(value)
@@ -188,7 +190,7 @@ class Task(BaseModel):
     def _times(cls, value: Any) -> int | None:
         return _epoch_ms(value)
 
-    @field_validator("imageUrls", mode="before")
+    @field_validator("imageUrls", "videoUrls", mode="before")
     @classmethod
     def _image_urls(cls, value: Any) -> list[Any] | None:
         if value is None or isinstance(value, list):
@@ -265,6 +267,26 @@ class Task(BaseModel):
             elif isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"]:
                 urls.append(item["url"])
         return urls
+
+    @property
+    def videos(self) -> list[tuple[str, str | None]]:
+        """The task's video clips as ``(url, thumbnail)``: ``videoUrls`` (trueai sends
+        ``[{url, thumbnail}]``, new-api ``[{url}]``), else ``videoUrl``."""
+        clips: list[tuple[str, str | None]] = []
+        for item in self.videoUrls or []:
+            if isinstance(item, str) and item:
+                clips.append((item, None))
+            elif isinstance(item, dict) and isinstance(item.get("url"), str) and item["url"]:
+                thumb = item.get("thumbnail")
+                clips.append((item["url"], thumb if isinstance(thumb, str) and thumb else None))
+        if not clips and self.videoUrl:
+            clips.append((self.videoUrl, None))
+        return clips
+
+    @property
+    def is_video(self) -> bool:
+        """A VIDEO task (its ``imageUrl`` may be the MP4 itself) or one carrying clips."""
+        return (self.action or "").upper() == "VIDEO" or bool(self.videos)
 
     def button(self, label: str) -> Button | None:
         """The first button with this label (``"U1"``) or customId fragment."""

@@ -19,7 +19,16 @@ uniapi             mode via ``/mj-fast``, ``/mj-relax``, ``/mj-turbo`` path pref
 dataeyes           User-Agent mandatory (Cloudflare 403 "error code: 1010"); imageUrl host
                    is a placeholder, so images come from ``/mj/image/{id}``; no
                    list-by-condition, no callbacks; 21 "任务已存在" = accepted, use its id.
+novicezk           the open-source novicezk build (v2.6.x): no ``buttons``, no
+                   /action, /modal, upload, seed, cancel, video or edits; follow-ups
+                   U1-U4/V1-V4/reroll through ``/mj/submit/change``.
 =================  ===============================================================
+
+What each can do beyond imagine (``upstream-video-edits.md`` §1, ``upstream-midjourney-
+proxy.md`` §1.2): video (``/mj/submit/video``, extend) on trueai and new-api; edits on
+trueai and new-api; retexture on trueai only (new-api does not route it); the Animate and
+Extend buttons only on trueai (new-api refuses them as ``unknown_action``);
+upload-discord-images on trueai, new-api (its filter is called ``filter``) and UniAPI.
 """
 from __future__ import annotations
 
@@ -36,8 +45,14 @@ DEFAULT_PROFILE = "midjourney-proxy"
 DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
 MODES = frozenset({"FAST", "RELAX", "TURBO"})
 
+#: The official Midjourney CDN (trueai's ``imageUrls``/``videoUrls``).
+MIDJOURNEY_CDN_HOSTS = frozenset({"cdn.midjourney.com"})
+MB = 1024 * 1024
+
 ModeVia = Literal["account_filter", "path_prefix"]
 ImageSource = Literal["task_url", "image_endpoint"]
+FollowUps = Literal["buttons", "change"]
+UploadFilter = Literal["accountFilter", "filter"]
 
 
 def _rules(rules: dict[int, CodeRule]) -> Mapping[int, CodeRule]:
@@ -76,6 +91,23 @@ class Profile:
     has_modal: bool = True
     has_cancel: bool = False
     has_image_seed: bool = True
+    #: ``POST /mj/submit/upload-discord-images``, and the name of its account filter
+    has_upload: bool = False
+    upload_filter_field: UploadFilter = "accountFilter"
+    #: newer trueai surface: ``/mj/submit/video`` (+ extend), ``/edits``, ``/retexture``
+    has_video: bool = False
+    has_edits: bool = False
+    has_retexture: bool = False
+    #: the Animate/Extend buttons can be clicked (new-api refuses them before the upstream)
+    animate_buttons: bool = False
+    #: face swap takes ``sourceUrl``/``targetUrl`` as well as base64
+    swap_by_url: bool = False
+    #: how follow-ups are sent: a button's customId to /action, or /change (no buttons)
+    followups: FollowUps = "buttons"
+    #: the model version of a prompt without ``--v`` (trueai defaults to 8.1)
+    default_version: str | None = None
+    #: largest image accepted in a request (None: ``MJFLOW_MAX_UPLOAD_BYTES``)
+    max_image_bytes: int | None = None
     #: Codes that mean "queue full, retry later" whatever the result field holds.
     queue_full_codes: frozenset[int] = frozenset({23, 9})
     #: Per-code overrides of ``outcomes.BASE_CODE_RULES``.
@@ -107,6 +139,14 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         authorization_prefix="",
         has_task_list=True,
         has_cancel=True,
+        has_upload=True,
+        has_video=True,
+        has_edits=True,
+        has_retexture=True,
+        animate_buttons=True,
+        swap_by_url=True,
+        default_version="8.1",
+        allowed_image_hosts=DISCORD_CDN_HOSTS | MIDJOURNEY_CDN_HOSTS,
     ),
     "newapi": Profile(
         name="newapi",
@@ -116,6 +156,12 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         image_source="image_endpoint",
         placeholder_hosts=frozenset({"localhost"}),
         submit_timeout_s=75.0,
+        has_upload=True,
+        upload_filter_field="filter",        # seed 000 names it so
+        has_video=True,
+        has_edits=True,
+        max_image_bytes=4 * MB,              # seed 000: "文件大小：最大 4MB"
+        allowed_image_hosts=DISCORD_CDN_HOSTS | MIDJOURNEY_CDN_HOSTS,
         code_rules=_rules({
             21: CodeRule(Outcome.NEEDS_MODAL, "waiting for modal confirm",
                          when_no_id=(Outcome.REJECTED, "parameter error")),
@@ -129,6 +175,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
         name="uniapi",
         mode_via="path_prefix",
         submit_timeout_s=75.0,
+        has_upload=True,                     # seed 001: 上传图片获得url
         # The doc example's image host, a Discord attachment mirror.
         allowed_image_hosts=DISCORD_CDN_HOSTS | {"img.innk.cc"},
         code_rules=_rules({
@@ -149,6 +196,13 @@ PROFILES: Mapping[str, Profile] = MappingProxyType({
             21: CodeRule(Outcome.ACCEPTED, "task already exists",
                          when_no_id=(Outcome.REJECTED, "task already exists, no id given")),
         }),
+    ),
+    "novicezk": Profile(
+        name="novicezk",
+        has_modal=False,
+        has_image_seed=False,
+        has_task_list=True,
+        followups="change",
     ),
 })
 

@@ -20,19 +20,40 @@ ROOT_REQUESTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "BLEND": ("blend", ("base64Array", "dimensions", "botType", "accountFilter")),
     "DESCRIBE": ("describe", ("base64", "link", "botType", "language", "accountFilter")),
     "SHORTEN": ("shorten", ("prompt", "botType", "accountFilter")),
-    "SWAP_FACE": ("swap-face", ("sourceBase64", "targetBase64", "accountFilter")),
+    "SWAP_FACE": ("swap-face", ("sourceBase64", "targetBase64", "sourceUrl", "targetUrl",
+                                "accountFilter")),
+    "VIDEO": ("video", ("prompt", "image", "endImage", "motion", "loop", "videoType",
+                        "batchSize")),
+    "EDITS": ("edits", ("prompt", "image", "accountFilter")),
+    "RETEXTURE": ("retexture", ("prompt", "image", "accountFilter")),
+    "UPLOAD": ("upload-discord-images", ("base64Array",)),
 }
+#: the keys seed 000 lists for upload-discord-images' ``filter``
+UPLOAD_FILTER_KEYS = ("channelId", "instanceId", "remark")
 Request = tuple[str, dict[str, Any]]       # (endpoint name, body without state/notifyHook)
 
 
-def root_request(action: str, spec: Mapping[str, Any]) -> Request:
+def root_request(action: str, spec: Mapping[str, Any], *,
+                 upload_filter_field: str = "accountFilter") -> Request:
     """The submit for a job's first step, from the job spec (camelCase, as the seeds name
-    the fields); fields the endpoint does not take are left out."""
+    the fields); fields the endpoint does not take are left out. ``upload_filter_field``
+    is what the profile calls the account filter of upload-discord-images."""
     path, fields = ROOT_REQUESTS[action]
     body = {f: spec[f] for f in fields if spec.get(f) is not None}
     if action == "BLEND":
         body.setdefault("dimensions", "SQUARE")
+    if action == "UPLOAD" and spec.get("accountFilter"):
+        body.update(upload_filter(spec["accountFilter"], upload_filter_field))
     return path, body
+
+
+def upload_filter(account_filter: Mapping[str, Any], field: str) -> dict[str, Any]:
+    """The account filter of an upload, under the profile's name for it (seed 000's
+    ``filter`` takes channelId, instanceId and remark only)."""
+    if field == "filter":
+        picked = {k: account_filter[k] for k in UPLOAD_FILTER_KEYS if k in account_filter}
+        return {"filter": picked} if picked else {}
+    return {"accountFilter": dict(account_filter)}
 
 
 def action_request(task_id: str, custom_id: str, *, enable_remix: bool | None = None,
@@ -40,6 +61,19 @@ def action_request(task_id: str, custom_id: str, *, enable_remix: bool | None = 
     """A button click on a finished task (U1, V2, 🔄, zoom, pan...)."""
     return "action", {"taskId": str(task_id), "customId": custom_id,
                       "enableRemix": enable_remix, "chooseSameChannel": choose_same_channel}
+
+
+def change_request(task_id: str, action: str, index: int | None = None) -> Request:
+    """U1–U4 / V1–V4 / reroll where the upstream has no buttons (novicezk ``/change``)."""
+    return "change", {"taskId": str(task_id), "action": action,
+                      "index": None if action == "REROLL" else index}
+
+
+def extend_request(task_id: str, *, prompt: str, index: int = 0,
+                   motion: str | None = None) -> Request:
+    """Extend one clip (``index`` 0-based) of a finished VIDEO task (trueai §2.4)."""
+    return "video", {"action": "extend", "taskId": str(task_id), "index": index,
+                     "prompt": prompt, "motion": motion}
 
 
 def modal_request(task_id: str, *, prompt: str | None = None,
@@ -127,8 +161,8 @@ class SubmitMethods:
             return _refused(f"change action must be one of {sorted(CHANGE_ACTIONS)}")
         if action != "REROLL" and index not in (1, 2, 3, 4):
             return _refused(f"{action} needs an index 1..4")
-        return self.submit("change", {"taskId": str(task_id), "action": action,
-                                      "index": index}, state=state, notify_hook=notify_hook)
+        return self.submit(*change_request(task_id, action, index), state=state,
+                           notify_hook=notify_hook)
 
     def simple_change(self, content: str, *, state: str | None = None,
                       notify_hook: str | None = None) -> Answer:
@@ -151,12 +185,45 @@ class SubmitMethods:
     def upload_discord_images(self, base64_array: Sequence[str], *,
                               account_filter: Mapping[str, Any] | None = None,
                               modes: Sequence[str] | None = None) -> Answer:
-        """Upload images; an ACCEPTED answer's ``result`` is the list of URLs."""
+        """Upload images; an ACCEPTED answer's ``result`` is the list of URLs. The filter
+        goes under the profile's name for it (``filter`` on new-api)."""
         if not base64_array:
             return _refused("upload-discord-images needs at least one image")
-        return self.submit("upload-discord-images", {
+        field = getattr(getattr(self, "profile", None), "upload_filter_field", "accountFilter")
+        return self.submit(*root_request("UPLOAD", {
             "base64Array": list(base64_array), "accountFilter": _dict(account_filter),
-        }, modes=modes)
+        }, upload_filter_field=field), modes=modes)
+
+    def video(self, prompt: str, image: str | None = None, *, end_image: str | None = None,
+              motion: str | None = None, loop: bool | None = None,
+              video_type: str | None = None, batch_size: int | None = None,
+              state: str | None = None, notify_hook: str | None = None) -> Answer:
+        """``/mj/submit/video``: image to video (the first frame is an URL or data URL)."""
+        if not prompt or not prompt.strip():
+            return _refused("video needs a prompt")
+        return self.submit(*root_request("VIDEO", {
+            "prompt": prompt, "image": image, "endImage": end_image, "motion": motion,
+            "loop": loop, "videoType": video_type, "batchSize": batch_size,
+        }), state=state, notify_hook=notify_hook)
+
+    def video_extend(self, task_id: str, prompt: str, *, index: int = 0,
+                     motion: str | None = None, state: str | None = None,
+                     notify_hook: str | None = None) -> Answer:
+        if not task_id or not prompt or not 0 <= index <= 3:
+            return _refused("extend needs the VIDEO task id, a prompt and an index 0..3")
+        return self.submit(*extend_request(task_id, prompt=prompt, index=index, motion=motion),
+                           state=state, notify_hook=notify_hook)
+
+    def edits(self, prompt: str, image: str, *, retexture: bool = False,
+              modes: Sequence[str] | None = None, state: str | None = None,
+              notify_hook: str | None = None,
+              account_filter: Mapping[str, Any] | None = None) -> Answer:
+        """``/mj/submit/edits`` (or ``/retexture``): a prompt and the picture to edit."""
+        if not prompt or not image:
+            return _refused("edits and retexture need a prompt and an image")
+        return self.submit(*root_request("RETEXTURE" if retexture else "EDITS", {
+            "prompt": prompt, "image": image, "accountFilter": _dict(account_filter),
+        }), state=state, notify_hook=notify_hook, modes=modes)
 
 
 def _refused(message: str) -> Answer:
