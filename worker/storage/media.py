@@ -20,6 +20,7 @@ from typing import IO, Any
 import requests
 
 from worker.errors import ImageRejected, SourceExpired
+from worker.storage.addresses import IPNetwork, parse_networks
 from worker.storage.download import (
     SPOOL_MAX_BYTES,
     DownloadedImage,
@@ -30,9 +31,15 @@ from worker.storage.download import (
 )
 from worker.storage.errors import DownloadUnavailable, SourceGone
 from worker.storage.naming import image_key
-from worker.storage.sinks import Sink
+from worker.storage.sink import Sink
 from worker.storage.ssrf import guarded_get, redact_url
-from worker.storage.store import StorageSettings, StoredImage, StoreRequest, object_metadata
+from worker.storage.store import (
+    StorageSettings,
+    StoredImage,
+    StoreRequest,
+    object_metadata,
+    put_image,
+)
 
 MP4_TYPE = "video/mp4"
 #: ``ftyp`` major brands of MP4/QuickTime files (ISO/IEC 14496-12, -14, 3GPP, Apple)
@@ -94,14 +101,15 @@ class DownloadedVideo:
 
 def download_video(session: requests.Session, url: str, *, max_bytes: int, timeout_s: float,
                    allowed_hosts: Iterable[str] = (), allow_private: bool = False,
-                   headers: Mapping[str, str] | None = None) -> DownloadedVideo:
+                   headers: Mapping[str, str] | None = None,
+                   allowed_networks: Iterable[IPNetwork] = ()) -> DownloadedVideo:
     """Fetch ``url`` into a temporary file and check it is an MP4 (see the module doc)."""
     deadline = time.monotonic() + timeout_s
     request_headers = {"Accept": "video/mp4,video/*", "Accept-Encoding": "identity",
                        **(headers or {})}
     try:
         response = guarded_get(session, url, allowed_hosts=allowed_hosts,
-                               allow_private=allow_private,
+                               allow_private=allow_private, allowed_networks=allowed_networks,
                                timeout_s=(min(timeout_s, 10.0), timeout_s),
                                headers=request_headers)
     except requests.RequestException as exc:
@@ -147,6 +155,7 @@ def store_video_step(sink: Sink, session: requests.Session, req: VideoRequest, *
                     else base.allowed_hosts)
     limits = dict(max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s,
                   allowed_hosts=allowed, allow_private=settings.allow_private_urls,
+                  allowed_networks=parse_networks(settings.allowed_private_networks),
                   headers=base.headers)
     if not req.clips:
         raise SourceGone(f"task {base.task_id} finished without a video URL")
@@ -163,7 +172,8 @@ def store_video_step(sink: Sink, session: requests.Session, req: VideoRequest, *
             poster = ""
             if clips[n][1]:
                 try:
-                    poster_image = download_image(session, clips[n][1], **limits)
+                    poster_image = download_image(session, clips[n][1], **limits,
+                                                  max_pixels=settings.max_image_pixels)
                 except SourceExpired:
                     poster_image = None          # the clip matters; its poster is a bonus
                 if poster_image is not None:
@@ -175,7 +185,8 @@ def store_video_step(sink: Sink, session: requests.Session, req: VideoRequest, *
                      metadata=object_metadata(base, part=part, sha256_hex=video.sha256),
                      sha256_hex=video.sha256)
             stored.insert(len(stored) - (1 if poster else 0),
-                          StoredVideo(key, video.sha256, video.bytes, 0, 0, MP4_TYPE, part, poster))
+                          StoredVideo(key, video.sha256, video.bytes, 0, 0, MP4_TYPE, part,
+                                      location=sink.where(key), poster=poster))
         finally:
             video.close()
     return stored
@@ -210,6 +221,9 @@ def store_full_size(sink: Sink, session: requests.Session, req: StoreRequest, ur
                                    timeout_s=settings.download_timeout_s,
                                    allowed_hosts=allowed,
                                    allow_private=settings.allow_private_urls,
+                                   allowed_networks=parse_networks(
+                                       settings.allowed_private_networks),
+                                   max_pixels=settings.max_image_pixels,
                                    headers=req.headers)
         except SourceExpired as exc:
             raise SourceGone(f"full-size image {n} expired: {exc}") from exc
@@ -222,9 +236,6 @@ def _put_image(sink: Sink, settings: StorageSettings, req: StoreRequest, image: 
                suffix: str, part: str, out: list[StoredImage]) -> str:
     key = image_key(settings.key_template, job_id=req.job_id, step_index=req.step_index,
                     label=req.label, ext=image.ext, suffix=suffix)
-    sink.put(key, image.file, content_type=image.content_type,
-             metadata=object_metadata(req, part=part, sha256_hex=image.sha256),
-             sha256_hex=image.sha256)
-    out.append(StoredImage(key, image.sha256, image.bytes, image.width, image.height,
-                           image.content_type, part))
+    out.append(put_image(sink, req, key, image.file, image.content_type, image.sha256,
+                         image.bytes, image.width, image.height, part))
     return key

@@ -126,14 +126,14 @@ def store_step_images(
             label=req.label,
             ext=image.ext,
         )
-        stored = [_put(sink, req, key, image.file, image.content_type, image.sha256,
+        stored = [put_image(sink, req, key, image.file, image.content_type, image.sha256,
                        image.bytes, image.width, image.height, "")]
         if req.split_grid:
             stored.extend(_store_quarters(sink, req, settings, image))
     return stored
 
 
-def _put(sink: Sink, req: StoreRequest, key: str, fileobj: IO[bytes], content_type: str,
+def put_image(sink: Sink, req: StoreRequest, key: str, fileobj: IO[bytes], content_type: str,
          sha256_hex: str, size_bytes: int, width: int, height: int, part: str) -> StoredImage:
     """Put one image and its thumbnail; the image's record."""
     sink.put(key, fileobj, content_type=content_type,
@@ -236,7 +236,7 @@ def _store_quarters(
                 ext="png",
                 suffix=part.suffix,
             )
-            stored.append(_put(sink, req, key, part.file, "image/png", part.sha256,
+            stored.append(put_image(sink, req, key, part.file, "image/png", part.sha256,
                                _size(part.file), part.width, part.height, name))
     finally:
         for part in parts:
