@@ -163,6 +163,7 @@ class SentinelCluster:
         # first. Otherwise it keeps acknowledging writes after its replica is promoted and
         # until the Sentinels demote it, and those writes are dropped at the resync.
         self._client(old).execute_command("CLIENT", "PAUSE", PAUSE_MS, "WRITE")
+        self.wait_in_sync()          # what it acknowledged before the pause is on the replica
         self.sentinel().execute_command("SENTINEL", "FAILOVER", self.master_name)
         new = self.wait_master(old)
         self._wait_role(old, "slave")
