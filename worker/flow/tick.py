@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from worker.errors import MjflowError
 from worker.flow import receiver
@@ -89,8 +90,15 @@ def _clear_lost_attempt(engine: Engine, step_id: str, started: float) -> bool:
     return bool(job_id and engine.store.mutate(job_id, fn))
 
 
-def _adopt_from(engine: Engine, brief: StepBrief, tasks: list[Task], now: float,
-                counter: str) -> bool:
+def _adopt_from(engine: Engine, brief: StepBrief, what: str, counter: str,
+                lookup: Callable[[], list[Task]], now: float) -> bool:
+    """Ask the upstream (``lookup``) for tasks that may be this step's lost submit; adopt
+    the one whose own copy carries our state."""
+    try:
+        tasks = lookup()
+    except MjflowError as exc:
+        log.warning("%s lookup failed: %s", what, exc)
+        return False
     for task in tasks:
         if task.state == brief.upstream_state:
             reconcile(engine.store, brief.id, task, engine.timing(None), now)
@@ -100,28 +108,16 @@ def _adopt_from(engine: Engine, brief: StepBrief, tasks: list[Task], now: float,
 
 
 def _found_by_seen_ids(engine: Engine, brief: StepBrief, now: float) -> bool:
-    """Ask the upstream about the task ids callbacks showed for this step (their reconcile
-    may have died with a worker): the upstream's copy must carry our state."""
+    """The task ids callbacks showed for this step (their reconcile may have died with a
+    worker)."""
     seen = engine.store.seen_tasks(brief.id)
-    if not seen:
-        return False
-    try:
-        tasks = engine.client.list_by_condition(seen)
-    except MjflowError as exc:
-        log.warning("lookup of %d task ids seen in callbacks failed: %s", len(seen), exc)
-        return False
-    return _adopt_from(engine, brief, tasks, now, "recovered_from_callbacks")
+    return bool(seen) and _adopt_from(engine, brief, "seen task ids", "recovered_from_callbacks",
+                                      lambda: engine.client.list_by_condition(seen), now)
 
 
 def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
-    if not engine.profile.has_task_list:
-        return False
-    try:
-        tasks = engine.client.task_list()
-    except MjflowError as exc:
-        log.warning("task list lookup failed: %s", exc)
-        return False
-    return _adopt_from(engine, brief, tasks, now, "recovered_from_list")
+    return engine.profile.has_task_list and _adopt_from(
+        engine, brief, "task list", "recovered_from_list", engine.client.task_list, now)
 
 
 def sweep_deadlines(engine: Engine, now: float) -> int:
@@ -143,25 +139,12 @@ def _expire(tx: Txn, step_id: str, now: float) -> bool:
     return machine.move(tx, step, S.FAILED, now=now, reason=reason)
 
 
-def sweep_storing(engine: Engine, now: float) -> int:
-    due = _due(engine, engine.keys.storing(), now, engine.settings.redrive_s)
-    for step_id in due:
-        engine.enqueue.store(step_id)
-    return len(due)
-
-
-def sweep_finishing(engine: Engine, now: float) -> int:
-    due = _due(engine, engine.keys.finishing(), now, engine.settings.redrive_s)
-    for job_id in due:
-        engine.enqueue.finish(job_id)
-    return len(due)
-
-
-def sweep_inbox(engine: Engine, now: float) -> int:
-    """Callback snapshots whose reconcile message was lost: send it again."""
-    due = _due(engine, engine.keys.inbox_dirty(), now, engine.settings.redrive_s)
-    for step_id in due:
-        engine.enqueue.reconcile(step_id)
+def redrive(engine: Engine, key: str, send: Callable[[str], None], now: float) -> int:
+    """Hand out again what a schedule (``storing``, ``finishing``, ``inbox:dirty``) says is
+    due: the safety net behind a hand-off lost with a killed worker."""
+    due = _due(engine, key, now, engine.settings.redrive_s)
+    for member in due:
+        send(member)
     return len(due)
 
 
@@ -214,9 +197,10 @@ def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
             "polled": polled["polled"], "recovered": polled["moved"], "lost": polled["lost"],
             "pending_submits": sweep_pending_submits(engine, now),
             "deadlines": sweep_deadlines(engine, now),
-            "storing": sweep_storing(engine, now),
-            "finishing": sweep_finishing(engine, now),
-            "inbox": sweep_inbox(engine, now),
+            "storing": redrive(engine, engine.keys.storing(), engine.enqueue.store, now),
+            "finishing": redrive(engine, engine.keys.finishing(), engine.enqueue.finish, now),
+            # callback snapshots whose reconcile message was lost
+            "inbox": redrive(engine, engine.keys.inbox_dirty(), engine.enqueue.reconcile, now),
             "purged": purge_expired(engine, now),
             "receiver_probes": probe_receiver(engine, now),
         }

@@ -20,7 +20,7 @@ from typing import IO, Any
 import requests
 
 from worker.errors import ImageRejected, SourceExpired
-from worker.storage.addresses import IPNetwork, parse_networks
+from worker.storage.addresses import IPNetwork
 from worker.storage.download import (
     SPOOL_MAX_BYTES,
     DownloadedImage,
@@ -37,6 +37,7 @@ from worker.storage.store import (
     StorageSettings,
     StoredImage,
     StoreRequest,
+    download_limits,
     object_metadata,
     put_image,
 )
@@ -151,12 +152,7 @@ def store_video_step(sink: Sink, session: requests.Session, req: VideoRequest, *
                      settings: StorageSettings) -> list[StoredImage]:
     """Store each clip as ``...[-cN].mp4`` and its poster as ``...[-cN]-poster.<ext>``."""
     base = req.base
-    allowed = tuple(settings.allowed_image_hosts if base.allowed_hosts is None
-                    else base.allowed_hosts)
-    limits = dict(max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s,
-                  allowed_hosts=allowed, allow_private=settings.allow_private_urls,
-                  allowed_networks=parse_networks(settings.allowed_private_networks),
-                  headers=base.headers)
+    limits = download_limits(base, settings)
     if not req.clips:
         raise SourceGone(f"task {base.task_id} finished without a video URL")
     stored: list[StoredImage] = []
@@ -212,19 +208,11 @@ def store_full_size(sink: Sink, session: requests.Session, req: StoreRequest, ur
                     *, settings: StorageSettings) -> list[StoredImage]:
     """The four full-size images of a grid (``imageUrls``), stored as its quarters
     ``-q1``..``-q4`` instead of cutting the grid."""
-    allowed = tuple(settings.allowed_image_hosts if req.allowed_hosts is None
-                    else req.allowed_hosts)
+    limits = download_limits(req, settings)
     stored: list[StoredImage] = []
     for n, url in enumerate(urls, start=1):
         try:
-            image = download_image(session, url, max_bytes=settings.max_image_bytes,
-                                   timeout_s=settings.download_timeout_s,
-                                   allowed_hosts=allowed,
-                                   allow_private=settings.allow_private_urls,
-                                   allowed_networks=parse_networks(
-                                       settings.allowed_private_networks),
-                                   max_pixels=settings.max_image_pixels,
-                                   headers=req.headers)
+            image = download_image(session, url, **limits, max_pixels=settings.max_image_pixels)
         except SourceExpired as exc:
             raise SourceGone(f"full-size image {n} expired: {exc}") from exc
         with image:

@@ -177,24 +177,23 @@ def object_metadata(req: StoreRequest, *, part: str, sha256_hex: str) -> dict[st
     return metadata
 
 
+def download_limits(req: StoreRequest, settings: StorageSettings) -> dict[str, Any]:
+    """What every download of a step's media is held to: size, time, the SSRF guard's
+    hosts and networks, the request's headers (images add ``max_pixels``)."""
+    allowed = settings.allowed_image_hosts if req.allowed_hosts is None else req.allowed_hosts
+    return dict(max_bytes=settings.max_image_bytes, timeout_s=settings.download_timeout_s,
+                allowed_hosts=tuple(allowed), allow_private=settings.allow_private_urls,
+                allowed_networks=parse_networks(settings.allowed_private_networks),
+                headers=req.headers)
+
+
 def _download_with_refresh(
     session: requests.Session, req: StoreRequest, settings: StorageSettings
 ) -> DownloadedImage:
-    allowed = settings.allowed_image_hosts if req.allowed_hosts is None else req.allowed_hosts
-    allowed = tuple(allowed)
+    limits = download_limits(req, settings)
 
     def fetch(url: str) -> DownloadedImage:
-        return download_image(
-            session,
-            url,
-            max_bytes=settings.max_image_bytes,
-            timeout_s=settings.download_timeout_s,
-            allowed_hosts=allowed,
-            allow_private=settings.allow_private_urls,
-            allowed_networks=parse_networks(settings.allowed_private_networks),
-            headers=req.headers,
-            max_pixels=settings.max_image_pixels,
-        )
+        return download_image(session, url, **limits, max_pixels=settings.max_image_pixels)
 
     url = req.image_url
     refreshed = False
