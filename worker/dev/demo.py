@@ -221,6 +221,8 @@ def run(*, speed: float = 20.0, keep_running: bool | None = None, timeout_s: flo
     started = time.monotonic()
     code = 1
     finished = False
+    for sig in (signal.SIGTERM, signal.SIGHUP):     # a stop from outside stops it all too
+        signal.signal(sig, _interrupt)
     try:
         urls = demo.start()
         with Consumer(secret) as consumer:
@@ -248,3 +250,5 @@ def run(*, speed: float = 20.0, keep_running: bool | None = None, timeout_s: flo
     return code
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
