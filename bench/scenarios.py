@@ -64,8 +64,9 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
     sim_options = {**(sim_options or {})}
     if faults:
         sim_options["faults"] = faults
+    profile = sim_options.pop("profile", "midjourney-proxy")     # the stack sets both sides
     stack = h.BenchStack(speed=speed, callbacks=callbacks, sim_options=sim_options,
-                         env_extra=env_extra or {})
+                         env_extra=env_extra or {}, profile=profile)
     with ExitStack() as es:
         es.enter_context(h.varied_durations())
         if fast:
