@@ -654,8 +654,8 @@ class Watch:
     def sample(self, dt: float) -> None:
         pipe = self.r.pipeline(transaction=False)
         pipe.get(f"{PREFIX}:lock:tick")
-        pipe.hget(f"{PREFIX}:window", "size")
-        pipe.zcard(f"{PREFIX}:slots")
+        pipe.hget(f"{PREFIX}:window:default", "size")
+        pipe.zcard(f"{PREFIX}:slots:default")
         token, size, slots = pipe.execute()
         now = time.monotonic()
         self.seconds += dt

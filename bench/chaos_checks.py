@@ -20,7 +20,7 @@ EVENT_FOR_STATUS = {"succeeded": "job.succeeded", "partial": "job.partial",
 DEADLINE_REASON = "upstream timed out after"       # worker/flow/tick.py sweep_deadlines
 UPSTREAM_FAILED_REASON = "upstream failed the task"  # worker/jobs/reconcile.py
 UPSTREAM_TIMEOUT_REASON = "upstream timed out the task"  # the upstream's own 任务超时
-IDLE_QUEUES = ("poll", "deadline", "slots", "storing", "finishing", "pending-submit",
+IDLE_QUEUES = ("poll", "deadline", "slots:default", "storing", "finishing", "pending-submit",
                "deliveries:due", "ready:*", "jobs:live")
 MAX_LISTED = 8
 

@@ -48,10 +48,10 @@ def _post(url: str, step: str, token: str, body: dict) -> requests.Response:
 
 def _foreign_task(engine: Engine) -> str:
     """A task somebody else submitted upstream, without our state, now finished."""
-    answer = engine.client.imagine("somebody else's lighthouse")
+    answer = engine.member(None).client.imagine("somebody else's lighthouse")
     assert answer.accepted
     for _ in range(200):
-        task = engine.client.fetch(answer.task_id)
+        task = engine.member(None).client.fetch(answer.task_id)
         if task and task.status == "SUCCESS":
             return task.id
         time.sleep(0.05)
@@ -100,7 +100,7 @@ def test_a_retried_step_refuses_the_hook_url_of_its_first_attempt(rds, make_sett
     job = engine.store.create(JobSpec.model_validate({"prompt": "p"}))
     dispatch(engine)
     root = engine.store.step_ids(job.id)[0]
-    first_url = engine.hook_url(root, 0)
+    first_url = engine.hook_url(engine.member(None), root, 0)
     apply_answer(engine, job.id, root, "imagine", Answer(Outcome.REJECTED, "no"))
     engine.store.mutate(job.id, machine.retry_failed)
     dispatch(engine)
@@ -109,7 +109,7 @@ def test_a_retried_step_refuses_the_hook_url_of_its_first_attempt(rds, make_sett
     body = {"id": "1712345678901234", "status": "IN_PROGRESS", "state": upstream_state(root, 1)}
     with serve(create_app(engine.settings, engine)) as url:
         assert _post(url, root, token0, body).status_code == 404
-        token1 = engine.hook_url(root, 1).rsplit("/", 1)[1]
+        token1 = engine.hook_url(engine.member(None), root, 1).rsplit("/", 1)[1]
         assert token1 != token0
         assert _post(url, root, token1, body).status_code == 204
 
@@ -119,7 +119,7 @@ def test_a_task_seen_in_a_callback_is_found_before_resubmitting(rds, make_settin
     # kept the id it saw, so the sweep finds the task instead of creating a second one
     engine = _engine(rds, make_settings, sim, submit_grace_s=0.01)
     job_id, root = _submitting(engine)
-    ours = engine.client.imagine("our lighthouse", state=root)
+    ours = engine.member(None).client.imagine("our lighthouse", state=root)
     assert ours.accepted
     with serve(create_app(engine.settings, engine)) as url:
         resp = _post(url, root, hook_token(SECRET, root),

@@ -64,7 +64,7 @@ def _post(url: str, step: str, body: dict) -> requests.Response:
 
 def _wait_upstream(engine: Engine, task_ids: list[str], status: str) -> list[dict]:
     for _ in range(300):
-        tasks = [engine.client.fetch(t) for t in task_ids]
+        tasks = [engine.member(None).client.fetch(t) for t in task_ids]
         if all(t is not None and t.status == status for t in tasks):
             return [t.model_dump(mode="json") for t in tasks]
         time.sleep(0.02)
@@ -161,14 +161,14 @@ def test_the_beat_only_wakes_the_tick_when_something_is_due(engine):
 
 def test_results_found_by_polls_mean_lost_callbacks_and_the_profiles_pace(engine, sim):
     roots = _submitted(engine, 2)
-    assert pacing.callbacks_trusted(engine, time.time())
-    assert pacing.pace(engine, True).fallback_s == 60.0        # callbacks: the safety net
+    assert pacing.callbacks_trusted(engine, engine.member(None), time.time())
+    assert pacing.pace(engine, engine.member(None), True).fallback_s == 60.0        # callbacks: the safety net
     _wait_upstream(engine, [engine.store.get_step(s).task_id for s in roots], "SUCCESS")
     for sid in roots:
         engine.store.poll_at(sid, 0)
     assert poll_due(engine)["moved"] == 2                     # no callback brought these
-    assert not pacing.callbacks_trusted(engine, time.time())
-    assert pacing.pace(engine, False).fallback_s == engine.profile.poll_interval_s
+    assert not pacing.callbacks_trusted(engine, engine.member(None), time.time())
+    assert pacing.pace(engine, engine.member(None), False).fallback_s == engine.member(None).poll_interval_s
     assert engine.store.counters("callbacks")["lost_found_by_poll"] == 2
     # and the durations learned from them feed the schedule
-    assert pacing.typicals(engine).get("IMAGINE", 0) > 0
+    assert pacing.typicals(engine, engine.member(None)).get("IMAGINE", 0) > 0

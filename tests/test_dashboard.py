@@ -415,14 +415,14 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     assert browser.title.startswith("Upstream")
     assert "Slots in use" in _text(browser, "#window") and _text(browser, "#window .size")
     assert "rejected" in _text(browser, "#answers") and "accepted" in _text(browser, "#answers")
-    stack.r.hset(f"{stack.prefix}:window", mapping={"paused": "1", "since": repr(time.time()),
+    stack.r.hset(f"{stack.prefix}:window:default", mapping={"paused": "1", "since": repr(time.time()),
                                                      "reason": "out_of_credit: test"})
     wait_until(lambda: "out_of_credit" in _text(browser, "#dispatch"), timeout_s=10,
                message="paused state appears")
     screenshot(browser, ARTIFACTS / "dashboard-upstream.png")
     _css(browser, "#dispatch button")[0].click()
     wait_until(lambda: "Dispatch resumed" in _text(browser, ".notice"), message="resumed")
-    assert stack.r.hget(f"{stack.prefix}:window", "paused") == "0"
+    assert stack.r.hget(f"{stack.prefix}:window:default", "paused") == "0"
     assert "dispatching" in _text(browser, "#dispatch")
 
     # media is only for signed-in users and known keys

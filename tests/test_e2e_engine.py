@@ -24,7 +24,7 @@ def assert_clean(stack: Stack, views: list[dict]) -> None:
     assert effects.get("job_finished", 0) == len(finished)
     steps_stored = sum(1 for v in views for s in v["steps"] if s["status"] == "succeeded")
     assert effects.get("stored", 0) == steps_stored
-    assert stack.r.zcard(f"{stack.prefix}:slots") == 0
+    assert stack.r.zcard(f"{stack.prefix}:slots:default") == 0
 
 
 def all_succeeded(view: dict) -> bool:

@@ -28,7 +28,7 @@ def live(make_engine):
     settings = engine.settings
     job = engine.store.create(JobSpec(prompt="p", then=["U1"]))
     root, child = engine.store.step_ids(job.id)
-    engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
+    engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
     apply_answer(engine, job.id, root, "imagine", Answer(Outcome.ACCEPTED, "ok", task_id=TASK, code=1))
     with serve(create_app(settings, engine)) as url:
         yield engine, url, root, child

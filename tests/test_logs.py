@@ -150,7 +150,7 @@ def test_request_log_never_has_the_hook_token(make_engine, capture, caplog):
     settings = engine.settings
     job = engine.store.create(JobSpec(prompt="p"))
     step = engine.store.step_ids(job.id)[0]
-    engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)   # its submit is out
+    engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)   # its submit is out
     token = hook_token(HOOK_SECRET, step)
     app = create_app(settings, engine)
     init_request_logging(app)

@@ -50,7 +50,7 @@ def test_metrics_over_http(engine: Engine):
     for _ in range(3):
         store.create(JobSpec(prompt="x"))
     # one step dispatched and accepted upstream (in flight, 100 s ago)
-    [first] = engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
+    [first] = engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
     apply_answer(engine, store.job_of(first), first, "imagine",
                  Answer(Outcome.ACCEPTED, "ok", task_id="1712345678901", code=1))
     times = json.loads(engine.r.hget(k.step(first), "times"))
@@ -58,7 +58,7 @@ def test_metrics_over_http(engine: Engine):
     times.pop("submitting", None)
     engine.r.hset(k.step(first), "times", json.dumps(times))
     # one more claimed: submitting
-    assert engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
+    assert engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
 
     for _ in range(3):
         store.bump("callbacks", "accepted")
@@ -77,13 +77,13 @@ def test_metrics_over_http(engine: Engine):
     store.bump("effects", "slot_released", 5)
     store.bump("webhook_attempts", "2xx", 9)
     store.bump("webhook_attempts", "timeout")
-    engine.window.record_answer({"outcome": "queue_full"})
+    engine.member(None).window.record_answer({"outcome": "queue_full"})
     engine.r.zadd(k.deliveries_due(), {"dlv_a": time.time(), "dlv_b": time.time()})
     engine.r.zadd(k.deliveries_failed(), {"dlv_c": time.time()})
     for seconds in (3, 12.5, 700, 5000):
         observe_step_duration(engine.r, k, "IMAGINE", seconds)
     observe_step_duration(engine.r, k, "upscale", 8)
-    engine.window.pause("out_of_credit: test")
+    engine.member(None).window.pause("out_of_credit: test")
 
     with serve(app_for(engine)) as url:
         m = scrape(url)
@@ -95,9 +95,9 @@ def test_metrics_over_http(engine: Engine):
     assert one(m, "mjflow_steps", state="submitting") == 1
     assert one(m, "mjflow_steps", state="in_flight") == 1
     assert one(m, "mjflow_steps", state="storing") == 0
-    assert one(m, "mjflow_slots_in_use") == 2
-    assert one(m, "mjflow_window_max") == engine.settings.max_in_flight
-    assert one(m, "mjflow_dispatch_paused") == 1
+    assert one(m, "mjflow_slots_in_use", upstream="default") == 2
+    assert one(m, "mjflow_window_max", upstream="default") == engine.settings.max_in_flight
+    assert one(m, "mjflow_dispatch_paused", upstream="default") == 1
     assert 99 <= one(m, "mjflow_oldest_in_flight_step_age_seconds") < 130
 
     assert one(m, "mjflow_callbacks_received_total") == 6
@@ -111,7 +111,7 @@ def test_metrics_over_http(engine: Engine):
     assert one(m, "mjflow_poll_events_total", event="surprise") == 1
     assert one(m, "mjflow_submit_outcome_unknown_total") == 1
     assert one(m, "mjflow_ambiguous_resubmits_total") == 2
-    assert one(m, "mjflow_upstream_answers_total", outcome="queue_full") == 1
+    assert one(m, "mjflow_upstream_answers_total", upstream="default", outcome="queue_full") == 1
     assert one(m, "mjflow_storage_bytes_total") == 123456
     assert one(m, "mjflow_storage_images_total") == 4
     assert one(m, "mjflow_storage_failures_total", kind="permanent") == 1

@@ -24,21 +24,21 @@ KEY = "probe-key"
 def test_a_dead_receiver_turns_callbacks_off_and_brings_polls_forward(make_engine):
     dead = f"http://127.0.0.1:{free_port()}"
     engine = make_engine(public_url=dead, hook_secret="s")
-    profile_pace = engine.profile.poll_interval_s
-    assert engine.callbacks_on and engine.poll_interval_s() == max(CALLBACK_POLL_S, profile_pace)
+    profile_pace = engine.member(None).poll_interval_s
+    assert engine.callbacks_on(engine.member(None)) and engine.poll_interval_s(engine.member(None)) == max(CALLBACK_POLL_S, profile_pace)
     now = time.time()
     engine.r.zadd(engine.keys.poll(), {"stp_waiting": now + CALLBACK_POLL_S})
     assert tick(engine, now)["receiver_probes"] == 1
     assert receiver.read(engine.r, engine.keys) == {"reachable": False, "checkedAt": now,
                                                     "error": "ConnectionError"}
-    assert not engine.callbacks_on and engine.poll_interval_s() == profile_pace
+    assert not engine.callbacks_on(engine.member(None)) and engine.poll_interval_s(engine.member(None)) == profile_pace
     assert engine.r.zscore(engine.keys.poll(), "stp_waiting") == now + profile_pace
-    assert engine.hook_url("stp_x") is not None          # hooks still sent: they resume alone
+    assert engine.hook_url(engine.member(None), "stp_x") is not None          # hooks still sent: they resume alone
     assert probe_receiver(engine, now + 1) == 0          # cached: no new probe yet
     with serve(create_app(engine.settings, engine)) as url:
         engine.settings.public_url = url                  # the receiver is back
         assert probe_receiver(engine, now + receiver.PROBE_EVERY_S) == 1
-    assert engine.callbacks_on and engine.poll_interval_s() == max(CALLBACK_POLL_S, profile_pace)
+    assert engine.callbacks_on(engine.member(None)) and engine.poll_interval_s(engine.member(None)) == max(CALLBACK_POLL_S, profile_pace)
 
 
 def test_readyz_metrics_and_dashboard_say_the_receiver_is_down(make_engine):
@@ -73,7 +73,7 @@ def test_mjflow_submit_warns_when_the_receiver_is_down(make_engine):
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("job_")
     assert f"warning: MJFLOW_PUBLIC_URL ({dead}) does not answer" in res.stderr
-    assert f"every {engine.profile.poll_interval_s:g} s" in res.stderr
+    assert f"every {engine.member(None).poll_interval_s:g} s" in res.stderr
     quiet = subprocess.run([MJFLOW, "submit", "a lighthouse"], env={**env, "MJFLOW_PUBLIC_URL": ""},
                            capture_output=True, text=True, timeout=60, check=False)
     assert quiet.returncode == 0 and "warning" not in quiet.stderr

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.conftest import engine_for
 from worker.jobs.model import JobStatus, StepStatus
 from worker.jobs.reconcile import Timing, reconcile
+from worker.jobs.routes import queue_of
 from worker.jobs.spec import JobSpec
 from worker.upstream import Outcome
 from worker.upstream.outcomes import Answer
@@ -43,7 +44,7 @@ def run(rds, make_settings, order: list[int], outcome: str, adopt_by_state: bool
     try:
         job = engine.store.create(JobSpec(prompt="a lighthouse", then=["U1", "V2", "V9"]))
         root = engine.store.step_ids(job.id)[0]
-        assert engine.window.claim(limit=5, lease_s=600, grace_s=60, bucket=10**13) == [root]
+        assert engine.member(None).window.claim(limit=5, lease_s=600, grace_s=60, bucket=10**13) == [root]
         if not adopt_by_state:    # the submit answer arrived; otherwise only callbacks tell
             apply_answer(engine, job.id, root, "imagine",
                          Answer(Outcome.ACCEPTED, "ok", task_id=TASK_ID, code=1))
@@ -56,8 +57,8 @@ def run(rds, make_settings, order: list[int], outcome: str, adopt_by_state: bool
         effects = engine.store.counters("effects")
         k = engine.keys
         indexes = {
-            "slots": rds.zcard(k.slots()), "poll": rds.zcard(k.poll()),
-            "storing": rds.zcard(k.storing()), "ready": rds.zcard(k.ready(job2.lane)),
+            "slots": rds.zcard(k.slots("default")), "poll": rds.zcard(k.poll()),
+            "storing": rds.zcard(k.storing()), "ready": rds.zcard(k.ready(queue_of("at.default", job2.lane))),
             "finishing": rds.zcard(k.finishing()),
         }
         return job2, steps, effects, indexes
@@ -101,7 +102,7 @@ def test_progress_only_goes_up(engine):
 
     job = engine.store.create(JobSpec(prompt="p"))
     root = engine.store.step_ids(job.id)[0]
-    engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
+    engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
     timing = Timing()
     base = {"id": TASK_ID, "state": root}
     for status, progress in [("IN_PROGRESS", "62%"), ("IN_PROGRESS", "15%"), ("SUBMITTED", "0%")]:
@@ -115,7 +116,7 @@ def test_late_and_foreign_snapshots_change_nothing(engine):
 
     job = engine.store.create(JobSpec(prompt="p"))
     root = engine.store.step_ids(job.id)[0]
-    engine.window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
+    engine.member(None).window.claim(limit=1, lease_s=60, grace_s=60, bucket=10**13)
     timing = Timing()
     assert reconcile(engine.store, root, Task.model_validate({"id": "999", "state": "other", "status": "SUCCESS"}), timing) == "mismatch"
     reconcile(engine.store, root, Task.model_validate({"id": TASK_ID, "state": root, "status": "FAILURE", "failReason": "x"}), timing)

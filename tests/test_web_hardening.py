@@ -64,13 +64,13 @@ def test_v1_changes_refuse_the_dashboard_cookie(web):
     engine, client = web
     job = _job(engine)
     _sign_in(client)
-    engine.window.pause("out of credit")
+    engine.member(None).window.pause("out of credit")
     for origin in ({"Origin": "https://evil.com"}, {}):
         assert client.post(f"/v1/jobs/{job}/cancel", headers=origin).status_code == 401
         assert client.post("/v1/upstream/resume", headers=origin).status_code == 401
         assert client.post("/v1/jobs", json={"prompt": "x"}, headers=origin).status_code == 401
     assert engine.r.hget(engine.keys.job(job), "status") == "queued"
-    assert engine.window.state()["paused"]
+    assert engine.member(None).window.state()["paused"]
     # reads with the cookie still work (the dashboard links to the CSV report) ...
     assert client.get(f"/v1/jobs/{job}").status_code == 200
     # ... and the Bearer key does everything

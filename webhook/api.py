@@ -17,7 +17,7 @@ from webhook import openapi
 from webhook.auth import authorized
 from webhook.ids import check_view_ids
 from worker import api as jobs_api
-from worker import batches
+from worker import batches, upstream_ops
 from worker.batch_items import loads_strict
 from worker.batch_stream import read_json_stream, read_jsonl_stream
 from worker.ids import valid_id
@@ -30,7 +30,7 @@ MAX_IDEMPOTENCY_KEY_CHARS = 200
 JSON_TYPES = ("application/json",)
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonl",
                "application/jsonlines", "application/x-jsonlines")
-BATCH_OBJECT_FIELDS = {"name", "items", "batchId", "then"}
+BATCH_OBJECT_FIELDS = {"name", "items", "batchId", "then", "maxCost"}
 #: ``POST /v1/batches`` bodies above this are refused (413) before they are read; the
 #: 10,000-item limit is enforced while reading, long before this.
 MAX_BATCH_BODY_BYTES = 32 * 1024 * 1024
@@ -243,18 +243,34 @@ def _batch_request() -> tuple[str, Any, str | None, str | None, Any]:
     then = body.get("then")
     if then is not None and not isinstance(then, list):
         raise bad("then", "must be a list of follow-ups")
+    if "maxCost" in body:
+        request.environ["mjflow.max_cost"] = body["maxCost"]
     return "items", body["items"], body_name if body_name is not None else name, batch_id, then
+
+
+def _max_cost() -> float | None:
+    """A batch's ``maxCost`` (the body's field, or ``?maxCost=``), checked."""
+    raw = request.environ.get("mjflow.max_cost", request.args.get("maxCost"))
+    if raw is None:
+        return None
+    try:
+        return batches.check_max_cost(raw)
+    except ValueError as exc:
+        raise bad("maxCost", str(exc)) from None
 
 
 @bp.post("/batches")
 def create_batch():  # type: ignore[no-untyped-def]
     kind, payload, name, batch_id, then = _batch_request()
+    max_cost = _max_cost()
     engine = _engine()
     if kind == "jsonl":
         entries, errors = payload
         view = batches.create_batch_lines(engine, entries, errors, name=name, batch_id=batch_id)
     else:
         view = batches.create_batch(engine, payload, name=name, batch_id=batch_id, then=then)
+    if max_cost is not None:
+        view = view | batches.set_max_cost(engine, view["id"], max_cost)
     sub = view["submitted"]
     created = sub["created"] + sub["retried"] + sub["renewed"]
     resp = jsonify(view)
@@ -296,19 +312,41 @@ def cancel_batch(batch_id: str):  # type: ignore[no-untyped-def]
     return jsonify(batches.cancel_batch(_engine(), batch_id))
 
 
-# -- upstream ----------------------------------------------------------------------------------
+# -- upstreams (the fleet) ----------------------------------------------------------------------
+@bp.get("/upstreams")
+def list_upstreams():  # type: ignore[no-untyped-def]
+    return jsonify(upstream_ops.list_upstreams(_engine()))
+
+
+@bp.get("/upstreams/<name>")
+def get_upstream(name: str):  # type: ignore[no-untyped-def]
+    return jsonify(upstream_ops.get_upstream(_engine(), name))
+
+
+@bp.post("/upstreams/<name>/pause")
+def pause_upstream(name: str):  # type: ignore[no-untyped-def]
+    body = json_body() if request.content_length else {}
+    if not isinstance(body, dict):
+        raise bad("body", "must be a JSON object (optional: reason)")
+    return jsonify(upstream_ops.pause(_engine(), name, body.get("reason")))
+
+
+@bp.post("/upstreams/<name>/resume")
+def resume_upstream(name: str):  # type: ignore[no-untyped-def]
+    return jsonify(upstream_ops.resume(_engine(), name))
+
+
 @bp.get("/upstream")
 def upstream_state():  # type: ignore[no-untyped-def]
-    engine = _engine()
-    return jsonify(engine.window.state() | {"profile": engine.settings.upstream_profile,
-                                            "recentAnswers": engine.window.recent_answers()})
+    """The first upstream, as before the fleet (``/v1/upstreams`` lists them all)."""
+    return jsonify(upstream_ops.legacy_view(_engine()))
 
 
 @bp.post("/upstream/resume")
 def upstream_resume():  # type: ignore[no-untyped-def]
     engine = _engine()
-    engine.window.resume()
-    return jsonify(engine.window.state())
+    upstream_ops.resume_all(engine)
+    return jsonify(next(iter(engine.fleet)).window.state())
 
 
 def init_app(app: Flask) -> None:

@@ -50,6 +50,8 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 JOB_ID = _path_param("job_id", "job id (job_...)")
+UPSTREAM = {"name": "name", "in": "path", "required": True, "description": "upstream name",
+            "schema": {"type": "string", "pattern": "^[a-z0-9-]{1,32}$"}}
 BATCH_ID = _path_param("batch_id", "batch id (bat_...)")
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size")
 CURSOR = _query("cursor", {"type": "string"}, "the `next` of the previous page")
@@ -173,14 +175,39 @@ def operations() -> dict[str, dict[str, dict[str, Any]]]:
                 operationId="cancelBatch", tag="batches", parameters=[BATCH_ID]),
         },
         "/v1/upstream": {
-            "get": _op("Dispatch window and recent upstream answers", {
+            "get": _op("The first upstream's dispatch window and recent answers (one-upstream "
+                       "form of /v1/upstreams)", {
                 "200": _json(ref("UpstreamDetail"), "the window")},
                 operationId="upstreamState", tag="upstream"),
         },
         "/v1/upstream/resume": {
-            "post": _op("Resume dispatch after a pause (out of credit, auth failure)", {
+            "post": _op("Resume every paused upstream (out of credit, auth failure)", {
                 "200": _json(ref("UpstreamState"), "the window")},
                 operationId="upstreamResume", tag="upstream"),
+        },
+        "/v1/upstreams": {
+            "get": _op("The fleet: every upstream's window, health, answers and spend today", {
+                "200": _json(ref("UpstreamList"), "the upstreams")},
+                operationId="listUpstreams", tag="upstream"),
+        },
+        "/v1/upstreams/{name}": {
+            "get": _op("One upstream of the fleet", {
+                "200": _json(ref("UpstreamView"), "the upstream"), "404": _err("no such upstream")},
+                operationId="getUpstream", tag="upstream", parameters=[UPSTREAM]),
+        },
+        "/v1/upstreams/{name}/pause": {
+            "post": _op("Pause dispatch to one upstream (its queued root steps go to the others)", {
+                "200": _json(ref("UpstreamView"), "the upstream"), "404": _err("no such upstream"),
+                "422": _err("bad reason")},
+                operationId="pauseUpstream", tag="upstream", parameters=[UPSTREAM],
+                requestBody={"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"reason": {"type": "string",
+                                                                "maxLength": 200}}}}}}),
+        },
+        "/v1/upstreams/{name}/resume": {
+            "post": _op("Resume dispatch to one upstream", {
+                "200": _json(ref("UpstreamView"), "the upstream"), "404": _err("no such upstream")},
+                operationId="resumeUpstream", tag="upstream", parameters=[UPSTREAM]),
         },
         "/hooks/mj/{step_id}/{token}": {
             "post": _op("Upstream task callback (midjourney-proxy notifyHook)", {

@@ -46,6 +46,9 @@ class Image(_Open):
 class StepView(_Open):
     id: str
     parent: str | None
+    upstream: str | None = Field(None, description="the upstream of the fleet that holds its task")
+    waiting: str | None = Field(None, description="why a queued step is not dispatched "
+                                "(its upstreams are paused)")
     label: str = Field(description="IMAGINE, U1, V2, 'Zoom Out 2x'...")
     action: str | None
     customId: str | None
@@ -84,6 +87,7 @@ class JobDetail(JobView):
     deliveries: list[dict[str, Any]] = Field(description="signed events sent to callbackUrl")
     manifest: str | None = Field(description="real key of the job's manifest.json")
     manifestUri: str | None = Field(None, description="its s3:// or file:// URI")
+    spend: Spend | None = Field(None, description="what its accepted tasks cost, per upstream")
 
 
 class NotRetried(_Open):
@@ -145,6 +149,11 @@ class Submitted(_Open):
     renewed: int = Field(description="failed or cancelled jobs replaced by a new job")
 
 
+class Spend(_Open):
+    total: float = Field(description="cost of the accepted tasks (the upstreams' costs)")
+    byUpstream: dict[str, float]
+
+
 class BatchView(_Open):
     id: str
     name: str | None
@@ -158,6 +167,8 @@ class BatchView(_Open):
     progress: float = Field(description="finished / total, 0..1")
     throughputPerMin: float | None
     etaSeconds: float | None
+    maxCost: float | None = None
+    spend: Spend | None = None
     done: bool
 
 
@@ -212,6 +223,8 @@ class BatchObject(BaseModel):
                              description="the same name resumes the same batch")
     batchId: str | None = Field(None, pattern=ID_PATTERN)
     then: list[Any] | None = Field(None, description="default follow-ups for items without then")
+    maxCost: float | None = Field(None, ge=0, description="budget of the batch's jobs together "
+                                  "(the upstreams' costs); steps past it end skipped")
 
 
 class UpstreamState(_Open):
@@ -229,6 +242,29 @@ class UpstreamDetail(UpstreamState):
     recentAnswers: list[dict[str, Any]]
 
 
+class UpstreamView(_Open):
+    name: str
+    profile: str
+    host: str
+    enabled: bool
+    priority: int
+    weight: float
+    modes: list[str]
+    actions: list[str]
+    window: UpstreamState
+    health: Literal["ok", "degraded", "cooling-down", "paused"]
+    answerCounts: dict[str, int]
+    recentAnswers: list[dict[str, Any]]
+    spendToday: float
+
+
+class UpstreamList(_Open):
+    upstreams: list[UpstreamView]
+    routing: Literal["priority", "cheapest"]
+    budgetPerDay: float | None
+    spendToday: float
+
+
 class Health(_Open):
     status: str
 
@@ -241,4 +277,4 @@ class Ready(_Open):
 MODELS: tuple[type[BaseModel], ...] = (
     JobSpec, AddSteps, JobView, JobDetail, JobAdded, JobRetried, JobPage, Error, BatchView, BatchCreated,
     BatchRetried, BatchCancelled, BatchPage, BatchReport, BatchObject, UpstreamState,
-    UpstreamDetail, Health, Ready)
+    UpstreamDetail, UpstreamView, UpstreamList, Health, Ready)

@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from worker.errors import SpecError
-from worker.jobs.parse import parse_spec
-from worker.upstream.profiles import Profile
+from worker.jobs.parse import Fits, parse_spec
 
 MAX_NAME_CHARS = 200
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -81,7 +80,7 @@ def loads_strict(raw: str | bytes) -> Any:
 
 def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
             then: list[Any] | None = None, path: str = "items",
-            zero_based: bool = True, profile: Profile | None = None
+            zero_based: bool = True, fits: Fits | None = None
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Turn raw items into validated spec dicts with keys; returns ``(items, errors)``.
 
@@ -106,7 +105,7 @@ def prepare(entries: Iterable[tuple[int, Any]], *, max_image_bytes: int,
         if then and "then" not in item:
             item["then"] = list(then)
         try:
-            parse_spec(item, max_image_bytes=max_image_bytes, prefix=where, profile=profile)
+            parse_spec(item, max_image_bytes=max_image_bytes, prefix=where, fits=fits)
         except SpecError as exc:
             errors.extend({**e, **extra} for e in exc.errors)
             continue

@@ -44,6 +44,7 @@ from worker.batch_items import (  # noqa: F401 - part of this module's interface
     read_jsonl,
 )
 from worker.errors import NotFound, SpecError
+from worker.flow import budget
 from worker.flow.engine import Engine
 from worker.flow.tick import dispatch
 from worker.job_ops import retry_job
@@ -104,7 +105,7 @@ def _create(engine: Engine, entries: list[tuple[int, Any]], *, name: str | None,
                               "request (send more in further requests with the same name)"}])
     items, item_errors = prepare(entries, max_image_bytes=engine.settings.max_upload_bytes,
                                  then=then, path=path, zero_based=zero_based,
-                                 profile=engine.profile)
+                                 fits=engine.settings.fits)
     errors += item_errors
     if not errors and not items:
         errors.append({"path": path, "message": "a batch needs at least one item"})
@@ -130,7 +131,7 @@ def submit_items(engine: Engine, batch_id: str, items: list[dict[str, Any]],
     summary = {"created": 0, "done": 0, "inProgress": 0, "retried": 0, "renewed": 0}
     for item in items:
         spec = parse_spec(item, max_image_bytes=engine.settings.max_upload_bytes,
-                          profile=engine.profile)
+                          fits=engine.settings.fits)
         outcome = place(engine, batch_id, item["key"], spec)
         summary[outcome] += 1
     if summary["created"] or summary["retried"] or summary["renewed"]:
@@ -283,11 +284,34 @@ def batch_view(engine: Engine, batch_id: str, *, now: float | None = None) -> di
         "throughputPerMin": round(rate_per_s * 60, 2) if rate_per_s else None,
         "etaSeconds": eta_s if eta_s is None or math.isfinite(eta_s) else None,
         "done": done,
+        "maxCost": float(h["max_cost"]) if h.get("max_cost") else None,
+        "spend": budget.batch_spend(engine.store, batch_id),
     }
 
 
 def get_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
     return batch_view(engine, batch_id)
+
+
+def check_max_cost(value: Any) -> float:
+    """A budget: a number from 0 up (a string from a query or the CLI is read as one)."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise ValueError("must be a number from 0 up")
+    return number
+
+
+def set_max_cost(engine: Engine, batch_id: str, max_cost: float | None) -> dict[str, Any]:
+    """The batch's budget (``maxCost``: its jobs together); None removes it."""
+    key = engine.keys.batch(batch_id)
+    if max_cost is None:
+        engine.r.hdel(key, "max_cost")
+    else:
+        engine.r.hset(key, "max_cost", repr(check_max_cost(max_cost)))
+    return {"maxCost": max_cost}
 
 
 def list_batches(engine: Engine, *, cursor: str | None = None, limit: int = 20) -> dict[str, Any]:

@@ -29,7 +29,7 @@ except ModuleNotFoundError:  # `pip install mjflow` is the caller SDK only
                      "the SDK is `import mjflow`") from None
 
 from simulator.cli import main as sim_main
-from worker import api, batches
+from worker import api, batches, upstream_ops
 from worker.cli_submit import act, submit
 from worker.cli_support import (
     EXIT_FAILED,
@@ -46,7 +46,6 @@ from worker.cli_support import (
     job_images,
     job_line,
 )
-from worker.upstream import get_profile
 
 JOB_OK = ("succeeded",)
 SUBMIT_CHUNK = 20          # items per create call while submitting a batch file
@@ -113,13 +112,15 @@ main.add_command(act)
 @click.option("--then", "then", multiple=True,
               help="follow-up for items without their own 'then' (repeatable)")
 @click.option("--name", help="batch name (default: the file's absolute path); the same name resumes")
+@click.option("--max-cost", "max_cost", type=float, default=None,
+              help="budget of the batch: stop dispatching once its tasks cost this much")
 @click.option("--detach", is_flag=True, help="submit and return; do not watch")
 @click.option("--skip-invalid", is_flag=True, help="submit the valid lines even if some are bad")
 @click.option("--timeout", "timeout_s", type=float, default=None,
               help="stop watching after this many seconds (exit 5 if not finished)")
 @click.option("--json", "as_json", is_flag=True)
-def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, skip_invalid: bool,
-          timeout_s: float | None, as_json: bool) -> None:
+def batch(file: Path, then: tuple[str, ...], name: str | None, max_cost: float | None,
+          detach: bool, skip_invalid: bool, timeout_s: float | None, as_json: bool) -> None:
     """Submit (or resume) a batch from a JSONL file and show its progress.
 
     Each line is a job spec (JSON object, optionally with a "key") or a prompt (plain
@@ -135,7 +136,7 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
     entries, errors = batches.read_jsonl(text)
     items, item_errors = batches.prepare(entries, max_image_bytes=settings.max_upload_bytes,
                                          then=list(then) or None, path="lines", zero_based=False,
-                                         profile=get_profile(settings.upstream_profile))
+                                         fits=settings.fits)
     errors = sorted(errors + item_errors, key=lambda e: e.get("line", 0))
     if errors:
         for e in errors:
@@ -161,6 +162,11 @@ def batch(file: Path, then: tuple[str, ...], name: str | None, detach: bool, ski
     except api.SpecError as exc:
         fail(EXIT_INPUT, str(exc))
     batch_id = batches.batch_id_for(name)
+    if max_cost is not None:
+        try:
+            batches.set_max_cost(engine, batch_id, max_cost)
+        except ValueError as exc:
+            fail(EXIT_INPUT, f"--max-cost {exc}")
     try:
         run_batch(engine, batch_id, items, name, detach=detach, timeout_s=timeout_s,
                   as_json=as_json, skipped=bad_lines)
@@ -346,14 +352,49 @@ def cancel(ident: str, as_json: bool) -> None:
     _out(view, as_json, job_line(view))
 
 
+def _upstream_line(view: dict) -> str:
+    w = view["window"]
+    state = f"paused: {w['reason']}" if w["paused"] else view["health"]
+    return (f"{view['name']:<16} {view['profile']:<17} {view['host']:<24} "
+            f"{w['inUse']:>3}/{w['size']:g} (max {w['max']})  spend today {view['spendToday']:g}"
+            f"  {state}")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
-def resume(as_json: bool) -> None:
-    """Resume dispatch after it was paused (out of credit, auth failure)."""
+def upstreams(as_json: bool) -> None:
+    """The fleet: each upstream's slots in use, window, health and spend today."""
+    view = upstream_ops.list_upstreams(_engine())
+    _out(view, as_json, "\n".join(_upstream_line(u) for u in view["upstreams"]))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--reason", default=None, help="shown with the pause (default: paused by an operator)")
+@click.option("--json", "as_json", is_flag=True)
+def pause(name: str, reason: str | None, as_json: bool) -> None:
+    """Stop dispatching to upstream NAME (its queued root steps go to the others)."""
+    try:
+        view = upstream_ops.pause(_engine(), name, reason)
+    except (api.NotFound, api.SpecError) as exc:
+        fail(EXIT_NOT_FOUND if isinstance(exc, api.NotFound) else EXIT_INPUT, str(exc))
+    _out(view, as_json, f"{name}: paused")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def resume(name: str | None, as_json: bool) -> None:
+    """Resume dispatch to upstream NAME after a pause (out of credit, auth failure); without
+    NAME, every paused upstream."""
     engine = _engine()
-    engine.window.resume()
-    state = engine.window.state()
-    _out(state, as_json, f"dispatch resumed; window {state['size']}/{state['max']}, {state['inUse']} in use")
+    try:
+        views = [upstream_ops.resume(engine, name)] if name else upstream_ops.resume_all(engine)
+    except api.NotFound as exc:
+        fail(EXIT_NOT_FOUND, str(exc))
+    lines = [f"{v['name']}: dispatch resumed; window {v['window']['size']:g}/"
+             f"{v['window']['max']}, {v['window']['inUse']} in use" for v in views]
+    _out(views[0] if name else {"upstreams": views}, as_json, "\n".join(lines))
 
 
 @main.command()

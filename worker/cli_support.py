@@ -96,5 +96,5 @@ def warn_if_no_callbacks(engine) -> None:  # type: ignore[no-untyped-def]
     url = engine.settings.public_url
     warning = receiver.describe(url, receiver.check(engine.r, engine.keys, url))
     if warning:
-        click.echo(f"warning: {warning} (every {engine.poll_interval_s():g} s); start the web "
+        click.echo(f"warning: {warning} (every {min(engine.poll_interval_s(m) for m in engine.fleet):g} s); start the web "
                    "app (gunicorn, see the Procfile) or unset MJFLOW_PUBLIC_URL", err=True)

@@ -13,11 +13,14 @@ from pydantic import ValidationError
 
 from worker.delivery import delivery_log, replay
 from worker.errors import Conflict, NotFound, SpecError
+from worker.flow import budget
 from worker.flow.engine import Engine
 from worker.flow.tick import dispatch
 from worker.jobs import machine
 from worker.jobs.fit import follow_up_problems
+from worker.jobs.model import Job, Step, StepStatus
 from worker.jobs.parse import errors_of, parse_spec
+from worker.jobs.routes import route_of
 from worker.jobs.spec import FollowUp, JobSpec
 from worker.jobs.spec_images import check_data_url
 from worker.jobs.store import Txn
@@ -35,7 +38,7 @@ def create_job(engine: Engine, data: dict[str, Any], *, idempotency_key: str | N
                batch: str | None = None, dispatch_now: bool = True) -> dict[str, Any]:
     """Validate and create a job; returns its view. Idempotent per Idempotency-Key."""
     spec = parse_spec(data, max_image_bytes=engine.settings.max_upload_bytes,
-                      profile=engine.profile)
+                      fits=engine.settings.fits)
     if idempotency_key:
         job_id, created = _create_once(engine, idempotency_key, _body_hash(data), spec, batch)
         if not created:
@@ -114,8 +117,8 @@ def add_steps(engine: Engine, job_id: str, data: Any, *,
         parent = machine.find_step(tx, ref)
         action = (parent.task or {}).get("action") or (
             job.spec.get("action") if parent.parent is None else None)
-        problems = follow_up_problems([item], engine.profile, parent_grid=action in GRID_ACTIONS,
-                                      path="then")
+        problems = follow_up_problems([item], engine.member(parent.upstream).profile,
+                                      parent_grid=action in GRID_ACTIONS, path="then")
         if problems:
             raise SpecError([{"path": p.removeprefix("then[0]").lstrip(".") or "button",
                               "message": m} for p, m in problems])
@@ -139,7 +142,26 @@ def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
     view["manifest"] = job.manifest
     view["manifestUri"] = job.manifest_uri
     view["events"] = engine.store.notes(job_id)
+    view["spend"] = budget.job_spend(engine.store, job_id)
+    waiting = waiting_reasons(engine, job, steps)
+    for step in view["steps"]:
+        if step["id"] in waiting:
+            step["waiting"] = waiting[step["id"]]
     return view
+
+
+def waiting_reasons(engine: Engine, job: Job, steps: list[Step]) -> dict[str, str]:
+    """Why each queued step is not dispatched, where no upstream can take it now (all that
+    serve it are paused, or the one it is pinned to is)."""
+    by_id = {s.id: s for s in steps}
+    out = {}
+    for step in steps:
+        if step.status == StepStatus.QUEUED:
+            route = route_of(job, step, by_id.get(step.parent) if step.parent else None)
+            reason = engine.fleet.waiting_reason(route)
+            if reason:
+                out[step.id] = reason
+    return out
 
 
 def replay_deliveries(engine: Engine, job_id: str) -> dict[str, Any]:

@@ -12,8 +12,10 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:task:{task_id}              string upstream task id -> step id
     {p}:jobs                        zset   all job ids by creation time (listing, cursor)
     {p}:jobs:live                   set    job ids not yet finished
-    {p}:ready:{lane}                zset   queued steps of one lane (batch or "interactive"), by priority
-    {p}:lanes                       zset   lanes with queued steps, scored by last service time (fairness)
+    {p}:ready:{route}/{lane}        zset   queued steps of one lane (batch or "interactive") that one
+                                           route can serve (worker.jobs.routes), by priority
+    {p}:lanes                       zset   "{route}/{lane}" queues with steps, scored by last service (fairness)
+    {p}:dispatch                    hash   served_seq: the counter behind those scores
     {p}:poll                        zset   in-flight step -> next check time (unix s)
     {p}:inbox                       hash   step -> the most advanced callback snapshot not yet
                                            reconciled (JSON; coalesced: one per step)
@@ -22,17 +24,20 @@ prefix of their own. Layout (``{p}`` is the prefix):
                                            tick sends it again (should it be lost)
     {p}:confirm                     zset   steps whose terminal callback waits for the upstream's
                                            confirmation -> next claim time (re-scored on claim)
-    {p}:durations:{profile}         hash   typical upstream run time per action/mode: sum, n
-    {p}:callbacks:health            hash   last_lost: when a poll last found what a callback
+    {p}:durations:{upstream}        hash   typical upstream run time per action/mode: sum, n
+    {p}:callbacks:health:{upstream} hash   last_lost: when a poll last found what a callback
                                            should have told (the upstream is losing callbacks)
     {p}:deadline                    zset   in-flight step -> deadline (unix s)
     {p}:pending-submit              zset   steps whose submit answer was lost -> resubmit-after time
     {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
     {p}:finishing                   zset   finished jobs whose manifest/event are not yet written
-    {p}:slots                       zset   slot leases: step id -> lease expiry (unix s)
-    {p}:window                      hash   dispatch window: size, paused, reason, since
-    {p}:answers                     list   recent upstream answers (capped, for the dashboard)
-    {p}:batch:{batch_id}            hash   batch record (name, created, updated, resumed)
+    {p}:slots:{upstream}            zset   slot leases: step id -> lease expiry (unix s)
+    {p}:window:{upstream}           hash   dispatch window: size, paused, reason, since
+    {p}:answers:{upstream}          list   recent upstream answers (capped, for the dashboard)
+    {p}:job:{job_id}:spend          hash   cost of the job's accepted tasks: upstream -> amount, total
+    {p}:batch:{batch_id}:spend      hash   the same for a batch
+    {p}:spend:{YYYY-MM-DD}          hash   the same for a UTC day (kept 8 days)
+    {p}:batch:{batch_id}            hash   batch record (name, created, updated, resumed, max_cost)
     {p}:batch:{batch_id}:jobs       zset   job ids of the batch by creation
     {p}:batch:{batch_id}:keys       hash   item key -> job id ("~" + job id while being created)
     {p}:batches                     zset   batch ids by creation time
@@ -87,11 +92,14 @@ class Keys:
         return self._k("jobs", "live")
 
     # dispatch
-    def ready(self, lane: str) -> str:
-        return self._k("ready", lane)
+    def ready(self, queue: str) -> str:
+        return self._k("ready", queue)
 
     def lanes(self) -> str:
         return self._k("lanes")
+
+    def dispatch(self) -> str:
+        return self._k("dispatch")
 
     def poll(self) -> str:
         return self._k("poll")
@@ -108,11 +116,11 @@ class Keys:
     def confirm(self) -> str:
         return self._k("confirm")
 
-    def durations(self, profile: str) -> str:
-        return self._k("durations", profile)
+    def durations(self, upstream: str) -> str:
+        return self._k("durations", upstream)
 
-    def callbacks_health(self) -> str:
-        return self._k("callbacks", "health")
+    def callbacks_health(self, upstream: str) -> str:
+        return self._k("callbacks", "health", upstream)
 
     def deadline(self) -> str:
         return self._k("deadline")
@@ -126,14 +134,24 @@ class Keys:
     def finishing(self) -> str:
         return self._k("finishing")
 
-    def slots(self) -> str:
-        return self._k("slots")
+    def slots(self, upstream: str) -> str:
+        return self._k("slots", upstream)
 
-    def window(self) -> str:
-        return self._k("window")
+    def window(self, upstream: str) -> str:
+        return self._k("window", upstream)
 
-    def answers(self) -> str:
-        return self._k("answers")
+    def answers(self, upstream: str) -> str:
+        return self._k("answers", upstream)
+
+    # spend (worker.flow.budget): upstream name (and "total") -> amount
+    def job_spend(self, job_id: str) -> str:
+        return self._k("job", job_id, "spend")
+
+    def batch_spend(self, batch_id: str) -> str:
+        return self._k("batch", batch_id, "spend")
+
+    def spend_day(self, day: str) -> str:
+        return self._k("spend", day)
 
     # batches and idempotency
     def batch(self, batch_id: str) -> str:

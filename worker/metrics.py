@@ -76,12 +76,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from worker.delivery import failed_count, pending_count
+from worker.flow import budget, receiver
 from worker.jobs.durations import STEP_DURATION, STEP_DURATION_BUCKETS
+from worker.jobs.model import DEFAULT_UPSTREAM
 from worker.keys import Keys
 
 PREFIX = "mjflow_"
-from worker.delivery import failed_count, pending_count
-from worker.flow import receiver
 
 OLDEST_SCAN_LIMIT = 200
 PENDING_SCAN_LIMIT = 25
@@ -276,21 +277,33 @@ class RedisCollector(Collector):
         return max(0.0, now - oldest) if oldest is not None else 0.0
 
     def _window(self, now: float) -> list[Metric]:
-        st = self.engine.window.state()
+        """The dispatch window of every upstream of the fleet, labelled ``upstream``."""
         g = GaugeMetricFamily
-        cooldown = max(0.0, (st.get("cooldownUntil") or 0.0) - now)
-        return [
-            g(PREFIX + "slots_in_use", "Dispatch slots leased (steps at the upstream).",
-              value=int(st["inUse"])),
-            g(PREFIX + "window_size", "Current adaptive (AIMD) dispatch window size.",
-              value=float(st["size"])),
-            g(PREFIX + "window_max", "Maximum dispatch window (MJFLOW_MAX_IN_FLIGHT).",
-              value=float(st["max"])),
-            g(PREFIX + "dispatch_paused", "1 while dispatch is paused (out of credit, auth "
-              "failure) until an operator resumes it.", value=1 if st["paused"] else 0),
-            g(PREFIX + "dispatch_cooldown_seconds", "Seconds left in the queue-full "
-              "cool-down (0 if none).", value=cooldown),
-        ]
+        fams = {
+            "slots_in_use": g(PREFIX + "slots_in_use", "Dispatch slots leased (steps at the "
+                              "upstream).", labels=["upstream"]),
+            "window_size": g(PREFIX + "window_size", "Current adaptive (AIMD) dispatch window "
+                             "size.", labels=["upstream"]),
+            "window_max": g(PREFIX + "window_max", "Maximum dispatch window (maxInFlight, "
+                            "MJFLOW_MAX_IN_FLIGHT).", labels=["upstream"]),
+            "dispatch_paused": g(PREFIX + "dispatch_paused", "1 while dispatch to the upstream "
+                                 "is paused (out of credit, auth failure) until an operator "
+                                 "resumes it.", labels=["upstream"]),
+            "dispatch_cooldown_seconds": g(PREFIX + "dispatch_cooldown_seconds", "Seconds left "
+                                           "in the queue-full cool-down (0 if none).",
+                                           labels=["upstream"]),
+            "spend_today": g(PREFIX + "spend_today", "Cost of the tasks the upstream accepted "
+                             "today (UTC), in the unit of its costs.", labels=["upstream"]),
+        }
+        for member in self.engine.fleet:
+            st = member.window.state()
+            values = {"slots_in_use": int(st["inUse"]), "window_size": float(st["size"]),
+                      "window_max": float(st["max"]), "dispatch_paused": 1 if st["paused"] else 0,
+                      "dispatch_cooldown_seconds": max(0.0, (st.get("cooldownUntil") or 0.0) - now),
+                      "spend_today": budget.spent_today(self.engine.store, member.name, now)}
+            for name, value in values.items():
+                fams[name].add_metric([member.name], value)
+        return list(fams.values())
 
     def _deliveries(self) -> list[Metric]:
         e = self.engine
@@ -345,8 +358,12 @@ class RedisCollector(Collector):
                 name, label, help_ = catch_all
                 out.append(self._labelled(name, help_, label, h.items()))
 
-        out.append(self._labelled("upstream_answers", "Upstream submit answers, by outcome.",
-                                  "outcome", c["answers"].items()))
+        answers = CounterMetricFamily(PREFIX + "upstream_answers", "Upstream submit answers, "
+                                      "by upstream and outcome.", labels=["upstream", "outcome"])
+        for field_, n in sorted(c["answers"].items()):
+            upstream, _, outcome = field_.rpartition("|")
+            answers.add_metric([upstream or DEFAULT_UPSTREAM, outcome], _int(n))
+        out.append(answers)
         out.append(self._labelled("webhook_attempts", "Outgoing webhook attempts, by "
                                   "result (2xx/4xx/5xx/timeout/error...).", "result",
                                   c["webhook_attempts"].items()))

@@ -10,15 +10,25 @@ import ipaddress
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigError
+from worker.jobs.fit import Problem
+from worker.jobs.spec import JobSpec
 from worker.redisurl import is_sentinel, parse_sentinel, redact
 from worker.storage.naming import validate_template
-
-ProfileName = Literal["midjourney-proxy", "trueai", "newapi", "uniapi", "dataeyes", "novicezk"]
-Mode = Literal["FAST", "RELAX", "TURBO"]
+from worker.upstreams import (
+    FleetConfigError,
+    Mode,
+    ProfileName,
+    UpstreamConfig,
+    fits,
+    load_fleet_file,
+    load_fleet_text,
+    single_upstream,
+    with_default,
+)
 
 
 def _csv(value: object) -> list[str]:
@@ -59,6 +69,13 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     webhook_secret: str | None = Field(default=None, repr=False)
     allow_private_urls: bool = False
+
+    # --- the fleet (worker.upstreams): a list instead of the single-upstream shorthand ----
+    upstreams: str | None = Field(default=None, repr=False)
+    upstreams_file: str | None = None
+    routing: Literal["priority", "cheapest"] = "priority"
+    budget_per_day: float | None = Field(default=None, gt=0)
+    _fleet: tuple[UpstreamConfig, ...] = PrivateAttr(default=())
 
     # --- Redis Sentinel (when MJFLOW_REDIS_URL / MJFLOW_BROKER_URL are sentinel://) ----
     redis_sentinel_master: str = Field(default="mymaster", min_length=1)
@@ -165,7 +182,43 @@ class Settings(BaseSettings):
     def _cross_checks(self) -> Settings:
         if self.public_url and not self.hook_secret:
             raise ValueError("MJFLOW_HOOK_SECRET is required when MJFLOW_PUBLIC_URL is set")
+        self._fleet = self._read_fleet()
         return self
+
+    def _read_fleet(self) -> tuple[UpstreamConfig, ...]:
+        listed = [name for name, value in (("MJFLOW_UPSTREAMS", self.upstreams),
+                                           ("MJFLOW_UPSTREAMS_FILE", self.upstreams_file)) if value]
+        if len(listed) == 2:
+            raise ValueError("MJFLOW_UPSTREAMS and MJFLOW_UPSTREAMS_FILE are both set: use one")
+        if listed and self.upstream_url:
+            raise ValueError(f"{listed[0]} and MJFLOW_UPSTREAM_URL are both set: give the "
+                             "fleet as a list, or one upstream with MJFLOW_UPSTREAM_URL, not both")
+        try:
+            if self.upstreams:
+                return load_fleet_text(self.upstreams, "MJFLOW_UPSTREAMS", yaml_ok=False)
+            if self.upstreams_file:
+                return load_fleet_file(self.upstreams_file)
+        except FleetConfigError as exc:
+            raise ValueError(str(exc)) from None
+        if self.upstream_url:
+            return (single_upstream(self.upstream_url, self.upstream_key, self.upstream_profile,
+                                    self.upstream_mode, self.max_in_flight),)
+        return ()
+
+    @property
+    def fleet(self) -> tuple[UpstreamConfig, ...]:
+        """The upstreams mjflow drives (empty when none is configured)."""
+        return self._fleet
+
+    @property
+    def upstream_configs(self) -> tuple[UpstreamConfig, ...]:
+        """The fleet, or its stand-in while none is configured (``with_default``)."""
+        return with_default(self._fleet, self.upstream_profile, self.upstream_mode,
+                            self.max_in_flight)
+
+    def fits(self, spec: JobSpec) -> list[Problem]:
+        """What keeps a job from running on the configured upstreams (``upstreams.fits``)."""
+        return fits(self.upstream_configs, spec, self.max_upload_bytes)
 
     @property
     def broker(self) -> str:

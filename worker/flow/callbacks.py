@@ -38,8 +38,9 @@ def _task(raw: str | dict[str, Any] | None) -> Task | None:
 
 def _apply(engine: Engine, step_id: str, task: Task, now: float | None = None) -> str:
     brief = engine.store.brief(step_id)
+    member = engine.member(brief.upstream if brief else None)
     result = reconcile(engine.store, step_id, task,
-                       engine.timing(brief.custom_id if brief else None), now)
+                       engine.timing(member, brief.custom_id if brief else None), now)
     engine.store.bump("callbacks", f"reconciled_{result.split(':')[0]}")
     return result
 
@@ -74,17 +75,29 @@ def confirm_due(engine: Engine, now: float | None = None) -> dict[str, str]:
     raws = dict(zip(claimed, inbox.peek(claimed)))
     wanted = {sid: task for sid, task in ((s, _task(r)) for s, r in raws.items())
               if task is not None and task.is_terminal}
-    try:
-        upstream = {t.id: t for t in engine.client.list_by_condition(
-            [t.id for t in wanted.values()])} if wanted else {}
-    except MjflowError as exc:
-        log.warning("could not confirm %d terminal callbacks: %s", len(wanted), exc)
-        return {}        # still claimed: they come due again after MJFLOW_REDRIVE_S
-    engine.store.bump("callbacks", "confirm_requests", 1 if wanted else 0)
+    # each step's callback is confirmed by the upstream that holds the step's task
+    by_upstream: dict[str, dict[str, Task]] = {}
+    for brief in engine.store.briefs(list(wanted)):
+        if brief is not None:
+            by_upstream.setdefault(brief.upstream, {})[brief.id] = wanted[brief.id]
+    confirmed_by_step: dict[str, Task] = {}
+    for name, tasks in by_upstream.items():
+        member = engine.fleet.find(name)
+        if member is None:           # no longer in the fleet: nobody can confirm these
+            continue
+        try:
+            copies = {t.id: t for t in member.client.list_by_condition(
+                [t.id for t in tasks.values()])}
+        except MjflowError as exc:
+            log.warning("could not confirm %d terminal callbacks on %s: %s", len(tasks), name,
+                        exc)
+            return {}        # still claimed: they come due again after MJFLOW_REDRIVE_S
+        engine.store.bump("callbacks", "confirm_requests")
+        confirmed_by_step.update({sid: copies[t.id] for sid, t in tasks.items() if t.id in copies})
     out: dict[str, str] = {}
     for sid in claimed:
         task = wanted.get(sid)
-        confirmed = upstream.get(task.id) if task else None
+        confirmed = confirmed_by_step.get(sid)
         if confirmed is None:
             if task is not None:
                 engine.store.poll_at(sid, now)          # not the upstream's: poll soon
@@ -107,8 +120,9 @@ def reconcile_callback(engine: Engine, step_id: str, snapshot: dict[str, Any]) -
     if task is None:
         return "invalid"
     if task.is_terminal and engine.settings.confirm_terminal_callbacks:
+        brief = engine.store.brief(step_id)
         try:
-            confirmed = engine.client.fetch(task.id)
+            confirmed = engine.member(brief.upstream if brief else None).client.fetch(task.id)
         except MjflowError as exc:
             log.warning("could not confirm terminal callback for step %s: %s", step_id, exc)
             confirmed = None

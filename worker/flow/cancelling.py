@@ -21,14 +21,15 @@ def cancel_upstream(engine: Engine, step_id: str) -> str:
     step = engine.store.get_step(step_id)
     if step is None or step.status not in RUNNING or not step.task_id:
         return "not-in-flight"
-    profile = engine.profile.name
-    where = f"step {step.label} (upstream task {step.task_id})"
-    if not engine.profile.has_cancel:
+    member = engine.member(step.upstream)
+    profile = member.profile.name
+    where = f"step {step.label} (upstream task {step.task_id} on {member.name})"
+    if not member.profile.has_cancel:
         engine.store.note(step.job, "cancel", f"{where}: upstream profile {profile!r} cannot "
                           "cancel tasks; it runs to its end upstream, its follow-ups do not start")
         return "cannot-cancel"
     try:
-        acknowledged = engine.client.cancel(step.task_id)
+        acknowledged = member.client.cancel(step.task_id)
     except MjflowError as exc:
         log.warning("cancel of %s upstream failed: %s", where, exc)
         engine.store.note(step.job, "cancel", f"{where}: the upstream cancel failed ({exc}); "

@@ -1,5 +1,5 @@
-"""The composition root: one object that wires settings, Redis, the store, the upstream
-client, the window and the sink together for the plain functions (submit, poll, store,
+"""The composition root: one object that wires settings, Redis, the store, the fleet of
+upstreams (each with its client, profile and window) and the sink together for the plain functions (submit, poll, store,
 finish) that Celery tasks, the web app, the CLI and tests call.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any, Protocol
 import redis
 import requests
 
-from worker.flow import receiver
+from worker.flow import budget, receiver
+from worker.flow.fleet import Fleet, Member
 from worker.flow.tokens import hook_token
-from worker.flow.window import Window
 from worker.jobs.model import upstream_state
 from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
@@ -22,7 +22,6 @@ from worker.redis_conn import connect
 from worker.settings import Settings, get_settings
 from worker.storage import Sink, sink_from_url
 from worker.storage.locate import Objects
-from worker.upstream import Profile, UpstreamClient, get_profile
 from worker.upstream.models import is_upscale
 
 CALLBACK_POLL_S = 60.0   # with callbacks expected, polling is only the safety net
@@ -77,29 +76,24 @@ class Engine:
     enqueue: Enqueue = field(default_factory=Inline)
 
     def __post_init__(self) -> None:
-        profile = get_profile(self.settings.upstream_profile)
+        self.fleet = Fleet(self.r, self.keys, self.settings)
         self.store = JobStore(self.r, self.keys, retention_s=self.settings.job_retention_s,
-                              redrive_s=self.settings.redrive_s, followups=profile.followups,
-                              default_version=profile.default_version)
-        self.store.durations_scope = self.settings.upstream_profile
+                              redrive_s=self.settings.redrive_s, profile_of=self.fleet.profile_of)
         # what follows each transition, wired once (see worker.jobs.machine)
         self.store.on_effect.update({
             "store_scheduled": self.enqueue.store,
             "modal_pending": self.enqueue.submit,
             "job_finished": self.enqueue.finish,
             "cancel_upstream": self.enqueue.cancel,
+            "task_accepted": lambda step_id: budget.charge(self.store, self.fleet, step_id),
+            "task_failed": lambda step_id: budget.refund(self.store, self.fleet, step_id),
         })
         if self.settings.step_events:
             self.store.on_effect["step_stored"] = self.enqueue.step_event
-        self.window = Window(self.r, self.keys, self.settings.max_in_flight)
 
-    @property
-    def profile(self) -> Profile:
-        return get_profile(self.settings.upstream_profile)
-
-    @functools.cached_property
-    def client(self) -> UpstreamClient:
-        return UpstreamClient.from_settings(self.settings)
+    def member(self, name: str | None) -> Member:
+        """The fleet's upstream called ``name`` (``None``: a step recorded before the fleet)."""
+        return self.fleet.get(name)
 
     @functools.cached_property
     def http(self) -> requests.Session:
@@ -129,29 +123,32 @@ class Engine:
 
     @property
     def callbacks_configured(self) -> bool:
-        return bool(self.settings.public_url and self.profile.callbacks_expected)
+        """Some upstream of the fleet is expected to call back (the receiver is probed)."""
+        return any(self.callbacks_expected(m) for m in self.fleet)
 
-    @property
-    def callbacks_on(self) -> bool:
-        """Configured, and the receiver answered its last probe (worker.flow.receiver)."""
-        return self.callbacks_configured and receiver.answers(self.r, self.keys)
+    def callbacks_expected(self, member: Member) -> bool:
+        return bool(self.settings.public_url and member.profile.callbacks_expected)
 
-    def poll_interval_s(self) -> float:
+    def callbacks_on(self, member: Member) -> bool:
+        """Expected from ``member``, and the receiver answered its last probe."""
+        return self.callbacks_expected(member) and receiver.answers(self.r, self.keys)
+
+    def poll_interval_s(self, member: Member) -> float:
         if self.settings.poll_interval_s:
             return self.settings.poll_interval_s
-        if self.callbacks_on:
-            return max(CALLBACK_POLL_S, self.profile.poll_interval_s)
-        return self.profile.poll_interval_s
+        if self.callbacks_on(member):
+            return max(CALLBACK_POLL_S, member.poll_interval_s)
+        return member.poll_interval_s
 
-    def timing(self, custom_id: str | None = None) -> Timing:
+    def timing(self, member: Member, custom_id: str | None = None) -> Timing:
         deadline = (self.settings.upscale_deadline_s if is_upscale(custom_id)
                     else self.settings.step_deadline_s)
-        return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
+        return Timing(poll_in_s=self.poll_interval_s(member), deadline_s=deadline)
 
-    def hook_url(self, step_id: str, generation: int = 0) -> str | None:
+    def hook_url(self, member: Member, step_id: str, generation: int = 0) -> str | None:
         """Where the upstream calls back for this attempt of the step (None: no callbacks;
         sent while the receiver is down too, so callbacks resume by themselves)."""
-        if not self.callbacks_configured:
+        if not self.callbacks_expected(member):
             return None
         token = hook_token(self.settings.hook_secret or "", upstream_state(step_id, generation))
         return f"{self.settings.public_url}/hooks/mj/{step_id}/{token}"

@@ -1,10 +1,10 @@
-"""The polling schedule's inputs, read from Redis and the settings (the rules themselves are
-pure, in :mod:`worker.flow.schedule`).
+"""The polling schedule's inputs, read from Redis and the settings, per upstream of the
+fleet (the rules themselves are pure, in :mod:`worker.flow.schedule`).
 
 * typical run times per action, learned by the transitions that see a task finish
-  (``{p}:durations:{profile}``, see :func:`worker.jobs.durations.typical_run_times`);
+  (``{p}:durations:{upstream}``, see :func:`worker.jobs.durations.typical_run_times`);
 * whether callbacks can be trusted: configured, and no poll has lately found a result a
-  callback should have brought (``{p}:callbacks:health``; :data:`LOST_MEMORY_S`);
+  callback should have brought (``{p}:callbacks:health:{upstream}``; :data:`LOST_MEMORY_S`);
 * the pace: with trusted callbacks the safety net (``MJFLOW_POLL_INTERVAL_S`` or 60 s) is
   the longest wait; otherwise the profile's pace is the fallback, and behind a reseller
   that refreshes its copy (``Profile.refreshes``) polls are aligned to its refresh.
@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 
 from worker.flow.engine import CALLBACK_POLL_S, Engine
+from worker.flow.fleet import Member
 from worker.flow.schedule import Known, Pace, first_check, next_check
 from worker.jobs.durations import run_time_label, typical_run_times
 from worker.jobs.model import StepBrief
@@ -28,34 +29,35 @@ LOOKAHEAD = 0.05
 QUEUED = (TaskStatus.NOT_START, TaskStatus.SUBMITTED)
 
 
-def callbacks_trusted(engine: Engine, now: float) -> bool:
-    if not engine.callbacks_on:
+def callbacks_trusted(engine: Engine, member: Member, now: float) -> bool:
+    if not engine.callbacks_on(member):
         return False
-    last = engine.r.hget(engine.keys.callbacks_health(), "last_lost")
+    last = engine.r.hget(engine.keys.callbacks_health(member.name), "last_lost")
     return not last or now - float(last) > LOST_MEMORY_S
 
 
-def note_callbacks_lost(engine: Engine, count: int, now: float) -> None:
+def note_callbacks_lost(engine: Engine, member: Member, count: int, now: float) -> None:
+    health = engine.keys.callbacks_health(member.name)
     pipe = engine.r.pipeline(transaction=False)
-    pipe.hset(engine.keys.callbacks_health(), "last_lost", repr(now))
-    pipe.hincrby(engine.keys.callbacks_health(), "lost", count)
+    pipe.hset(health, "last_lost", repr(now))
+    pipe.hincrby(health, "lost", count)
     pipe.execute()
     engine.store.bump("callbacks", "lost_found_by_poll", count)
 
 
-def pace(engine: Engine, trusted: bool) -> Pace:
-    base = engine.poll_interval_s()
+def pace(engine: Engine, member: Member, trusted: bool) -> Pace:
+    base = engine.poll_interval_s(member)
     tick = engine.settings.tick_interval_s
     if trusted:
         return Pace(fallback_s=base, max_wait_s=base, min_gap_s=tick)
-    profile_pace = min(base, engine.profile.poll_interval_s)
-    grid = base if engine.profile.refreshes and not engine.callbacks_on else 0.0
+    profile_pace = min(base, member.poll_interval_s)
+    grid = base if member.profile.refreshes and not engine.callbacks_on(member) else 0.0
     return Pace(fallback_s=profile_pace, max_wait_s=max(base, CALLBACK_POLL_S),
                 min_gap_s=max(tick, grid), grid_s=grid)
 
 
-def typicals(engine: Engine) -> dict[str, float]:
-    return typical_run_times(engine.r, engine.keys, engine.store.durations_scope)
+def typicals(engine: Engine, member: Member) -> dict[str, float]:
+    return typical_run_times(engine.r, engine.keys, member.name)
 
 
 def lookahead_s(known_typicals: dict[str, float]) -> float:
@@ -69,21 +71,22 @@ def guess_action(custom_id: str | None, root_action: str | None = None) -> str:
     return run_time_label(root_action or "imagine")
 
 
-def first_check_at(engine: Engine, action: str, now: float | None = None) -> float:
-    """The first check of a step whose submit was just accepted."""
+def first_check_at(engine: Engine, member: Member, action: str, now: float | None = None
+                   ) -> float:
+    """The first check of a step whose submit ``member`` just accepted."""
     now = time.time() if now is None else now
-    trusted = callbacks_trusted(engine, now)
-    return first_check(now, typicals(engine).get(run_time_label(action)),
-                       pace(engine, trusted), callbacks=trusted)
+    trusted = callbacks_trusted(engine, member, now)
+    return first_check(now, typicals(engine, member).get(run_time_label(action)),
+                       pace(engine, member, trusted), callbacks=trusted)
 
 
-def after_poll(engine: Engine, answered: Iterable[tuple[StepBrief, Task]], now: float
-               ) -> dict[str, float]:
-    """Next check of each step a poll just saw (step id -> time)."""
+def after_poll(engine: Engine, member: Member, answered: Iterable[tuple[StepBrief, Task]],
+               now: float) -> dict[str, float]:
+    """Next check of each step a poll of ``member`` just saw (step id -> time)."""
     pairs = list(answered)
-    known = typicals(engine)
-    trusted = callbacks_trusted(engine, now)
-    p = pace(engine, trusted)
+    known = typicals(engine, member)
+    trusted = callbacks_trusted(engine, member, now)
+    p = pace(engine, member, trusted)
     queued = sorted((t.submitTime or 0, b.id) for b, t in pairs if t.task_status in QUEUED)
     running = sum(1 for _, t in pairs if t.task_status == TaskStatus.IN_PROGRESS)
     ahead = {sid: i for i, (_, sid) in enumerate(queued)}

@@ -3,7 +3,7 @@
 Each in-flight step has a next-check time in ``{p}:poll``; callbacks push it back
 (heartbeats), silence brings it due. A tick claims the due steps (re-scoring them first,
 so a crashed tick loses nothing; steps due a moment later ride along in the same
-request), asks the upstream in batches (list-by-condition where the profile has it, fetch
+request), asks each upstream for its own tasks in batches (list-by-condition where the profile has it, fetch
 otherwise), feeds every snapshot to reconcile and sets each step's next check from what
 the answer showed (:mod:`worker.flow.pacing`, :mod:`worker.flow.schedule`). The cost
 grows with the due steps, not with all jobs. A task the upstream no longer knows is
@@ -17,6 +17,7 @@ import time
 from worker.errors import MjflowError
 from worker.flow import pacing
 from worker.flow.engine import Engine
+from worker.flow.fleet import Member
 from worker.jobs import machine
 from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
@@ -31,71 +32,86 @@ def claim_due(engine: Engine, now: float, limit: int = POLL_CLAIM_LIMIT) -> list
     k = engine.keys
     due = engine.r.zrangebyscore(k.poll(), "-inf", now, start=0, num=limit)
     if due:
-        interval = engine.poll_interval_s()
+        interval = min(engine.poll_interval_s(m) for m in engine.fleet)
         engine.r.zadd(k.poll(), {s: now + interval for s in due}, xx=True)
     return due
 
 
 def poll_due(engine: Engine, now: float | None = None) -> dict[str, int]:
-    """One polling round. Returns counts (polled, recovered transitions, lost)."""
+    """One polling round: each upstream asked for its own tasks. Returns counts (polled,
+    recovered transitions, lost)."""
     now = time.time() if now is None else now
+    out = {"polled": 0, "moved": 0, "lost": 0}
     step_ids = claim_due(engine, now)
     if not step_ids:
-        return {"polled": 0, "moved": 0, "lost": 0}
-    ahead = pacing.lookahead_s(pacing.typicals(engine))
+        return out
+    ahead = max(pacing.lookahead_s(pacing.typicals(engine, m)) for m in engine.fleet)
     if ahead > 0:
         step_ids = list(dict.fromkeys(step_ids + claim_due(engine, now + ahead)))
-    by_task: dict[str, tuple[str, str | None]] = {}
-    briefs: dict[str, StepBrief] = {}
+    groups: dict[str, dict[str, StepBrief]] = {}
     for sid, brief in zip(step_ids, engine.store.briefs(step_ids)):
         if brief is None or not brief.task_id or brief.status.terminal:
             engine.r.zrem(engine.keys.poll(), sid)
             continue
-        by_task[brief.task_id] = (sid, brief.custom_id)
-        briefs[sid] = brief
+        groups.setdefault(brief.upstream, {})[brief.task_id] = brief
+    for name, by_task in groups.items():
+        member = engine.fleet.find(name)
+        if member is None:
+            log.warning("%d steps wait on upstream %r, which is no longer in the fleet",
+                        len(by_task), name)
+            continue
+        for key, count in _poll_member(engine, member, by_task, now).items():
+            out[key] += count
+    return out
+
+
+def _poll_member(engine: Engine, member: Member, by_task: dict[str, StepBrief], now: float
+                 ) -> dict[str, int]:
     try:
-        tasks = engine.client.list_by_condition(list(by_task))
+        tasks = member.client.list_by_condition(list(by_task))
     except MjflowError as exc:
-        log.warning("poll of %d tasks failed: %s", len(by_task), exc)
+        log.warning("poll of %d tasks on %s failed: %s", len(by_task), member.name, exc)
         engine.store.bump("polls", "failed")
-        return {"polled": 0, "moved": 0, "lost": 0}
+        return {}
     engine.store.bump("polls", "rounds")
     engine.store.bump("polls", "tasks", len(by_task))
     moved = lost = 0
     seen: set[str] = set()
     answered, finished = [], []
     for task in tasks:
-        if task.id not in by_task:
+        brief = by_task.get(task.id)
+        if brief is None:
             continue
         seen.add(task.id)
-        sid, custom_id = by_task[task.id]
-        result = reconcile(engine.store, sid, task, engine.timing(custom_id), now)
+        result = reconcile(engine.store, brief.id, task, engine.timing(member, brief.custom_id),
+                           now)
         if result.startswith("moved"):
             moved += 1
         if task.is_terminal:
-            finished.append(sid)
+            finished.append(brief.id)
         else:
-            answered.append((briefs[sid], task))
+            answered.append((brief, task))
     for task_id in set(by_task) - seen:
-        lost += _missed(engine, by_task[task_id][0], task_id, now)
+        lost += _missed(engine, by_task[task_id].id, task_id, now)
     if moved:
         engine.store.bump("polls", "recovered", moved)
-    _schedule(engine, answered, finished, now)
+    _schedule(engine, member, answered, finished, now)
     return {"polled": len(by_task), "moved": moved, "lost": lost}
 
 
-def _schedule(engine: Engine, answered: list, finished: list[str], now: float) -> None:
+def _schedule(engine: Engine, member: Member, answered: list, finished: list[str],
+              now: float) -> None:
     """Each answered step's next check; a result found here that no callback brought means
     the upstream is losing callbacks (polls then follow the profile's pace)."""
     if answered:
         pipe = engine.r.pipeline(transaction=False)
-        for sid, at in pacing.after_poll(engine, answered, now).items():
+        for sid, at in pacing.after_poll(engine, member, answered, now).items():
             pipe.zadd(engine.keys.poll(), {sid: at}, xx=True)
         pipe.execute()
-    if finished and engine.callbacks_on:
+    if finished and engine.callbacks_on(member):
         missing = [s for s, raw in zip(finished, engine.store.inbox.peek(finished)) if raw is None]
         if missing:
-            pacing.note_callbacks_lost(engine, len(missing), now)
+            pacing.note_callbacks_lost(engine, member, len(missing), now)
 
 
 def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:

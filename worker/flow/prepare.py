@@ -15,6 +15,7 @@ from typing import Any
 
 from worker.errors import MjflowError
 from worker.flow.engine import Engine
+from worker.flow.fleet import Member
 from worker.jobs.chains import change_of, model_version, resolve_button
 from worker.jobs.model import StepStatus
 from worker.jobs.spec_images import prompt_data_urls, replace_references
@@ -40,13 +41,15 @@ def prepare_step(engine: Engine, job_id: str, step_id: str) -> Answer | None:
             or step.submit_started or step.options.get(PREPARED)):
         return None
     spec = engine.store.job_spec(job_id) or {}
+    member = engine.member(step.upstream)
     changes: dict[str, Any] = {}
     try:
         if spec.get("action") == "ACTION":
-            changes = _foreign_button(engine, spec)
+            changes = _foreign_button(member, spec)
         elif spec.get("action") == "IMAGINE" and prompt_data_urls(spec.get("prompt")):
             changes = {"prompt": replace_references(
-                spec["prompt"], lambda urls: _upload(engine, urls, spec.get("accountFilter")))}
+                spec["prompt"], lambda urls: _upload(engine, member, urls,
+                                                     spec.get("accountFilter")))}
         else:
             return None
     except Refused as refused:
@@ -67,8 +70,9 @@ def prepare_step(engine: Engine, job_id: str, step_id: str) -> Answer | None:
     return None
 
 
-def _upload(engine: Engine, data_urls: list[str], account_filter: Any) -> list[str]:
-    answer = engine.client.upload_discord_images(data_urls, account_filter=account_filter)
+def _upload(engine: Engine, member: Member, data_urls: list[str], account_filter: Any
+            ) -> list[str]:
+    answer = member.client.upload_discord_images(data_urls, account_filter=account_filter)
     urls = answer.result if answer.outcome == Outcome.ACCEPTED else None
     if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
         message = f"uploading the prompt's images failed: {answer.message}"
@@ -78,15 +82,15 @@ def _upload(engine: Engine, data_urls: list[str], account_filter: Any) -> list[s
     return urls
 
 
-def _foreign_button(engine: Engine, spec: dict[str, Any]) -> dict[str, Any]:
+def _foreign_button(member: Member, spec: dict[str, Any]) -> dict[str, Any]:
     """The customId (or /change) of ``spec.button`` on the upstream task ``spec.taskId``."""
     task_id, button = spec["taskId"], spec.get("button") or ""
     if spec.get("customId"):
         return {"custom_id": spec["customId"]}
-    if engine.profile.followups == "change":
+    if member.profile.followups == "change":
         return {"change": list(change_of(button) or ())}
     try:
-        task = engine.client.fetch(task_id)
+        task = member.client.fetch(task_id)
     except UpstreamAuthFailed as exc:
         raise Refused(Answer(Outcome.AUTH_FAILED, str(exc))) from None
     except UpstreamOutOfCredit as exc:
@@ -100,7 +104,7 @@ def _foreign_button(engine: Engine, spec: dict[str, Any]) -> dict[str, Any]:
         raise Refused(Answer(Outcome.REJECTED, f"upstream task {task_id} is "
                              f"{task.status or 'not started'}, not SUCCESS: its buttons "
                              "cannot be clicked"))
-    version = model_version(task.final_prompt or task.prompt, engine.profile.default_version)
+    version = model_version(task.final_prompt or task.prompt, member.profile.default_version)
     custom_id, why = resolve_button(button, [b.model_dump() for b in task.buttons],
                                     version=version)
     if custom_id is None:

@@ -5,7 +5,7 @@ down, a job still finishes, but through the safety-net poll (60 s with callbacks
 expected) instead of callbacks (seconds): a silent slow path. So the beat tick probes the
 URL every ``PROBE_EVERY_S`` (``GET {public_url}/healthz``, ``PROBE_TIMEOUT_S``) and keeps
 the answer in Redis (``{p}:receiver``); while the last probe failed, callbacks count as
-off (:attr:`Engine.callbacks_on`), so steps are polled at the profile's no-callback pace,
+off (:meth:`Engine.callbacks_on`), so steps are polled at the profile's no-callback pace,
 and ``mjflow submit``, ``/readyz``, the dashboard's upstream page and the metric
 ``mjflow_callbacks_reachable`` say so. Hook URLs are still sent: callbacks resume on their
 own as soon as the receiver is back.

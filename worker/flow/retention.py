@@ -22,7 +22,7 @@ def purge_job(engine: Engine, job_id: str) -> None:
                 pipe.delete(k.task(s.task_id))
         if job.batch:
             pipe.zrem(k.batch_jobs(job.batch), job_id)
-    pipe.delete(k.job(job_id), k.job_steps(job_id), k.job_events(job_id))
+    pipe.delete(k.job(job_id), k.job_steps(job_id), k.job_events(job_id), k.job_spend(job_id))
     pipe.zrem(k.jobs(), job_id)
     pipe.zrem(k.retention(), job_id)
     pipe.srem(k.jobs_live(), job_id)

@@ -35,7 +35,7 @@ def store_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     if _no_image(job.spec, step):
         _finish(engine, job.id, step_id, S.SUCCEEDED, [], None, _seed(engine, step))
         return "stored"
-    client = engine.client
+    client = engine.member(step.upstream).client
 
     def refresh() -> str | None:
         task = client.fetch(step.task_id or "")
@@ -94,10 +94,11 @@ def _clips(summary: dict[str, Any], image_url: str) -> list[tuple[str, str | Non
 
 
 def _fresh_clips(engine: Engine, step: Step) -> list[tuple[str, str | None]]:
-    task = engine.client.fetch(step.task_id or "")
+    client = engine.member(step.upstream).client
+    task = client.fetch(step.task_id or "")
     if task is None:
         return []
-    return task.videos or [(engine.client.image_url_for(task), None)]
+    return task.videos or [(client.image_url_for(task), None)]
 
 
 def _seed(engine: Engine, step: Step) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def _seed(engine: Engine, step: Step) -> dict[str, Any]:
     if not step.options.get("seed") or not step.task_id:
         return {}
     try:
-        seed = engine.client.image_seed(step.task_id)
+        seed = engine.member(step.upstream).client.image_seed(step.task_id)
     except MjflowError as exc:
         return {"seedError": str(exc)}
     return {"seed": seed} if seed else {"seedError": "the upstream gave no seed"}

@@ -11,8 +11,9 @@ import logging
 import time
 from dataclasses import replace
 
-from worker.flow import pacing
+from worker.flow import budget, pacing
 from worker.flow.engine import Engine
+from worker.flow.fleet import Member
 from worker.flow.prepare import prepare_step
 from worker.jobs import machine
 from worker.jobs.model import Job, Step, StepStatus
@@ -29,6 +30,7 @@ from worker.upstream.submits import (
 
 log = logging.getLogger("mjflow.submit")
 S = StepStatus
+PAUSE_REASONS = {Outcome.OUT_OF_CREDIT: "out of credit", Outcome.AUTH_FAILED: "auth failed"}
 
 
 def build_request(job: Job, step: Step, profile: Profile | None = None) -> Request:
@@ -89,43 +91,59 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
     if claimed is None:
         return "not-mine"
     job, step = claimed
+    member = engine.member(step.upstream)
+    price = member.cost_of(budget.cost_key(job.spec["action"], step.parent, step.custom_id))
+    over = budget.blocker(engine.store, job_id, job.spec, job.batch, price,
+                          engine.settings.budget_per_day) if step.status != S.MODAL else None
+    if over is not None:
+        engine.store.mutate(job_id, lambda tx: machine.move(tx, tx.steps[step_id], S.SKIPPED,
+                                                            reason=over))
+        return "skipped"
     if step.status == S.MODAL and not (step.prompt or step.mask):
         why = (f"'{step.label}' opens a modal dialog upstream and needs input: "
                "give it a 'prompt' (and a 'mask' for Vary (Region))")
         _fail(engine, job_id, step_id, why)
         return "failed"
-    path, body = build_request(job, step, engine.profile)
+    path, body = build_request(job, step, member.profile)
     modes = (job.spec.get("accountFilter") or {}).get("modes") or (
         [job.spec["mode"]] if job.spec.get("mode") else None)
     opening = path not in ("modal", "upload-discord-images")   # a modal continues a task
-    answer = engine.client.submit(path, body, state=step.upstream_state if opening else None,
-                                  notify_hook=engine.hook_url(step.id, step.generation) if opening else None,
-                                  modes=modes)
-    engine.window.record_answer({
+    hook = engine.hook_url(member, step.id, step.generation) if opening else None
+    answer = member.client.submit(path, body, state=step.upstream_state if opening else None,
+                                  notify_hook=hook, modes=modes)
+    member.window.record_answer({
         "at": time.time(), "step": step_id, "job": job_id, "path": path,
         "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
         "message": answer.message,
     })
-    return apply_answer(engine, job_id, step_id, path, answer)
+    return apply_answer(engine, job_id, step_id, path, answer, member)
 
 
-def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer) -> str:
+def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer,
+                 member: Member | None = None) -> str:
+    """What the answer of ``member`` (default: the step's upstream) does to the step."""
+    if member is None:
+        brief = engine.store.brief(step_id)
+        member = engine.member(brief.upstream if brief else None)
     o = answer.outcome
     if o == Outcome.ACCEPTED and path == "upload-discord-images":
         return _uploaded(engine, job_id, step_id, answer)
     if o in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
-        return _accepted(engine, job_id, step_id, path, answer)
+        return _accepted(engine, member, job_id, step_id, path, answer)
     if o == Outcome.RETRY_LATER:
         if _requeue(engine, job_id, step_id, path, why=answer.message):
             return "failed"
-        engine.window.shrink(answer.retry_after_s or engine.settings.queue_full_backoff_s)
+        member.window.shrink(answer.retry_after_s or engine.settings.queue_full_backoff_s)
         return "retry-later"
     if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
         _requeue(engine, job_id, step_id, path)
-        engine.window.pause(f"{o.value}: {answer.message}")
+        why = PAUSE_REASONS[o]
+        member.window.pause(f"{why} ({answer.message})" if answer.message else why)
+        others = "another upstream of the fleet takes it if one serves it, else it" \
+            if not engine.fleet.single else "it"
         engine.store.note(job_id, "dispatch_paused",
-                          f"upstream dispatch paused ({o.value}: {answer.message}); the step waits "
-                          "in the queue until an operator resumes dispatch")
+                          f"upstream {member.name!r} paused ({why}: {answer.message}); {others} "
+                          f"waits in the queue until `mjflow resume {member.name}`")
         return "paused"
     if o == Outcome.OUTCOME_UNKNOWN:
         engine.store.bump("submits", "outcome_unknown")
@@ -137,17 +155,18 @@ def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: A
     return "failed"
 
 
-def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answer) -> str:
+def _accepted(engine: Engine, member: Member, job_id: str, step_id: str, path: str,
+              answer: Answer) -> str:
     if not answer.task_id:
         _fail(engine, job_id, step_id, f"upstream accepted but returned no task id: {answer.message}")
         return "failed"
-    engine.window.grow()
-    timing = engine.timing(None)
+    member.window.grow()
+    timing = engine.timing(member)
     needs_modal = answer.outcome == Outcome.NEEDS_MODAL
 
     def fn(tx: Txn) -> None:
         step = tx.steps[step_id]
-        timing_ = engine.timing(step.custom_id) if step.custom_id else timing
+        timing_ = engine.timing(member, step.custom_id) if step.custom_id else timing
         if step.task_id and step.task_id != answer.task_id and path != "modal":
             log.warning("step %s: answer id %s differs from adopted %s", step_id,
                         answer.task_id, step.task_id)
@@ -158,7 +177,7 @@ def _accepted(engine: Engine, job_id: str, step_id: str, path: str, answer: Answ
             tx.save(step)
         target = S.MODAL if needs_modal else S.SUBMITTED
         action = pacing.guess_action(step.custom_id, tx.job.spec.get("action"))
-        first_in = pacing.first_check_at(engine, action) - time.time()
+        first_in = pacing.first_check_at(engine, member, action) - time.time()
         # a move to MODAL registers ``modal_pending``: the engine sends the input next
         machine.move(tx, step, target, poll_in_s=first_in, deadline_s=timing_.deadline_s)
 

@@ -15,11 +15,13 @@ from worker.errors import MjflowError
 from worker.flow import receiver
 from worker.flow.callbacks import confirm_due
 from worker.flow.engine import Engine
+from worker.flow.fleet import Member
 from worker.flow.polling import poll_due
 from worker.flow.retention import purge_job
 from worker.jobs import machine
 from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
+from worker.jobs.routes import split_queue
 from worker.jobs.store import PRIORITY_BUCKET, Txn
 from worker.upstream import Task
 
@@ -31,11 +33,24 @@ RELEASE_LOCK_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.c
 
 
 def dispatch(engine: Engine, now: float | None = None) -> list[str]:
-    """Move queued steps to submit while the window has room."""
+    """Move queued steps to submit while upstreams have room: each route's queues are
+    offered to the upstreams that serve it, in the fleet's order (:mod:`worker.flow.fleet`);
+    follow-ups (pinned to their parent's upstream) first."""
     now = time.time() if now is None else now
     s = engine.settings
-    claimed = engine.window.claim(limit=s.max_in_flight, lease_s=s.step_deadline_s + LEASE_MARGIN_S,
-                                  grace_s=s.submit_grace_s, bucket=PRIORITY_BUCKET, now=now)
+    queues = engine.r.zrange(engine.keys.lanes(), 0, -1)
+    if not queues:
+        return []
+    routes = sorted({split_queue(q)[0] for q in queues}, key=lambda rt: not rt.startswith("at."))
+    room = engine.fleet.room(now)
+    claimed: list[str] = []
+    for route in routes:
+        for member in engine.fleet.candidates(route, room):
+            got = member.window.claim(routes=[route], limit=room[member.name],
+                                      lease_s=s.step_deadline_s + LEASE_MARGIN_S,
+                                      grace_s=s.submit_grace_s, bucket=PRIORITY_BUCKET, now=now)
+            room[member.name] -= len(got)
+            claimed += got
     for step_id in claimed:
         engine.enqueue.submit(step_id)
     return claimed
@@ -91,17 +106,20 @@ def _clear_lost_attempt(engine: Engine, step_id: str, started: float) -> bool:
 
 
 def _adopt_from(engine: Engine, brief: StepBrief, what: str, counter: str,
-                lookup: Callable[[], list[Task]], now: float) -> bool:
-    """Ask the upstream (``lookup``) for tasks that may be this step's lost submit; adopt
+                lookup: Callable[[Member], list[Task]], now: float) -> bool:
+    """Ask the step's upstream (``lookup``) for tasks that may be its lost submit; adopt
     the one whose own copy carries our state."""
+    member = engine.fleet.find(brief.upstream)
+    if member is None:
+        return False
     try:
-        tasks = lookup()
+        tasks = lookup(member)
     except MjflowError as exc:
-        log.warning("%s lookup failed: %s", what, exc)
+        log.warning("%s lookup on %s failed: %s", what, member.name, exc)
         return False
     for task in tasks:
         if task.state == brief.upstream_state:
-            reconcile(engine.store, brief.id, task, engine.timing(None), now)
+            reconcile(engine.store, brief.id, task, engine.timing(member), now)
             engine.store.bump("submits", counter)
             return True
     return False
@@ -112,12 +130,13 @@ def _found_by_seen_ids(engine: Engine, brief: StepBrief, now: float) -> bool:
     worker)."""
     seen = engine.store.seen_tasks(brief.id)
     return bool(seen) and _adopt_from(engine, brief, "seen task ids", "recovered_from_callbacks",
-                                      lambda: engine.client.list_by_condition(seen), now)
+                                      lambda m: m.client.list_by_condition(seen), now)
 
 
 def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
-    return engine.profile.has_task_list and _adopt_from(
-        engine, brief, "task list", "recovered_from_list", engine.client.task_list, now)
+    member = engine.fleet.find(brief.upstream)
+    return bool(member and member.profile.has_task_list) and _adopt_from(
+        engine, brief, "task list", "recovered_from_list", lambda m: m.client.task_list(), now)
 
 
 def sweep_deadlines(engine: Engine, now: float) -> int:
@@ -168,7 +187,7 @@ def probe_receiver(engine: Engine, now: float) -> int:
     if not state["reachable"]:
         if last["reachable"] is not False:
             log.warning("%s", receiver.describe(engine.settings.public_url, state))
-        soon = now + engine.poll_interval_s()
+        soon = now + min(engine.poll_interval_s(m) for m in engine.fleet)
         due = engine.r.zrangebyscore(engine.keys.poll(), f"({soon}", "+inf", start=0,
                                      num=SWEEP_LIMIT)
         if due:

@@ -20,6 +20,19 @@ GRID_ROOTS = frozenset({"IMAGINE", "BLEND"})
 Problem = tuple[str, str]
 
 
+def profile_problems(spec: JobSpec, profile: Profile, max_image_bytes: int) -> list[Problem]:
+    """What the upstream of ``profile`` cannot do in ``spec``, images larger than its own
+    limit (when it has a smaller one than ``max_image_bytes``) included."""
+    out: list[Problem] = []
+    if profile.max_image_bytes and profile.max_image_bytes < max_image_bytes:
+        try:
+            spec.check_images(profile.max_image_bytes, f"profile {profile.name}")
+        except ValueError as exc:
+            path, _, msg = str(exc).partition(": ")
+            out.append((path, msg))
+    return out + fit_problems(spec, profile)
+
+
 def fit_problems(spec: JobSpec, profile: Profile) -> list[Problem]:
     """Every part of ``spec`` the upstream of ``profile`` cannot do, as (path, message)."""
     name = f"upstream profile {profile.name!r}"

@@ -5,6 +5,7 @@ hangs off exactly one transition and is written in the same transaction; the wor
 must follow it is registered there as a named effect (``tx.effect``), which the engine
 hands out once the transaction commits (``worker.flow.engine`` wires each name once):
 
+    submitting -> accepted      effect ``task_accepted`` (its price: worker.flow.budget)
     -> submitted/running        poll schedule + deadline
     -> modal                    poll schedule + deadline; effect ``modal_pending`` (send the
                                 modal's input) unless it was sent
@@ -21,7 +22,8 @@ import time
 from worker.errors import Conflict, NotFound, SpecError
 from worker.jobs.chains import change_of, model_version, offered, resolve_button
 from worker.jobs.durations import observe_step_duration
-from worker.jobs.model import IN_FLIGHT, Job, JobStatus, Step, StepStatus
+from worker.jobs.model import DEFAULT_UPSTREAM, IN_FLIGHT, Job, JobStatus, Step, StepStatus
+from worker.jobs.routes import queue_of, route_of
 from worker.jobs.spec import FollowUp, normalize_then
 from worker.jobs.store import Txn, new_child, ready_score
 
@@ -41,10 +43,11 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
     step.times.setdefault(to.value, now)
     tx.save(step)
     if frm == S.QUEUED:
-        p.zrem(k.ready(tx.job.lane), step.id)
+        p.zrem(k.ready(_queue(tx, step)), step.id)
     if to == S.QUEUED:
-        p.zadd(k.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, tx.job.created_at)})
-        p.zadd(k.lanes(), {tx.job.lane: 0}, nx=True)
+        _enqueue(tx, step)
+    if frm == S.SUBMITTING and not to.terminal:
+        tx.effect("task_accepted", step.id)      # the upstream holds a task now: its price
     if to in (S.SUBMITTED, S.RUNNING, S.MODAL):
         p.zrem(k.pending_submit(), step.id)
         if frm not in (S.SUBMITTED, S.RUNNING, S.MODAL):
@@ -104,14 +107,26 @@ def requeue(tx: Txn, step: Step, *, now: float | None = None) -> bool:
     step.status = S.QUEUED
     step.submit_started = None
     tx.save(step)
-    tx.pipe.zadd(tx.keys.ready(tx.job.lane), {step.id: ready_score(tx.job.priority, tx.job.created_at)})
-    tx.pipe.zadd(tx.keys.lanes(), {tx.job.lane: 0}, nx=True)
+    _enqueue(tx, step)
     return True
+
+
+def _queue(tx: Txn, step: Step) -> str:
+    """The ready queue of a queued step: its route (which upstreams may take it) and lane."""
+    parent = tx.steps.get(step.parent) if step.parent else None
+    return queue_of(route_of(tx.job, step, parent), tx.job.lane)
+
+
+def _enqueue(tx: Txn, step: Step) -> None:
+    queue = _queue(tx, step)
+    tx.pipe.zadd(tx.keys.ready(queue), {step.id: ready_score(tx.job.priority, tx.job.created_at)})
+    tx.pipe.zadd(tx.keys.lanes(), {queue: 0}, nx=True)
 
 
 def _leave_upstream(tx: Txn, step: Step) -> None:
     k = tx.keys
-    for key in (k.slots(), k.poll(), k.deadline(), k.pending_submit()):
+    for key in (k.slots(step.upstream or DEFAULT_UPSTREAM), k.poll(), k.deadline(),
+                k.pending_submit()):
         tx.pipe.zrem(key, step.id)
 
 
@@ -141,7 +156,8 @@ def follow_up_target(tx: Txn, parent: Step, child: Step) -> str:
     tx.save(child)
     if child.action == "EXTEND":
         return ""
-    if tx.store.followups == "change":
+    profile = tx.store.profile_of(parent.upstream)
+    if profile.followups == "change":
         change = change_of(child.label)
         if change is None:
             return (f"'{child.label}' is not possible without buttons: only U1–U4, V1–V4 "
@@ -150,7 +166,7 @@ def follow_up_target(tx: Txn, parent: Step, child: Step) -> str:
         return ""
     summary = parent.task or {}
     version = model_version(summary.get("finalPrompt") or summary.get("prompt"),
-                            tx.store.default_version)
+                            profile.default_version)
     custom_id, why = resolve_button(child.label, parent.buttons, version=version)
     child.custom_id = custom_id
     return why
@@ -238,8 +254,7 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
         tx.save(step)
         reopened += 1
         if to == S.QUEUED:
-            tx.pipe.zadd(tx.keys.ready(job.lane), {step.id: ready_score(job.priority, job.created_at)})
-            tx.pipe.zadd(tx.keys.lanes(), {job.lane: 0}, nx=True)
+            _enqueue(tx, step)
         for child_id in step.children:
             child = tx.steps[child_id]
             if child.status in (S.SKIPPED, S.FAILED, S.CANCELLED):

@@ -29,6 +29,9 @@ class StepStatus(str, Enum):
         return RANK[self]
 
 
+#: the upstream of a one-upstream fleet (the single-upstream settings), and of steps
+#: recorded before the fleet
+DEFAULT_UPSTREAM = "default"
 TERMINAL = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.CANCELLED,
                       StepStatus.SKIPPED})
 IN_FLIGHT = frozenset({StepStatus.SUBMITTING, StepStatus.SUBMITTED, StepStatus.RUNNING,
@@ -75,6 +78,7 @@ class StepBrief:
     submit_started: float | None
     progress: int = 0                   # 0..100
     progress_at: float | None = None
+    upstream: str = DEFAULT_UPSTREAM     # the upstream that holds (or will hold) its task
 
     @property
     def upstream_state(self) -> str:
@@ -108,6 +112,8 @@ class Step:
     progress: str = ""
     progress_at: float | None = None     # when the progress last went up (our clock)
     task_id: str | None = None
+    #: the fleet's upstream that holds its task (set when a slot there is claimed for it)
+    upstream: str | None = None
     custom_id: str | None = None
     parent_task_id: str | None = None
     fail_reason: str | None = None

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
 from worker.errors import SpecError
-from worker.jobs.fit import fit_problems
+from worker.jobs.fit import Problem
 from worker.jobs.spec import JobSpec
-from worker.upstream.profiles import Profile
+
+#: what the upstreams can do with a spec: its problems as (path, message), ``[]`` if none
+Fits = Callable[[JobSpec], list[Problem]]
 
 MAX_JSON_DEPTH = 64          # a spec nested deeper is refused (metadata included)
 
@@ -43,10 +46,10 @@ def _too_deep(data: Any, limit: int) -> str | None:
 
 
 def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "",
-               profile: Profile | None = None) -> JobSpec:
+               fits: Fits | None = None) -> JobSpec:
     """Validate a job spec; raises SpecError listing every problem with its field path.
-    With ``profile``, what that upstream cannot do is refused as well (naming it), and
-    images must fit its limit when it has a smaller one."""
+    With ``fits`` (what the upstreams can do: ``worker.upstreams.fits``), what they cannot
+    do is refused as well (naming the profile), and images must fit its limit."""
     if not isinstance(data, dict):
         raise SpecError([{"path": prefix or "body", "message": "must be a JSON object"}])
     too_deep = _too_deep(data, MAX_JSON_DEPTH)
@@ -66,18 +69,15 @@ def parse_spec(data: Any, *, max_image_bytes: int, prefix: str = "",
         raise SpecError([{"path": prefix or "body", "message": "nested too deeply"}]) from None
     except ValidationError as exc:
         raise SpecError(errors_of(exc, prefix)) from None
-    limit, owner = max_image_bytes, ""
-    if profile is not None and profile.max_image_bytes and profile.max_image_bytes < limit:
-        limit, owner = profile.max_image_bytes, f"profile {profile.name}"
-    problems: list[tuple[str, str]] = []
+    problems: list[Problem] = []
     try:
-        spec.check_images(limit, owner)
+        spec.check_images(max_image_bytes, "")
     except ValueError as exc:
         path, _, msg = str(exc).partition(": ")
         problems.append((path, msg))
     problems += spec.label_errors()
-    if profile is not None:
-        problems += fit_problems(spec, profile)
+    if fits is not None:
+        problems += fits(spec)
     if problems:
         raise SpecError([{"path": _join(prefix, path), "message": msg} for path, msg in problems])
     return spec

@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.jobs import machine
 from worker.jobs.durations import learn_run_time
-from worker.jobs.model import Step, StepStatus
+from worker.jobs.model import DEFAULT_UPSTREAM, Step, StepStatus
 from worker.jobs.store import JobStore, Txn
 from worker.upstream.failures import readable_failure
 from worker.upstream.models import Task, TaskStatus, percent
@@ -59,7 +59,7 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         tx.save(step)
     if target == S.STORING:
         if task.startTime and task.finishTime:
-            learn_run_time(tx.pipe, tx.keys, tx.store.durations_scope, task.action,
+            learn_run_time(tx.pipe, tx.keys, step.upstream or DEFAULT_UPSTREAM, task.action,
                            (task.finishTime - task.startTime) / 1000)
         step.progress = "100%"
         step.buttons = [b.model_dump(exclude_none=True) for b in task.buttons]
@@ -69,6 +69,8 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         tx, step, target, now=now, reason=readable_failure(task) if target == S.FAILED else None,
         poll_in_s=timing.poll_in_s, deadline_s=timing.deadline_s,
     )
+    if moved and target == S.FAILED:
+        tx.effect("task_failed", step.id)    # the upstream failed it (refunds: flow.budget)
     if not moved and target == S.MODAL:
         machine.request_modal(tx, step)      # its input was refused for now: send it again
     return f"moved:{target.value}" if moved else "kept"

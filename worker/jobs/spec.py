@@ -23,6 +23,7 @@ from worker.jobs.spec_images import check_data_url, prompt_data_urls, prompt_tex
 RootAction = Literal["IMAGINE", "BLEND", "DESCRIBE", "SHORTEN", "SWAP_FACE", "UPLOAD", "ACTION",
                      "VIDEO", "EDITS", "RETEXTURE"]
 Mode = Literal["FAST", "RELAX", "TURBO"]
+UPSTREAM_NAME_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 MAX_PROMPT_CHARS = 8000
 #: a prompt may carry data URLs (``--sref data:...``) that are uploaded before the submit;
 #: MAX_PROMPT_CHARS applies to its text without them
@@ -137,6 +138,12 @@ class JobSpec(BaseModel):
     botType: Literal["MID_JOURNEY", "NIJI_JOURNEY"] | None = None
     mode: Mode | None = None
     accountFilter: AccountFilter | None = None
+    upstream: list[str] | None = Field(
+        default=None, max_length=64,
+        description="run on this upstream of the fleet (a name), or on one of these (a list)")
+    maxCost: float | None = Field(default=None, ge=0, le=1e12,
+                                  description="stop dispatching the job's steps once its "
+                                  "accepted tasks cost this much (the upstreams' costs)")
     seed: bool = Field(default=False, description="fetch the image seed of every step")
     then: list[FollowUpItem] = Field(default_factory=list)
     splitGrid: bool = False
@@ -159,6 +166,17 @@ class JobSpec(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname or any(
                 c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
             raise ValueError("must be an http(s) URL with a host and no spaces")
+        return value
+
+    @field_validator("upstream", mode="before")
+    @classmethod
+    def _upstream(cls, value: object) -> object:
+        names = [value] if isinstance(value, str) else value
+        if isinstance(names, list):
+            for name in names:
+                if not isinstance(name, str) or not UPSTREAM_NAME_RE.match(name):
+                    raise ValueError("upstream names are 1-32 of a-z, 0-9 and '-'")
+            return list(dict.fromkeys(names)) or None
         return value
 
     @field_validator("metadata")

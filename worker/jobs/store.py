@@ -18,10 +18,20 @@ from typing import Any, TypeVar
 import redis
 
 from worker.jobs.inbox import Inbox
-from worker.jobs.model import Job, JobBrief, JobStatus, Step, StepBrief, StepStatus
+from worker.jobs.model import (
+    DEFAULT_UPSTREAM,
+    Job,
+    JobBrief,
+    JobStatus,
+    Step,
+    StepBrief,
+    StepStatus,
+)
+from worker.jobs.routes import queue_of, route_of
 from worker.jobs.spec import EXTEND, FollowUp, JobSpec, normalize_then
 from worker.keys import Keys
 from worker.upstream.models import percent
+from worker.upstream.profiles import Profile, get_profile
 
 T = TypeVar("T")
 log = logging.getLogger("mjflow.step")
@@ -101,20 +111,17 @@ def new_child(parent: Step, item: FollowUp, index: int, now: float, *, seed: boo
 
 class JobStore:
     def __init__(self, r: redis.Redis, keys: Keys, *, retention_s: int = 7 * 86400,
-                 redrive_s: float = 60.0, followups: str = "buttons",
-                 default_version: str | None = None) -> None:
+                 redrive_s: float = 60.0,
+                 profile_of: Callable[[str | None], Profile] | None = None) -> None:
         self.r = r
         self.keys = keys
         self.retention_s = retention_s
         self.redrive_s = redrive_s
-        #: whose typical run times transitions learn (``{p}:durations:{scope}``)
-        self.durations_scope = "default"
         #: the callback receiver's one round trip, and the worker's side of it
         self.inbox = Inbox(r, keys, retention_s, redrive_s)
-        #: how the upstream takes follow-ups: "buttons" (a customId) or "change" (novicezk)
-        self.followups = followups
-        #: the model version of prompts without ``--v`` (V8 button rules)
-        self.default_version = default_version
+        #: an upstream's profile by its name: how it takes follow-ups ("buttons", or
+        #: "change" on novicezk) and the model version of prompts without ``--v``
+        self.profile_of = profile_of or (lambda _name: get_profile(None))
         #: effect name -> handler, called with the effect's target after the commit that
         #: registered it (the engine wires these: see ``worker.flow.engine``)
         self.on_effect: dict[str, Callable[[str], None]] = {}
@@ -150,8 +157,9 @@ class JobStore:
         pipe.sadd(k.jobs_live(), job.id)
         if batch:
             pipe.zadd(k.batch_jobs(batch), {job.id: now})
-        pipe.zadd(k.ready(job.lane), {root.id: ready_score(job.priority, now)})
-        pipe.zadd(k.lanes(), {job.lane: 0}, nx=True)
+        queue = queue_of(route_of(job, root, None), job.lane)
+        pipe.zadd(k.ready(queue), {root.id: ready_score(job.priority, now)})
+        pipe.zadd(k.lanes(), {queue: 0}, nx=True)
         return job
 
     def _children(self, parent: Step, items: list[FollowUp], out: list[Step], now: float,
@@ -190,17 +198,17 @@ class JobStore:
     def briefs(self, step_ids: list[str]) -> list[StepBrief | None]:
         """:class:`StepBrief` of each step (None where the step is gone), in one round trip."""
         names = ("status", "task_id", "custom_id", "generation", "submit_started", "progress",
-                 "progress_at")
+                 "progress_at", "upstream")
         pipe = self.r.pipeline(transaction=False)
         for sid in step_ids:
             pipe.hmget(self.keys.step(sid), *names)
         out: list[StepBrief | None] = []
-        for sid, (status, task_id, custom_id, generation, started, progress, progress_at) in zip(
-                step_ids, pipe.execute()):
+        for sid, (status, task_id, custom_id, generation, started, progress, progress_at,
+                  upstream) in zip(step_ids, pipe.execute()):
             out.append(None if status is None else StepBrief(
                 sid, StepStatus(status), task_id or None, custom_id or None, int(generation or 0),
                 float(started) if started else None, percent(progress),
-                float(progress_at) if progress_at else None))
+                float(progress_at) if progress_at else None, upstream or DEFAULT_UPSTREAM))
         return out
 
     def brief(self, step_id: str) -> StepBrief | None:

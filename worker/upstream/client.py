@@ -141,14 +141,18 @@ class UpstreamClient(SubmitMethods):
             self._session.mount("https://", adapter)
 
     @classmethod
-    def from_settings(cls, settings: Any, *, session: requests.Session | None = None
-                      ) -> UpstreamClient:
-        """Build the client from ``worker.settings.Settings``."""
-        if not settings.upstream_url:
-            raise ConfigError("MJFLOW_UPSTREAM_URL is required to talk to the upstream")
+    def from_settings(cls, settings: Any, upstream: Any = None, *,
+                      session: requests.Session | None = None) -> UpstreamClient:
+        """Build the client of one upstream of the fleet (``worker.upstreams.UpstreamConfig``;
+        default: the first) with the timeouts and address rules of ``worker.settings``."""
+        if upstream is None:
+            if not settings.fleet:
+                raise ConfigError("MJFLOW_UPSTREAM_URL (or MJFLOW_UPSTREAMS) is required to "
+                                  "talk to the upstream")
+            upstream = settings.fleet[0]
         return cls(
-            settings.upstream_url, settings.upstream_key, settings.upstream_profile,
-            settings.upstream_mode, timeout_s=settings.upstream_timeout_s,
+            upstream.url, upstream.key, upstream.profile, upstream.mode,
+            timeout_s=settings.upstream_timeout_s,
             connect_timeout_s=settings.upstream_connect_timeout_s, session=session,
             submit_timeout_s=(settings.upstream_timeout_s
                               if "upstream_timeout_s" in settings.model_fields_set else None),

@@ -115,6 +115,9 @@ class Profile:
                                                hash=False, compare=False)
     #: Read timeout for submits (a reseller may wait 60 s on its own upstream).
     submit_timeout_s: float = 30.0
+    #: slots of one account when a fleet entry gives no ``maxInFlight`` (Midjourney runs
+    #: 3 jobs at once per account and queues 10 more)
+    max_in_flight: int = 13
 
     def headers(self, api_key: str) -> dict[str, str]:
         """Request headers: a real User-Agent always; the key as both ``Authorization``
