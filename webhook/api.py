@@ -20,6 +20,7 @@ from worker import api as jobs_api
 from worker import batches, upstream_ops
 from worker.batch_items import loads_strict
 from worker.batch_stream import read_json_stream, read_jsonl_stream
+from worker.flow import budget
 from worker.ids import valid_id
 from worker.jobs.model import JobStatus
 
@@ -299,7 +300,8 @@ def batch_report(batch_id: str):  # type: ignore[no-untyped-def]
         resp = Response(batches.report_csv(rows), mimetype="text/csv")
         resp.headers["Content-Disposition"] = f'attachment; filename="{batch_id}.csv"'
         return resp
-    return jsonify({"batch": batch_id, "items": rows})
+    return jsonify({"batch": batch_id, "items": rows,
+                    "spend": budget.batch_spend(_engine().store, batch_id)})
 
 
 @bp.post("/batches/<batch_id>/retry")

@@ -206,11 +206,13 @@ class ReportRow(_Open):
     reason: str | None
     createdAt: str | None
     finishedAt: str | None
+    cost: float = Field(0.0, description="what the job's accepted tasks cost")
 
 
 class BatchReport(_Open):
     batch: str
     items: list[ReportRow]
+    spend: Spend | None = None
 
 
 class BatchObject(BaseModel):

@@ -60,7 +60,7 @@ MIN_RATE_WINDOW_S = 5.0
 CREATE_LOCK_S = 60
 PENDING = "~"
 REPORT_FIELDS = ("key", "jobId", "status", "prompt", "imageKeys", "imageUris", "reason",
-                 "createdAt", "finishedAt")
+                 "createdAt", "finishedAt", "cost")
 
 
 # -- creation --------------------------------------------------------------------------------
@@ -358,7 +358,7 @@ def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
             gone = job_id not in pending
             rows.append({"key": key, "jobId": job_id, "status": "expired" if gone else "queued",
                          "prompt": None, "imageKeys": [], "imageUris": [], "createdAt": None,
-                         "finishedAt": None,
+                         "finishedAt": None, "cost": 0.0,
                          "reason": "purged after the retention period" if gone else
                          "claimed but not created; submit the batch again"})
             continue
@@ -368,7 +368,8 @@ def report(engine: Engine, batch_id: str) -> list[dict[str, Any]]:
                      "prompt": view["prompt"], "imageKeys": [img["key"] for img in images],
                      "imageUris": [img["uri"] for img in images],
                      "reason": "; ".join(reasons) or None, "createdAt": view["createdAt"],
-                     "finishedAt": view["finishedAt"]})
+                     "finishedAt": view["finishedAt"],
+                     "cost": budget.job_spend(engine.store, job_id)["total"]})
     return rows
 
 

@@ -46,6 +46,7 @@ from worker.cli_support import (
     job_images,
     job_line,
 )
+from worker.flow import budget
 
 JOB_OK = ("succeeded",)
 SUBMIT_CHUNK = 20          # items per create call while submitting a batch file
@@ -286,7 +287,9 @@ def report(ident: str, fmt: str, output: Path | None, as_json: bool) -> None:
     if as_json:
         fmt = "json"
     text = (batches.report_csv(rows) if fmt == "csv"
-            else json.dumps({"batch": batch_id, "items": rows}, ensure_ascii=False, indent=2) + "\n")
+            else json.dumps({"batch": batch_id, "items": rows,
+                             "spend": budget.batch_spend(engine.store, batch_id)},
+                            ensure_ascii=False, indent=2) + "\n")
     if output:
         try:
             output.write_text(text, encoding="utf-8")

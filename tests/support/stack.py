@@ -5,6 +5,7 @@ which :meth:`Stack.stop` deletes. ``bench.harness.BenchStack`` and ``bench.chaos
 on it with their own timers, sizes and processes."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -69,6 +70,9 @@ class Stack:
     env_extra: dict[str, str] = field(default_factory=dict)
     sim_options: dict[str, Any] = field(default_factory=dict)
     with_sim: bool = True
+    #: several simulated upstreams instead of one: each item is an ``MJFLOW_UPSTREAMS`` entry
+    #: without ``url`` (its simulator is started here), plus optional ``sim`` (start options)
+    fleet: list[dict[str, Any]] | None = None
     workdir: Path | None = None
     prefix: str = field(default_factory=lambda: f"mjflow-test-{uuid.uuid4().hex[:10]}")
     redis_url: str = REDIS_URL
@@ -90,6 +94,7 @@ class Stack:
         self.r = redis.Redis.from_url(self.redis_url, decode_responses=True)
         self.http = requests.Session()
         self.sim: Any = None
+        self.sims: dict[str, Any] = {}
         self._own_procs: Procs | None = None
         self.web_port = free_port()
         self.web_url = f"http://127.0.0.1:{self.web_port}"
@@ -102,15 +107,11 @@ class Stack:
     def start(self) -> Self:
         self.workdir = self.workdir or Path(os.environ.get("TMPDIR", "/tmp")) / self.prefix
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.with_sim:
-            from simulator.server import start as start_sim
-
-            self.sim = start_sim(port=0, profile=self.profile, speed=self.speed, **self.sim_options)
+        upstream = self._start_sims()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("MJFLOW_")}
         self.env = {
             **inherited,
-            "MJFLOW_UPSTREAM_URL": self.sim.url if self.sim else "http://127.0.0.1:9",
-            "MJFLOW_UPSTREAM_PROFILE": self.profile,
+            **upstream,
             "MJFLOW_REDIS_URL": self.redis_url,
             "MJFLOW_KEY_PREFIX": self.prefix,
             "MJFLOW_STORAGE_URL": f"file://{self.workdir}/images",
@@ -133,6 +134,25 @@ class Stack:
         self.start_beat()
         wait_http(f"{self.web_url}/healthz", timeout_s=60)
         return self
+
+    def _start_sims(self) -> dict[str, str]:
+        """Start the simulated upstream(s); returns the settings that name them."""
+        from simulator.server import start as start_sim
+
+        if self.fleet:
+            entries = []
+            for item in self.fleet:
+                entry = {k: v for k, v in item.items() if k != "sim"}
+                entry.setdefault("profile", self.profile)
+                options = {"speed": self.speed, **item.get("sim", {})}
+                self.sims[entry["name"]] = start_sim(port=0, profile=entry["profile"], **options)
+                entries.append({**entry, "url": self.sims[entry["name"]].url})
+            self.sim = next(iter(self.sims.values()))
+            return {"MJFLOW_UPSTREAMS": json.dumps(entries)}
+        if self.with_sim:
+            self.sim = start_sim(port=0, profile=self.profile, speed=self.speed, **self.sim_options)
+        return {"MJFLOW_UPSTREAM_URL": self.sim.url if self.sim else "http://127.0.0.1:9",
+                "MJFLOW_UPSTREAM_PROFILE": self.profile}
 
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         assert self.procs is not None
@@ -170,8 +190,8 @@ class Stack:
             elif self.procs is not None:                  # shared: only what this stack started
                 for name in ("beat", "worker", "web"):
                     self.kill(name)
-            if self.sim is not None:
-                self.sim.stop()
+            for sim in {id(s): s for s in [self.sim, *self.sims.values()] if s}.values():
+                sim.stop()
             self.http.close()
             if self.wipe_keys:
                 for key in self.r.scan_iter(f"{self.prefix}:*", count=2000):
@@ -218,11 +238,13 @@ class Stack:
             [(v["id"], v["status"], [(s["label"], s["status"]) for s in v["steps"]]) for v in views])
             + "\n" + self.tail_logs())
 
-    def sim_stats(self) -> dict[str, Any]:
-        return requests.get(f"{self.sim.url}/_sim/stats", timeout=10).json()
+    def sim_stats(self, upstream: str | None = None) -> dict[str, Any]:
+        sim = self.sims[upstream] if upstream else self.sim
+        return requests.get(f"{sim.url}/_sim/stats", timeout=10).json()
 
-    def set_faults(self, **faults: Any) -> None:
-        resp = requests.put(f"{self.sim.url}/_sim/faults", json=faults, timeout=10)
+    def set_faults(self, upstream: str | None = None, **faults: Any) -> None:
+        sim = self.sims[upstream] if upstream else self.sim
+        resp = requests.put(f"{sim.url}/_sim/faults", json=faults, timeout=10)
         assert resp.status_code == 200, resp.text
 
     def tail_logs(self, lines: int = 40) -> str:
