@@ -14,8 +14,8 @@ import requests
 from worker.flow import receiver
 from worker.flow.tokens import hook_token
 from worker.flow.window import Window
+from worker.jobs.deadlines import Timing, timing_from
 from worker.jobs.model import upstream_state
-from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
 from worker.keys import Keys
 from worker.redis_conn import connect
@@ -146,7 +146,7 @@ class Engine:
     def timing(self, custom_id: str | None = None) -> Timing:
         deadline = (self.settings.upscale_deadline_s if is_upscale(custom_id)
                     else self.settings.step_deadline_s)
-        return Timing(poll_in_s=self.poll_interval_s(), deadline_s=deadline)
+        return timing_from(self.settings, self.poll_interval_s(), deadline)
 
     def hook_url(self, step_id: str, generation: int = 0) -> str | None:
         """Where the upstream calls back for this attempt of the step (None: no callbacks;
