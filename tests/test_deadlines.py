@@ -179,3 +179,20 @@ def test_an_upstream_failure_is_not_revived_and_ends_the_watch(rig):
     assert r.engine.r.zscore(r.engine.keys.late(), root) is None
     view = get_job(r.engine, job.id)
     assert view["status"] == "failed" and "lateSucceeded" not in view["steps"][0]
+
+
+def test_a_task_given_up_as_lost_is_stored_when_it_shows_up_succeeded(rig):
+    # every other list answer leaves every task out: one miss makes the task lost
+    r = rig(speed=10, missing_polls_before_lost=1, late_poll_s=0.2,
+            sim_options={"faults": {"omit_from_lists_every": 2}})
+    job = r.engine.store.create(JobSpec(prompt="hide and seek"))
+    failed = r.run([job.id], timeout_s=20)[0]
+    assert failed["steps"][0]["failReason"].startswith("upstream no longer knows task")
+    view = failed
+    until = time.monotonic() + 20
+    while view["status"] != "succeeded" and time.monotonic() < until:
+        r.run_once()
+        view = get_job(r.engine, job.id)
+    step = view["steps"][0]
+    assert view["status"] == "succeeded" and step["lateSucceeded"] and step["images"]
+    assert step["gaveUp"] == failed["steps"][0]["failReason"]
