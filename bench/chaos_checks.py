@@ -17,7 +17,8 @@ TERMINAL_JOB = frozenset({"succeeded", "partial", "failed", "cancelled"})
 TERMINAL_STEP = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 EVENT_FOR_STATUS = {"succeeded": "job.succeeded", "partial": "job.partial",
                     "failed": "job.failed", "cancelled": "job.cancelled"}
-DEADLINE_REASON = "upstream timed out after"       # worker/flow/tick.py sweep_deadlines
+#: worker/jobs/deadlines.py expiry: running too long, or queued upstream too long
+DEADLINE_REASON = ("ran for ", "queued upstream for ")
 UPSTREAM_FAILED_REASON = "upstream failed the task"  # worker/jobs/reconcile.py
 UPSTREAM_TIMEOUT_REASON = "upstream timed out the task"  # the upstream's own 任务超时
 IDLE_QUEUES = ("poll", "deadline", "slots:default", "storing", "finishing", "pending-submit",
@@ -328,7 +329,9 @@ def check_events(c: Collected, v: Verdict) -> None:
         if not ids:
             missing.append(jid)
             continue
-        if len(ids) > 1:
+        # a step that succeeded after mjflow gave up on it finishes its job once more
+        again = sum(1 for s in view["steps"] if s.get("lateSucceeded"))
+        if len(ids) > 1 + again:
             multi.append(f"{jid} ({len(ids)} webhook-ids)")
         dup_copies += sum(n - 1 for n in ids.values())
         event = got[-1]

@@ -56,14 +56,21 @@ class EngineMixin:
         """Start waiting tasks while running slots are free."""
         for acct in self._accounts:
             while acct.waiting and len(acct.running) < self.core_size:
+                task = self._tasks.get(acct.waiting[0])
+                if task is not None and task.status == Status.NOT_START and self._held(task, now):
+                    break                     # a RELAX queue: the head (and all behind) waits
                 tid = acct.waiting.popleft()
-                task = self._tasks.get(tid)
                 if task is None or task.status != Status.NOT_START:
                     continue
                 acct.running.add(tid)
                 self._start(task, now)
         running = sum(len(a.running) for a in self._accounts)
         self._stats.peak_running = max(self._stats.peak_running, running)
+
+    def _held(self, task: SimTask, now: int) -> bool:
+        """A RELAX task still waits its turn (``relax_queue_s``, real seconds)."""
+        hold_ms = int(self._faults.relax_queue_s * 1000)
+        return task.mode == "RELAX" and hold_ms > 0 and now < task.submit_time_ms + hold_ms
 
     def _start(self, task: SimTask, now: int) -> None:
         f = self._faults

@@ -54,6 +54,11 @@ class Faults(BaseModel):
     )
     hung_submit_ms: int = Field(0, ge=0, description="delay of a hung submit answer")
     queue_full_burst: int = Field(0, ge=0, description="the next N submits get queue-full")
+    relax_queue_s: float = Field(
+        0.0, ge=0, description="RELAX tasks wait at least this many real seconds in their "
+        "account's queue (NOT_START, no startTime) before they get a running slot; the "
+        "queue behind them waits too (FIFO)",
+    )
     omit_from_lists_every: int = Field(
         0, ge=0, description="every Nth list-by-condition answer leaves every task out "
         "(a reseller's stale cache); 0 = never",

@@ -114,7 +114,7 @@ def _violations(mutate) -> list[str]:  # type: ignore[no-untyped-def]
     ("two events", lambda c: c.events["job_1"].append(
         {**c.events["job_1"][0], "msg_id": "msg_other"}), "more than one distinct event"),
     ("deadline", lambda c: c.views["job_0"]["steps"][1].update(
-        status="failed", images=[], failReason="upstream timed out after 1 min (last: running)"),
+        status="failed", images=[], failReason="ran for 2 min without finishing (deadline 1 min)"),
      "faults do not explain"),
     ("busy queue", lambda c: c.queues.update(storing=2), "not empty"),
     ("celery", lambda c: c.celery.update({"mjflow.store": 1}), "Celery queues not empty"),
@@ -128,7 +128,7 @@ def test_checks_catch_each_violation(name, mutate, needle):
 def test_a_deadline_failure_of_a_stuck_task_is_fine():
     def stuck(c: Collected) -> None:
         step = c.views["job_0"]["steps"][1]
-        step.update(status="failed", images=[], failReason="upstream timed out after 1 min")
+        step.update(status="failed", images=[], failReason="ran for 2 min without finishing (deadline 1 min)")
         c.timelines[step["taskId"]]["stuck"] = True
         c.objects.pop("job_0/01-U1.png")
         c.counters["effects"]["stored"] -= 1

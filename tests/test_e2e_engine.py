@@ -99,7 +99,7 @@ def test_stuck_task_fails_at_deadline():
         job = stack.submit({"prompt": "never finishes", "then": ["U1"]})["id"]
         view = stack.wait_jobs([job], timeout_s=60)[0]
         assert view["status"] == "failed"
-        assert "timed out" in view["steps"][0]["failReason"]
+        assert view["steps"][0]["failReason"].startswith("ran for ")
         assert view["steps"][1]["status"] == "skipped"
 
 

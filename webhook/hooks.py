@@ -12,7 +12,9 @@ The token names the attempt (the step's ``state``): it is checked first against 
 step's first attempt, which needs no read; only a token that does not match it costs one
 read of the step's retry generation. "No such step" and "bad token" get the same 404 (a
 retried step's old URL is dead); a callback for a finished step, a step with no submit in
-flight, or another task gets 409; no step changes state in this request.
+flight, or another task gets 409, except the SUCCESS of its own task for a step mjflow
+gave up on, within ``MJFLOW_LATE_SUCCESS_GRACE_S`` (kept for the reconcile, which stores
+it: worker.jobs.machine.revive); no step changes state in this request.
 
 The receiver is :func:`handle`, free of any web framework. :class:`FastLane` serves it in
 front of Flask (a plain WSGI callable: callbacks are most of the traffic, and Flask's

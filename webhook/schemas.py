@@ -65,6 +65,13 @@ class StepView(_Open):
     seed: str | None = Field(None, description="image seed (only when asked: seed true)")
     uploads: list[str] | None = Field(None, description="UPLOAD: the hosted URLs")
     video: bool | None = Field(None, description="the step made a video (images are MP4)")
+    gaveUp: str | None = Field(None, description="why mjflow stopped waiting for its task "
+                               "(deadline, lost task); it may still succeed late")
+    lateSucceeded: bool | None = Field(None, description="its task succeeded upstream after "
+                                       "mjflow gave up; its result was stored anyway")
+    lateSucceededAt: str | None = Field(None, description="when that late success was seen")
+    lateUntil: str | None = Field(None, description="given up: a late success of its task is "
+                                  "still stored until then")
 
 
 class JobView(_Open):

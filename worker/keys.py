@@ -28,6 +28,8 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:callbacks:health:{upstream} hash   last_lost: when a poll last found what a callback
                                            should have told (the upstream is losing callbacks)
     {p}:deadline                    zset   in-flight step -> deadline (unix s)
+    {p}:late                        zset   steps mjflow gave up on (deadline, lost task) whose
+                                           task may still succeed -> next check (unix s)
     {p}:pending-submit              zset   steps whose submit answer was lost -> resubmit-after time
     {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
     {p}:finishing                   zset   finished jobs whose manifest/event are not yet written
@@ -124,6 +126,9 @@ class Keys:
 
     def deadline(self) -> str:
         return self._k("deadline")
+
+    def late(self) -> str:
+        return self._k("late")
 
     def pending_submit(self) -> str:
         return self._k("pending-submit")

@@ -14,8 +14,8 @@ import requests
 from worker.flow import budget, receiver
 from worker.flow.fleet import Fleet, Member
 from worker.flow.tokens import hook_token
+from worker.jobs.deadlines import Timing, timing_from
 from worker.jobs.model import upstream_state
-from worker.jobs.reconcile import Timing
 from worker.jobs.store import JobStore
 from worker.keys import Keys
 from worker.redis_conn import connect
@@ -140,10 +140,14 @@ class Engine:
             return max(CALLBACK_POLL_S, member.poll_interval_s)
         return member.poll_interval_s
 
-    def timing(self, member: Member, custom_id: str | None = None) -> Timing:
+    def timing(self, member: Member | None, custom_id: str | None = None) -> Timing:
+        """How long a step of ``member`` (None: an upstream no longer in the fleet, judged
+        as the first one) may wait and run, and when to look at it again."""
+        member = member or next(iter(self.fleet))
         deadline = (self.settings.upscale_deadline_s if is_upscale(custom_id)
                     else self.settings.step_deadline_s)
-        return Timing(poll_in_s=self.poll_interval_s(member), deadline_s=deadline)
+        return timing_from(self.settings, self.poll_interval_s(member), deadline,
+                           mode=member.config.mode)
 
     def hook_url(self, member: Member, step_id: str, generation: int = 0) -> str | None:
         """Where the upstream calls back for this attempt of the step (None: no callbacks;

@@ -139,8 +139,9 @@ def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:
             step.status = S.SUBMITTING
             machine.requeue(tx, step)
             tx.effect("lost_resubmitted")
-        else:
-            machine.move(tx, step, S.FAILED, now=now, reason=reason)
+        else:      # mjflow gives up; should the task come back and succeed, it is stored
+            machine.give_up(tx, step, reason,
+                            engine.timing(engine.fleet.find(step.upstream), step.custom_id), now)
         return reason
 
     reason = engine.store.mutate(job_id, fn)

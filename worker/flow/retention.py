@@ -18,6 +18,7 @@ def purge_job(engine: Engine, job_id: str) -> None:
             pipe.hdel(k.inbox_rank(), s.id)
             pipe.zrem(k.inbox_dirty(), s.id)
             pipe.zrem(k.confirm(), s.id)
+            pipe.zrem(k.late(), s.id)
             if s.task_id:
                 pipe.delete(k.task(s.task_id))
         if job.batch:

@@ -178,8 +178,11 @@ def _accepted(engine: Engine, member: Member, job_id: str, step_id: str, path: s
         target = S.MODAL if needs_modal else S.SUBMITTED
         action = pacing.guess_action(step.custom_id, tx.job.spec.get("action"))
         first_in = pacing.first_check_at(engine, member, action) - time.time()
+        if answer.queued_ahead is not None:
+            step.queue_ahead = answer.queued_ahead      # its queued allowance grows with it
+            tx.save(step)
         # a move to MODAL registers ``modal_pending``: the engine sends the input next
-        machine.move(tx, step, target, poll_in_s=first_in, deadline_s=timing_.deadline_s)
+        machine.move(tx, step, target, poll_in_s=first_in, timing=timing_)
 
     engine.store.mutate(job_id, fn)
     return "modal" if needs_modal else "accepted"

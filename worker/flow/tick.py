@@ -16,9 +16,10 @@ from worker.flow import receiver
 from worker.flow.callbacks import confirm_due
 from worker.flow.engine import Engine
 from worker.flow.fleet import Member
+from worker.flow.late import sweep_late
 from worker.flow.polling import poll_due
 from worker.flow.retention import purge_job
-from worker.jobs import machine
+from worker.jobs import deadlines, machine
 from worker.jobs.model import StepBrief, StepStatus
 from worker.jobs.reconcile import reconcile
 from worker.jobs.routes import split_queue
@@ -140,22 +141,32 @@ def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
 
 
 def sweep_deadlines(engine: Engine, now: float) -> int:
+    """Fail the in-flight steps whose deadline passed (the transitions set it: see
+    :mod:`worker.jobs.deadlines`); mjflow gives up on them, their tasks are still watched
+    for a late success (:func:`worker.jobs.machine.give_up`)."""
     k = engine.keys
     count = 0
     for step_id in engine.r.zrangebyscore(k.deadline(), "-inf", now, start=0, num=SWEEP_LIMIT):
         job_id = engine.store.job_of(step_id)
-        if job_id is not None:
-            count += bool(engine.store.mutate(job_id, lambda tx, sid=step_id: _expire(tx, sid, now)))
-        engine.r.zrem(k.deadline(), step_id)
+        if job_id is None:
+            engine.r.zrem(k.deadline(), step_id)
+            continue
+        count += bool(engine.store.mutate(
+            job_id, lambda tx, sid=step_id: _expire(engine, tx, sid, now)))
     return count
 
 
-def _expire(tx: Txn, step_id: str, now: float) -> bool:
+def _expire(engine: Engine, tx: Txn, step_id: str, now: float) -> bool:
     step = tx.steps[step_id]
-    started = step.times.get("submitted") or step.times.get("submitting") or now
-    last = f"{step.status.value} {step.progress}".strip()
-    reason = f"upstream timed out after {(now - started) / 60:.0f} min (last seen: {last})"
-    return machine.move(tx, step, S.FAILED, now=now, reason=reason)
+    if step.status not in (S.SUBMITTED, S.RUNNING, S.MODAL):
+        tx.pipe.zrem(engine.keys.deadline(), step_id)
+        return False
+    timing = engine.timing(engine.fleet.find(step.upstream), step.custom_id)
+    at, reason = deadlines.expiry(step, tx.job.spec, timing, now)
+    if at > now:       # the settings grew since it was set: wait for the deadline they give
+        deadlines.arm(tx, step, timing, now)
+        return False
+    return machine.give_up(tx, step, reason, timing, now)
 
 
 def redrive(engine: Engine, key: str, send: Callable[[str], None], now: float) -> int:
@@ -216,6 +227,7 @@ def tick(engine: Engine, now: float | None = None) -> dict[str, int] | None:
             "polled": polled["polled"], "recovered": polled["moved"], "lost": polled["lost"],
             "pending_submits": sweep_pending_submits(engine, now),
             "deadlines": sweep_deadlines(engine, now),
+            "late": sweep_late(engine, now),
             "storing": redrive(engine, engine.keys.storing(), engine.enqueue.store, now),
             "finishing": redrive(engine, engine.keys.finishing(), engine.enqueue.finish, now),
             # callback snapshots whose reconcile message was lost

@@ -9,6 +9,10 @@ check, counts the callback and then either
   already ``running`` and the callback only says it still is: no worker is involved; or
 * does nothing more when the snapshot cannot move the step (a SUBMITTED after the
   submit's answer, a reordered copy); or
+* for a step mjflow gave up on (failed by its deadline or a lost task, see
+  :func:`worker.jobs.machine.give_up`), refuses everything as late except its own task's
+  SUCCESS within the grace (``late_until``), which is kept as below: the reconcile stores
+  it (confirmed first, as any terminal callback); or
 * keeps the snapshot in ``{p}:inbox`` (coalesced: the most advanced one per step wins, so
   a late copy of IN_PROGRESS never hides a SUCCESS) and marks the step dirty
   (``{p}:inbox:dirty``, scored by when the tick sends the message again should it be
@@ -45,17 +49,36 @@ local step_id, generation, attempt, task_id, task_status = ARGV[1], ARGV[2], ARG
 local pct, progress, rank, snapshot = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), ARGV[9]
 local now, next_check, seen_ttl = ARGV[10], ARGV[11], tonumber(ARGV[12])
 local STEP_RANK = {@STEP_RANK@}
-local h = redis.call('HMGET', step_key, 'status', 'task_id', 'generation', 'progress', 'misses')
+local h = redis.call('HMGET', step_key, 'status', 'task_id', 'generation', 'progress', 'misses',
+                     'late_until')
 local status, known = h[1], h[2] or ''
 local function reject(reason)
   redis.call('HINCRBY', counter_key, 'rejected_' .. reason, 1)
   return reason
+end
+local function keep()       -- for the reconcile worker (coalesced: the most advanced wins)
+  local old = tonumber(redis.call('HGET', rank_key, step_id) or '-1')
+  if rank >= old then
+    redis.call('HSET', inbox_key, step_id, snapshot)
+    redis.call('HSET', rank_key, step_id, rank)
+  end
+  if ARGV[14] == '1' then redis.call('ZADD', KEYS[8], 'NX', now, step_id) end   -- to confirm
+  if redis.call('ZADD', dirty_key, 'NX', ARGV[15], step_id) == 1 then return 'enqueue' end
+  return 'coalesced'
 end
 if not status then return reject('not_found') end
 local gen = h[3]
 if gen == false or gen == '' then gen = '0' end
 if gen ~= generation then return reject('not_found') end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' or status == 'skipped' then
+  -- a step mjflow gave up on still takes its own task's SUCCESS within the grace
+  local late_until = tonumber(h[6] or '')
+  if status == 'failed' and late_until and late_until >= tonumber(now) and known ~= ''
+     and task_id == known and task_status == 'SUCCESS' then
+    redis.call('HINCRBY', counter_key, 'accepted', 1)
+    redis.call('HINCRBY', counter_key, 'accepted_late', 1)
+    return keep()
+  end
   return reject('late')
 end
 if status ~= 'submitting' and status ~= 'submitted' and status ~= 'running'
@@ -85,14 +108,7 @@ redis.call('ZADD', poll_key, 'XX', next_check, step_id)
 if known ~= '' and STEP_RANK[status] >= math.floor(rank / 1000) and task_status ~= 'MODAL' then
   return 'noop'             -- the step is already there (a SUBMITTED after the submit's answer)
 end
-local old = tonumber(redis.call('HGET', rank_key, step_id) or '-1')
-if rank >= old then
-  redis.call('HSET', inbox_key, step_id, snapshot)
-  redis.call('HSET', rank_key, step_id, rank)
-end
-if ARGV[14] == '1' then redis.call('ZADD', KEYS[8], 'NX', now, step_id) end   -- to confirm
-if redis.call('ZADD', dirty_key, 'NX', ARGV[15], step_id) == 1 then return 'enqueue' end
-return 'coalesced'
+return keep()
 """
 
 RECORD_LUA = RECORD_LUA.replace("@STEP_RANK@", ", ".join(

@@ -1,12 +1,15 @@
 """The step state machine: every status change, with its index moves and side effects.
 
-A move is only ever forward (see ``RANK``); terminal states never change. Each side effect
-hangs off exactly one transition and is written in the same transaction; the work that
-must follow it is registered there as a named effect (``tx.effect``), which the engine
-hands out once the transaction commits (``worker.flow.engine`` wires each name once):
+A move is only ever forward (see ``RANK``); terminal states never change, with one
+exception (:func:`revive`). Each side effect hangs off exactly one transition and is
+written in the same transaction; the work that must follow it is registered there as a
+named effect (``tx.effect``), which the engine hands out once the transaction commits
+(``worker.flow.engine`` wires each name once):
 
     submitting -> accepted      effect ``task_accepted`` (its price: worker.flow.budget)
-    -> submitted/running        poll schedule + deadline
+    -> submitted/running        poll schedule + deadline (the queued allowance; the
+                                reconcile that sees the task start moves it to the running
+                                deadline, see ``worker.jobs.deadlines``)
     -> modal                    poll schedule + deadline; effect ``modal_pending`` (send the
                                 modal's input) unless it was sent
     -> storing                  slot released, children queued; effect ``store_scheduled``
@@ -14,13 +17,24 @@ hands out once the transaction commits (``worker.flow.engine`` wires each name o
     storing -> succeeded        effect ``step_stored`` (the step's signed event)
     -> terminal                 slot released, indexes cleaned, descendants skipped; the
                                 job's last step: effect ``job_finished`` (manifest + event)
+    in flight -> failed         (:func:`give_up`: mjflow stopped waiting, its deadline
+                                passed or the upstream lost the task) as any failure, and
+                                the task is watched for a late SUCCESS (``{p}:late``)
+    failed -> storing           (:func:`revive`, the one exception) a given-up step whose
+                                own task succeeded within ``MJFLOW_LATE_SUCCESS_GRACE_S``:
+                                the job reopens, the skipped follow-ups are started, a
+                                ``step.late_succeeded`` timeline entry; effects
+                                ``late_succeeded`` + ``store_scheduled``; the job then
+                                finishes again (a new manifest and signed event)
 """
 from __future__ import annotations
 
 import time
 
 from worker.errors import Conflict, NotFound, SpecError
+from worker.jobs import deadlines
 from worker.jobs.chains import change_of, model_version, offered, resolve_button
+from worker.jobs.deadlines import Timing, duration
 from worker.jobs.durations import observe_step_duration
 from worker.jobs.model import DEFAULT_UPSTREAM, IN_FLIGHT, Job, JobStatus, Step, StepStatus
 from worker.jobs.routes import queue_of, route_of
@@ -31,8 +45,10 @@ S = StepStatus
 
 
 def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
-         reason: str | None = None, poll_in_s: float = 30.0, deadline_s: float = 600.0) -> bool:
-    """Move ``step`` to ``to`` if that is forward. Returns True if it moved."""
+         reason: str | None = None, poll_in_s: float = 30.0,
+         timing: Timing | None = None) -> bool:
+    """Move ``step`` to ``to`` if that is forward. Returns True if it moved. ``timing``
+    gives the deadline of a step entering flight (its queued allowance)."""
     now = time.time() if now is None else now
     frm = step.status
     if frm.terminal or to.rank <= frm.rank:
@@ -52,7 +68,7 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
         p.zrem(k.pending_submit(), step.id)
         if frm not in (S.SUBMITTED, S.RUNNING, S.MODAL):
             p.zadd(k.poll(), {step.id: now + poll_in_s})
-            p.zadd(k.deadline(), {step.id: now + deadline_s})
+            deadlines.arm(tx, step, timing or Timing(), now)
     if to == S.MODAL:
         request_modal(tx, step)
     if to == S.STORING or (to.terminal and frm in IN_FLIGHT):
@@ -62,11 +78,7 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
     if to == S.STORING:
         _leave_upstream(tx, step)
         tx.effect("slot_released")
-        # the reconcile that made this move hands the store out at once; the schedule is
-        # the safety net that re-drives it if that hand-off is lost
-        p.zadd(k.storing(), {step.id: now + tx.store.redrive_s})
-        tx.effect("store_scheduled", step.id)
-        _start_children(tx, step, now)
+        _enter_storing(tx, step, now)
     if to.terminal:
         if frm in IN_FLIGHT:
             _leave_upstream(tx, step)
@@ -86,6 +98,88 @@ def move(tx: Txn, step: Step, to: StepStatus, *, now: float | None = None,
         if tx.job.open_steps <= 0 and not tx.job.status.finished:
             _finish_job(tx, now)
     return True
+
+
+def _enter_storing(tx: Txn, step: Step, now: float) -> None:
+    # the reconcile that made this move hands the store out at once; the schedule is the
+    # safety net that re-drives it if that hand-off is lost
+    tx.pipe.zadd(tx.keys.storing(), {step.id: now + tx.store.redrive_s})
+    tx.effect("store_scheduled", step.id)
+    _start_children(tx, step, now)
+
+
+def give_up(tx: Txn, step: Step, reason: str, timing: Timing, now: float) -> bool:
+    """mjflow stops waiting for an in-flight step (its deadline passed, or the upstream no
+    longer knows its task): it fails with ``reason`` as any failure does (slot released,
+    children skipped, the job may finish). Its task may still finish upstream, billed: for
+    ``late_grace_s`` it is checked every ``late_poll_s`` (``{p}:late``) and its own
+    callbacks are still taken, so that a late SUCCESS is stored (:func:`revive`)."""
+    if step.status not in IN_FLIGHT or not move(tx, step, S.FAILED, now=now, reason=reason):
+        return False
+    if step.task_id and timing.late_grace_s > 0:
+        step.gave_up = reason
+        step.late_until = now + timing.late_grace_s
+        step.times["gave_up"] = now
+        tx.save(step)
+        tx.pipe.zadd(tx.keys.late(), {step.id: now + min(timing.late_poll_s,
+                                                         timing.late_grace_s)})
+    return True
+
+
+def revivable(step: Step, now: float) -> bool:
+    """A step mjflow gave up on (not one the upstream failed) whose grace is not over."""
+    return (step.status == S.FAILED and bool(step.gave_up) and step.late_until is not None
+            and now <= step.late_until)
+
+
+def revive(tx: Txn, step: Step, now: float) -> bool:
+    """The one exception to "terminal states never change": a step :func:`give_up` failed
+    (never one the upstream failed) whose own task succeeded within the grace goes
+    FAILED -> STORING. Its images are stored as for any success, the follow-ups its
+    failure skipped are reopened and started (as :func:`retry_failed` reopens them), a
+    finished job is open again and finishes again with its new outcome (a new manifest
+    and signed event), and the job's timeline says ``step.late_succeeded``. The caller
+    has already set the task's result on the step (buttons, image, summary)."""
+    if not revivable(step, now):
+        return False
+    job = tx.job
+    late_by = now - step.times.get("gave_up", now)
+    step.status = S.STORING
+    step.fail_reason = None
+    step.late_until = None
+    step.times["late_succeeded"] = now
+    step.times.setdefault("storing", now)
+    tx.save(step)
+    tx.pipe.zrem(tx.keys.late(), step.id)
+    reopened = 1 + sum(_reopen_skipped(tx, tx.steps[c], now) for c in step.children)
+    if job.status.finished:
+        job.status = JobStatus.RUNNING
+        job.finished_at = None
+        tx.pipe.sadd(tx.keys.jobs_live(), job.id)
+        tx.pipe.zrem(tx.keys.retention(), job.id)
+        tx.pipe.zrem(tx.keys.finishing(), job.id)
+    job.open_steps += reopened
+    tx.job_dirty = True
+    follow = f"; {reopened - 1} skipped follow-up step(s) reopened" if reopened > 1 else ""
+    tx.note("step.late_succeeded",
+            f"step {step.label} ({step.id}): task {step.task_id} succeeded upstream "
+            f"{duration(late_by)} after mjflow gave up on it ({step.gave_up}); its result is "
+            f"stored{follow}", now)
+    tx.effect("late_succeeded", step.id)
+    _enter_storing(tx, step, now)
+    return True
+
+
+def _reopen_skipped(tx: Txn, step: Step, now: float) -> int:
+    """A follow-up skipped for its parent's failure waits again (with its own skipped
+    descendants); returns how many steps were reopened."""
+    if step.status != S.SKIPPED:
+        return 0
+    step.status = S.WAITING
+    step.fail_reason = None
+    step.times["reopened"] = now
+    tx.save(step)
+    return 1 + sum(_reopen_skipped(tx, tx.steps[c], now) for c in step.children)
 
 
 def request_modal(tx: Txn, step: Step) -> bool:
@@ -249,6 +343,9 @@ def retry_failed(tx: Txn, now: float | None = None) -> int:
         step.submit_started = None
         step.progress = ""
         step.misses = 0
+        step.gave_up = None             # a given-up task's late result is no longer wanted
+        step.late_until = None
+        tx.pipe.zrem(tx.keys.late(), step.id)
         step.generation += 1
         step.times = {"created": step.times.get("created", now), "retried": now}
         tx.save(step)

@@ -79,6 +79,7 @@ class StepBrief:
     progress: int = 0                   # 0..100
     progress_at: float | None = None
     upstream: str = DEFAULT_UPSTREAM     # the upstream that holds (or will hold) its task
+    late_until: float | None = None     # given up: a late SUCCESS is stored until then
 
     @property
     def upstream_state(self) -> str:
@@ -129,6 +130,12 @@ class Step:
     misses: int = 0
     store_attempts: int = 0
     requeues: int = 0
+    #: tasks ahead of it in the upstream's queue when its submit was accepted (numberOfQueues)
+    queue_ahead: int | None = None
+    #: why mjflow gave up waiting (deadline, lost task), and until when a late SUCCESS of
+    #: its task is still stored (see ``worker.jobs.machine.give_up``)
+    gave_up: str | None = None
+    late_until: float | None = None
     times: dict[str, float] = field(default_factory=dict)
     task: dict[str, Any] = field(default_factory=dict)
     #: per-step request options: chooseSameChannel, seed, extend's index/motion, the
@@ -147,9 +154,9 @@ class Step:
             if name in cls.JSON_FIELDS:
                 kw[name] = json.loads(raw)
             elif name in ("index", "attempt", "misses", "generation", "store_attempts",
-                          "requeues"):
+                          "requeues", "queue_ahead"):
                 kw[name] = int(raw)
-            elif name in ("submit_started", "progress_at"):
+            elif name in ("submit_started", "progress_at", "late_until"):
                 kw[name] = float(raw)
             elif name == "enable_remix":
                 kw[name] = raw == "1"

@@ -3,14 +3,21 @@
 ``reconcile`` is idempotent: a snapshot only ever moves a step forward, progress only up,
 a terminal state once. Replaying, duplicating, reordering or dropping snapshots of the
 same history always ends in the same state with each side effect done once.
+
+The first snapshot that shows the task running (IN_PROGRESS, or a ``startTime``) moves the
+step's deadline from the queued allowance to the running one
+(:func:`worker.jobs.deadlines.note_start`). A SUCCESS for a step mjflow gave up on (its
+deadline passed, or its task was lost) is not dropped as late within the grace: when it is
+the step's own task and carries the step's ``state``, the step is revived
+(:func:`worker.jobs.machine.revive`) and its result stored.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from worker.jobs import machine
+from worker.jobs import deadlines, machine
+from worker.jobs.deadlines import Timing
 from worker.jobs.durations import learn_run_time
 from worker.jobs.model import DEFAULT_UPSTREAM, Step, StepStatus
 from worker.jobs.store import JobStore, Txn
@@ -24,17 +31,13 @@ STEP_FOR = {
     T.MODAL: S.MODAL, T.SUCCESS: S.STORING, T.FAILURE: S.FAILED, T.CANCEL: S.FAILED,
 }
 
-
-@dataclass(frozen=True)
-class Timing:
-    poll_in_s: float = 30.0
-    deadline_s: float = 600.0
+__all__ = ["Timing", "apply_snapshot", "reconcile"]
 
 
 def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) -> str:
     """Apply one snapshot to one step inside a transaction. Returns what happened."""
     if step.status.terminal:
-        return "late"
+        return _late(tx, step, task, now)
     if step.task_id and task.id != step.task_id:
         return "mismatch"
     if not step.task_id:
@@ -58,22 +61,40 @@ def apply_snapshot(tx: Txn, step: Step, task: Task, timing: Timing, now: float) 
         step.progress_at = now
         tx.save(step)
     if target == S.STORING:
-        if task.startTime and task.finishTime:
-            learn_run_time(tx.pipe, tx.keys, step.upstream or DEFAULT_UPSTREAM, task.action,
-                           (task.finishTime - task.startTime) / 1000)
-        step.progress = "100%"
-        step.buttons = [b.model_dump(exclude_none=True) for b in task.buttons]
-        step.image_url = task.imageUrl or None
-        step.task = _summary(task)
+        _take_result(tx, step, task)
     moved = machine.move(
         tx, step, target, now=now, reason=readable_failure(task) if target == S.FAILED else None,
-        poll_in_s=timing.poll_in_s, deadline_s=timing.deadline_s,
+        poll_in_s=timing.poll_in_s, timing=timing,
     )
     if moved and target == S.FAILED:
         tx.effect("task_failed", step.id)    # the upstream failed it (refunds: flow.budget)
     if not moved and target == S.MODAL:
         machine.request_modal(tx, step)      # its input was refused for now: send it again
+    deadlines.note_start(tx, step, task, timing, now)
     return f"moved:{target.value}" if moved else "kept"
+
+
+def _take_result(tx: Txn, step: Step, task: Task) -> None:
+    """A SUCCESS snapshot's result onto the step (before it moves to storing)."""
+    if task.startTime and task.finishTime:
+        learn_run_time(tx.pipe, tx.keys, step.upstream or DEFAULT_UPSTREAM, task.action,
+                       (task.finishTime - task.startTime) / 1000)
+    step.progress = "100%"
+    step.buttons = [b.model_dump(exclude_none=True) for b in task.buttons]
+    step.image_url = task.imageUrl or None
+    step.task = _summary(task)
+    tx.save(step)
+
+
+def _late(tx: Txn, step: Step, task: Task, now: float) -> str:
+    """A snapshot for a finished step: dropped, unless it is the SUCCESS of a step mjflow
+    gave up on, within the grace, of its own task, whose copy carries the step's state."""
+    if (task.task_status != T.SUCCESS or task.id != step.task_id
+            or task.state != step.upstream_state or not machine.revivable(step, now)):
+        return "late"
+    _take_result(tx, step, task)
+    machine.revive(tx, step, now)
+    return "moved:storing"
 
 
 def _summary(task: Task) -> dict[str, Any]:

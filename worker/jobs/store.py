@@ -35,6 +35,7 @@ from worker.upstream.profiles import Profile, get_profile
 
 T = TypeVar("T")
 log = logging.getLogger("mjflow.step")
+NOTES_KEPT = 100          # a job's timeline keeps its last this many entries
 PRIORITY_BUCKET = 10**13  # ready-queue score = (9 - priority) * bucket + creation ms
 
 
@@ -73,6 +74,12 @@ class Txn:
         self.steps[step.id] = step
         self.dirty.add(step.id)
         self.pipe.rpush(self.keys.job_steps(self.job.id), step.id)
+
+    def note(self, kind: str, message: str, now: float) -> None:
+        """A line of the job's timeline (:meth:`JobStore.note`), written with the commit."""
+        entry = {"at": now, "kind": kind, "message": message}
+        self.pipe.rpush(self.keys.job_events(self.job.id), json.dumps(entry, ensure_ascii=False))
+        self.pipe.ltrim(self.keys.job_events(self.job.id), -NOTES_KEPT, -1)
 
     def effect(self, name: str, target: str | None = None) -> None:
         """Register what must follow this transaction: counted in ``counter:effects`` with
@@ -198,17 +205,18 @@ class JobStore:
     def briefs(self, step_ids: list[str]) -> list[StepBrief | None]:
         """:class:`StepBrief` of each step (None where the step is gone), in one round trip."""
         names = ("status", "task_id", "custom_id", "generation", "submit_started", "progress",
-                 "progress_at", "upstream")
+                 "progress_at", "upstream", "late_until")
         pipe = self.r.pipeline(transaction=False)
         for sid in step_ids:
             pipe.hmget(self.keys.step(sid), *names)
         out: list[StepBrief | None] = []
         for sid, (status, task_id, custom_id, generation, started, progress, progress_at,
-                  upstream) in zip(step_ids, pipe.execute()):
+                  upstream, late_until) in zip(step_ids, pipe.execute()):
             out.append(None if status is None else StepBrief(
                 sid, StepStatus(status), task_id or None, custom_id or None, int(generation or 0),
                 float(started) if started else None, percent(progress),
-                float(progress_at) if progress_at else None, upstream or DEFAULT_UPSTREAM))
+                float(progress_at) if progress_at else None, upstream or DEFAULT_UPSTREAM,
+                float(late_until) if late_until else None))
         return out
 
     def brief(self, step_id: str) -> StepBrief | None:
@@ -317,7 +325,7 @@ class JobStore:
         entry = {"at": time.time() if now is None else now, "kind": kind, "message": message}
         pipe = self.r.pipeline(transaction=False)
         pipe.rpush(self.keys.job_events(job_id), json.dumps(entry, ensure_ascii=False))
-        pipe.ltrim(self.keys.job_events(job_id), -100, -1)
+        pipe.ltrim(self.keys.job_events(job_id), -NOTES_KEPT, -1)
         pipe.execute()
 
     def notes(self, job_id: str) -> list[dict[str, Any]]:

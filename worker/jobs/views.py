@@ -107,6 +107,20 @@ def _extras(step: Step) -> dict[str, Any]:
         out["uploads"] = task["uploads"]
     if task.get("video"):
         out["video"] = True
+    return out | _late(step)
+
+
+def _late(step: Step) -> dict[str, Any]:
+    """A step mjflow gave up on: why, and whether its task succeeded after all (when), or
+    until when a late success would still be stored."""
+    if not step.gave_up:
+        return {}
+    out: dict[str, Any] = {"gaveUp": step.gave_up}
+    if "late_succeeded" in step.times:
+        out["lateSucceeded"] = True
+        out["lateSucceededAt"] = iso(step.times["late_succeeded"])
+    elif step.late_until and step.status == StepStatus.FAILED:
+        out["lateUntil"] = iso(step.late_until)
     return out
 
 
