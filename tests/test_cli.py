@@ -184,7 +184,8 @@ def test_submit_status_cancel_retry_and_exit_codes(stack, tmp_path):
     retried = run(stack, "retry", bid, "--failed", "--json")
     assert retried.returncode == 0 and "retried" in json.loads(retried.stdout)
     resumed = run(stack, "resume", "--json")
-    assert resumed.returncode == 0 and json.loads(resumed.stdout)["paused"] is False
+    assert resumed.returncode == 0
+    assert [u["window"]["paused"] for u in json.loads(resumed.stdout)["upstreams"]] == [False]
 
 
 def test_config_and_service_errors_exit_3(stack):

@@ -410,20 +410,21 @@ def test_dashboard_in_chromium(stack, browser, receiver):
     browser.get(f"{stack.web_url}/jobs/{failed_id}")
     assert "banned prompt" in _text(browser, "#steps")
 
-    # upstream: the window, recent answers, pause shown and resumed
+    # upstreams: the window, recent answers, pause shown and resumed
     browser.get(f"{stack.web_url}/upstream")
-    assert browser.title.startswith("Upstream")
-    assert "Slots in use" in _text(browser, "#window") and _text(browser, "#window .size")
-    assert "rejected" in _text(browser, "#answers") and "accepted" in _text(browser, "#answers")
+    assert browser.title.startswith("Upstreams")
+    assert "Slots in use" in _text(browser, "#upstreams") and _text(browser, "#upstreams .size")
+    answers = _text(browser, "#answers-default")
+    assert "rejected" in answers and "accepted" in answers
     stack.r.hset(f"{stack.prefix}:window:default", mapping={"paused": "1", "since": repr(time.time()),
-                                                     "reason": "out_of_credit: test"})
-    wait_until(lambda: "out_of_credit" in _text(browser, "#dispatch"), timeout_s=10,
+                                                     "reason": "out of credit (test)"})
+    wait_until(lambda: "out of credit (test)" in _text(browser, "#upstreams"), timeout_s=10,
                message="paused state appears")
     screenshot(browser, ARTIFACTS / "dashboard-upstream.png")
-    _css(browser, "#dispatch button")[0].click()
+    _css(browser, "#upstreams button")[0].click()
     wait_until(lambda: "Dispatch resumed" in _text(browser, ".notice"), message="resumed")
     assert stack.r.hget(f"{stack.prefix}:window:default", "paused") == "0"
-    assert "dispatching" in _text(browser, "#dispatch")
+    assert "paused" not in _text(browser, "#upstreams .badge")
 
     # media is only for signed-in users and known keys
     key = views[solo]["steps"][0]["images"][0]["key"]

@@ -66,6 +66,7 @@ def test_faults_dropped_duplicated_reordered_callbacks():
 @pytest.mark.parametrize("profile,callbacks,found_by", [
     ("midjourney-proxy", True, "task_adopted"),        # a callback carrying our state
     ("trueai", False, "recovered_from_list"),           # the upstream's task list
+    ("midjourney-proxy", False, "recovered_from_list"),  # its GET /mj/task/list
 ])
 def test_hung_submits_are_not_resent_blindly(profile, callbacks, found_by):
     with Stack(profile=profile, callbacks=callbacks, speed=100) as stack:

@@ -36,6 +36,7 @@ NOTICES = {
     "cancelled": "Cancel requested: steps not yet submitted will not run.",
     "batch-retried": "Retry queued for {n} step(s) of the batch's failed jobs.",
     "resumed": "Dispatch resumed.",
+    "paused": "Dispatch paused: its queued root steps go to the other upstreams.",
     "signed-out": "Signed out.",
 }
 

@@ -33,4 +33,4 @@ def upstream_verb(name: str, verb: str):  # type: ignore[no-untyped-def]
         upstream_ops.pause(e, name)
     else:
         upstream_ops.resume(e, name)
-    return redirect(url_for("dashboard.upstream", done=f"{name} {verb}d"))
+    return redirect(url_for("dashboard.upstream", done=f"{verb}d"))

@@ -137,13 +137,14 @@ def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: A
         return "retry-later"
     if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
         _requeue(engine, job_id, step_id, path)
-        why = PAUSE_REASONS[o]
-        member.window.pause(f"{why} ({answer.message})" if answer.message else why)
+        why, detail = PAUSE_REASONS[o], answer.message or ""
+        reason = detail if detail.startswith(why) else f"{why} ({detail})" if detail else why
+        member.window.pause(reason)
         others = "another upstream of the fleet takes it if one serves it, else it" \
             if not engine.fleet.single else "it"
         engine.store.note(job_id, "dispatch_paused",
-                          f"upstream {member.name!r} paused ({why}: {answer.message}); {others} "
-                          f"waits in the queue until `mjflow resume {member.name}`")
+                          f"upstream {member.name!r} paused ({reason}); {others} waits in the "
+                          f"queue until `mjflow resume {member.name}`")
         return "paused"
     if o == Outcome.OUTCOME_UNKNOWN:
         engine.store.bump("submits", "outcome_unknown")

@@ -69,6 +69,7 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
     k = engine.keys
     count = 0
     due = _due(engine, k.pending_submit(), now, engine.settings.submit_grace_s)
+    lists: dict[str, list[Task]] = {}       # each upstream's task list, read once a sweep
     for step_id, brief in zip(due, engine.store.briefs(due)):
         if brief is None or brief.status != S.SUBMITTING:
             engine.r.zrem(k.pending_submit(), step_id)
@@ -78,7 +79,8 @@ def sweep_pending_submits(engine: Engine, now: float) -> int:
         if not started:
             engine.enqueue.submit(step_id)      # the submit task was lost before it sent
             continue
-        if _found_by_seen_ids(engine, brief, now) or _found_in_task_list(engine, brief, now):
+        if _found_by_seen_ids(engine, brief, now) or _found_in_task_list(engine, brief, now,
+                                                                          lists):
             continue
         if now - started < engine.settings.submit_grace_s:
             continue
@@ -134,10 +136,20 @@ def _found_by_seen_ids(engine: Engine, brief: StepBrief, now: float) -> bool:
                                       lambda m: m.client.list_by_condition(seen), now)
 
 
-def _found_in_task_list(engine: Engine, brief: StepBrief, now: float) -> bool:
+def _found_in_task_list(engine: Engine, brief: StepBrief, now: float,
+                        lists: dict[str, list[Task]]) -> bool:
+    """The upstream's own list of recent tasks (``GET /mj/task/list``), read once a sweep
+    per upstream however many submits it has pending."""
     member = engine.fleet.find(brief.upstream)
-    return bool(member and member.profile.has_task_list) and _adopt_from(
-        engine, brief, "task list", "recovered_from_list", lambda m: m.client.task_list(), now)
+    if member is None or not member.profile.has_task_list:
+        return False
+
+    def listed(m: Member) -> list[Task]:
+        if m.name not in lists:
+            lists[m.name] = m.client.task_list()
+        return lists[m.name]
+
+    return _adopt_from(engine, brief, "task list", "recovered_from_list", listed, now)
 
 
 def sweep_deadlines(engine: Engine, now: float) -> int:

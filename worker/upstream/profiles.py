@@ -6,7 +6,8 @@ provider docs in /work/shared/seeds (000 一步API/new-api, 001 UniAPI, 002 Data
 
 =================  ===============================================================
 midjourney-proxy   novicezk / plus build (default). Callbacks, list-by-condition,
-                   /action and /modal, queue full = 23 (or 9), image = task imageUrl.
+                   ``GET /mj/task/list`` (all tasks), /action and /modal, queue full =
+                   23 (or 9), image = task imageUrl.
 trueai             trueai-org fork: queue full = 9, ``GET /mj/task/list`` (latest 100),
                    cancel, missing parent = HTTP 404 + code 3. Its auth reads the raw
                    ``Authorization`` value as the token, so the key is sent unprefixed.
@@ -136,7 +137,9 @@ class Profile:
 
 
 PROFILES: Mapping[str, Profile] = MappingProxyType({
-    "midjourney-proxy": Profile(name="midjourney-proxy"),
+    # ``GET /mj/task/list``: every stored task, newest first (upstream-midjourney-proxy.md
+    # §1.3 [J]); read only to find a submit whose answer was lost (bounded reply)
+    "midjourney-proxy": Profile(name="midjourney-proxy", has_task_list=True),
     "trueai": Profile(
         name="trueai",
         authorization_prefix="",
