@@ -30,7 +30,7 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
     {p}:finishing                   zset   finished jobs whose manifest/event are not yet written
     {p}:slots                       zset   slot leases: step id -> lease expiry (unix s)
-    {p}:window                      hash   dispatch window: size, paused, reason, since
+    {p}:window                      hash   dispatch window: size, paused, reason, since, capacity, breaker (flow/window_rules)
     {p}:answers                     list   recent upstream answers (capped, for the dashboard)
     {p}:batch:{batch_id}            hash   batch record (name, created, updated, resumed)
     {p}:batch:{batch_id}:jobs       zset   job ids of the batch by creation

@@ -33,7 +33,9 @@ Metrics (all prefixed ``mjflow_``)
 Gauges: ``jobs_live`` (SCARD jobs:live), ``jobs_stored`` (ZCARD jobs, i.e. not yet purged
 by retention), ``jobs_finishing``, ``steps{state=queued|submitting|in_flight|storing}``,
 ``lanes``, ``slots_in_use``, ``window_size``, ``window_max``, ``dispatch_paused``,
-``dispatch_cooldown_seconds``, ``deliveries_pending``, ``deliveries_failed``,
+``dispatch_cooldown_seconds``, ``window_capacity`` (learned from queue-full answers; the
+max until one came), ``dispatch_breaker_open`` (1 while the submit breaker is open or
+probing), ``submit_consecutive_failures``, ``deliveries_pending``, ``deliveries_failed``,
 ``oldest_in_flight_step_age_seconds``, ``redis_up``, ``scrape_duration_seconds``,
 ``callbacks_reachable`` (1 unless the last probe of ``MJFLOW_PUBLIC_URL`` failed, see
 :mod:`worker.flow.receiver`; only where callbacks are configured).
@@ -290,6 +292,14 @@ class RedisCollector(Collector):
               "failure) until an operator resumes it.", value=1 if st["paused"] else 0),
             g(PREFIX + "dispatch_cooldown_seconds", "Seconds left in the queue-full "
               "cool-down (0 if none).", value=cooldown),
+            g(PREFIX + "window_capacity", "Upstream capacity learned from queue-full "
+              "answers (the window maximum until one came).",
+              value=float(st["capacity"] or st["max"])),
+            g(PREFIX + "dispatch_breaker_open", "1 while the submit breaker holds dispatch "
+              "(a run of 5xx/timeouts), or lets one probe through.",
+              value=0 if st["breaker"] == "closed" else 1),
+            g(PREFIX + "submit_consecutive_failures", "Submits failed in a row (5xx, "
+              "timeouts) since the last accepted one.", value=st["consecutiveFailures"]),
         ]
 
     def _deliveries(self) -> list[Metric]:

@@ -1,10 +1,13 @@
 """The dispatch window: the per-upstream slot semaphore and its adaptive size.
 
-Slots are leases in ``{p}:slots`` (step id -> expiry). The window size follows AIMD:
-every accepted submit grows it by 1/size (up to ``MJFLOW_MAX_IN_FLIGHT``), every
-"queue full" halves it and holds dispatch for a short cool-down. Out of credit and
-auth failures pause dispatch until an operator resumes it (``mjflow resume``,
-``POST /v1/upstream/resume`` or the dashboard); nothing is failed for it.
+Slots are leases in ``{p}:slots`` (step id -> expiry). The window size adapts to what the
+upstream answers (``react``; the rules are in ``worker.flow.window_rules``): congestion
+(queue full, rate limited) shrinks it at most once per cool-down, a queue full teaches
+it the upstream's capacity, accepted submits grow it back fast to that capacity and
+slowly beyond, and plain failures (5xx, timeouts) never shrink it but open a breaker
+after a run of them. Out of credit and auth failures pause dispatch until an operator
+resumes it (``mjflow resume``, ``POST /v1/upstream/resume`` or the dashboard); nothing
+is failed for it.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from typing import Any
 
 import redis
 
+from worker.flow.window_rules import ADAPT_LUA, RESET_BREAKER, Rules
 from worker.keys import Keys
+from worker.upstream import Answer, Outcome, Pressure
 
 log = logging.getLogger("mjflow.window")
 RECENT_ANSWERS = 50
@@ -30,9 +35,12 @@ local lease_s = tonumber(ARGV[4])
 local grace_s = tonumber(ARGV[5])
 local ready_tpl, step_tpl = ARGV[6], ARGV[7]
 local bucket = tonumber(ARGV[8])
-local w = redis.call('HMGET', window_key, 'size', 'paused', 'cooldown_until')
+local w = redis.call('HMGET', window_key, 'size', 'paused', 'cooldown_until', 'breaker',
+                     'breaker_hold')
 if w[2] == '1' then return {} end
 if w[3] and tonumber(w[3]) > now then return {} end
+local probe = w[4] == 'open' or w[4] == 'probing'   -- the breaker lets one submit through
+if probe then limit = math.min(limit, 1) end
 local size = math.floor(tonumber(w[1] or max_size))
 if size > max_size then size = max_size end
 redis.call('ZREMRANGEBYSCORE', slots_key, '-inf', now)
@@ -67,22 +75,15 @@ while used < size and #claimed < limit do
     table.insert(claimed, best_head)
   end
 end
+if probe and #claimed > 0 then
+  redis.call('HSET', window_key, 'breaker', 'probing', 'hold', 'breaker probe',
+             'cooldown_until', now + (tonumber(w[5]) or 0))
+end
 return claimed
 """
 
-# AIMD: ARGV[1] = 'grow' | 'shrink', ARGV[2] = max, ARGV[3] = now, ARGV[4] = cooldown_s
-ADJUST_LUA = """
-local size = tonumber(redis.call('HGET', KEYS[1], 'size') or ARGV[2])
-local max_size = tonumber(ARGV[2])
-if ARGV[1] == 'grow' then
-  size = math.min(max_size, size + 1 / math.max(size, 1))
-else
-  size = math.max(1, size / 2)
-  redis.call('HSET', KEYS[1], 'cooldown_until', tonumber(ARGV[3]) + tonumber(ARGV[4]))
-end
-redis.call('HSET', KEYS[1], 'size', tostring(size))
-return tostring(size)
-"""
+EVENTS = {Pressure.QUEUE_FULL: "queue_full", Pressure.RATE_LIMIT: "rate_limit",
+          Pressure.TRANSIENT: "failure"}
 
 
 class Window:
@@ -91,7 +92,7 @@ class Window:
         self.keys = keys
         self.max = max_in_flight
         self._claim = r.register_script(CLAIM_LUA)
-        self._adjust = r.register_script(ADJUST_LUA)
+        self._adapt = r.register_script(ADAPT_LUA)
 
     def claim(self, *, limit: int, lease_s: float, grace_s: float, bucket: int,
               now: float | None = None) -> list[str]:
@@ -102,15 +103,30 @@ class Window:
             args=[now, limit, self.max, lease_s, grace_s, k.ready("%s"), k.step("%s"), bucket],
         )
 
-    def grow(self) -> float:
-        return float(self._adjust(keys=[self.keys.window()], args=["grow", self.max, 0, 0]))
-
-    def shrink(self, cooldown_s: float, now: float | None = None) -> float:
+    def react(self, answer: Answer, rules: Rules, now: float | None = None) -> str | None:
+        """What a submit's answer does to the window (after the step moved): an accept
+        grows it, congestion shrinks it (once per cool-down), a transient failure counts
+        toward the breaker. Returns the event applied, None for other answers."""
+        if answer.outcome in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
+            event = "accept"
+        elif answer.pressure is not None:
+            event = EVENTS[answer.pressure]
+        else:
+            return None
         now = time.time() if now is None else now
-        size = float(self._adjust(keys=[self.keys.window()],
-                                  args=["shrink", self.max, now, cooldown_s]))
-        log.warning("upstream queue full: window shrunk to %.1f, holding %.0fs", size, cooldown_s)
-        return size
+        cooldown_s = answer.retry_after_s or rules.cooldown_s
+        k = self.keys
+        size, breaker, applied = self._adapt(
+            keys=[k.window(), k.slots(), k.pending_submit(), k.counter("window")],
+            args=[event, self.max, now, cooldown_s, rules.breaker_failures,
+                  rules.breaker_cooldown_s, rules.breaker_max_s,
+                  "" if answer.queued_ahead is None else answer.queued_ahead])
+        if event in ("queue_full", "rate_limit") and applied == "1":
+            log.warning("upstream %s: window shrunk to %.1f, holding %.1fs",
+                        event.replace("_", " "), float(size), cooldown_s)
+        elif event == "failure" and breaker == "open" and applied == "1":
+            log.warning("upstream failing (%s): breaker open, dispatch held", answer.message)
+        return event
 
     def pause(self, reason: str) -> None:
         self.r.hset(self.keys.window(), mapping={"paused": "1", "reason": reason,
@@ -119,18 +135,30 @@ class Window:
 
     def resume(self) -> None:
         self.r.hset(self.keys.window(), mapping={"paused": "0", "reason": "", "since": "",
-                                                 "cooldown_until": "0"})
+                                                 "cooldown_until": "0", "hold": "",
+                                                 **RESET_BREAKER})
         log.warning("dispatch resumed")
 
     def state(self) -> dict[str, Any]:
+        now = time.time()
         h = self.r.hgetall(self.keys.window())
-        self.r.zremrangebyscore(self.keys.slots(), "-inf", time.time())
+        self.r.zremrangebyscore(self.keys.slots(), "-inf", now)
+        cooldown_until = float(h.get("cooldown_until") or 0) or None
+        counts = self.r.hgetall(self.keys.counter("window"))
         return {
             "size": round(float(h.get("size") or self.max), 2), "max": self.max,
             "inUse": self.r.zcard(self.keys.slots()), "paused": h.get("paused") == "1",
             "reason": h.get("reason") or None,
             "pausedSince": float(h["since"]) if h.get("since") else None,
-            "cooldownUntil": float(h.get("cooldown_until") or 0) or None,
+            "cooldownUntil": cooldown_until,
+            "holdReason": (h.get("hold") or None) if (cooldown_until or 0) > now else None,
+            "capacity": _int(h.get("capacity")),
+            "capacityLearnedAt": float(h.get("capacity_at") or 0) or None,
+            "upstreamQueued": _int(h.get("upstream_queued")),
+            "breaker": h.get("breaker") or "closed",
+            "consecutiveFailures": int(h.get("failures") or 0),
+            "breakerTrips": int(h.get("trips") or 0),
+            "signals": {name: int(counts.get(field) or 0) for name, field in SIGNALS},
         }
 
     def record_answer(self, entry: dict[str, Any]) -> None:
@@ -142,3 +170,14 @@ class Window:
 
     def recent_answers(self) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.answers(), 0, -1)]
+
+
+#: ``state()["signals"]``: counts since the prefix was created (the ``{p}:counter:window``
+#: fields the rules increment).
+SIGNALS = (("shrinks", "shrinks"), ("congestionSameCooldown", "congestion_same_cooldown"),
+           ("transientFailures", "transient_failures"), ("breakerOpened", "breaker_trips"),
+           ("breakerClosed", "breaker_closed"))
+
+
+def _int(value: str | None) -> int | None:
+    return int(float(value)) if value else None
