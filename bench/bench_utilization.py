@@ -117,5 +117,9 @@ if __name__ == "__main__":
                else run(quick))
     for result in results:
         print(h.report(result))
+        cont = result.get("contention")
+        if cont:
+            print(f"(other processes used {cont['foreign_cores']:.2f} cores meanwhile, "
+                  f"redis {cont['redis_cores']:.2f}; load average {cont.get('loadavg', '?')})")
         if "--save" in sys.argv:
             h.save(result)

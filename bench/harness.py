@@ -48,6 +48,9 @@ QUEUE_FULL_PAUSE_S = 5.0   # the baselines' pause after a queue-full answer
 #: The beat tick is not scaled below this: Celery beat ticking faster than 20 Hz would
 #: mostly measure beat itself. At high speeds this *slows* mjflow relative to real pace.
 TICK_FLOOR_S = 0.05
+#: Nor are the window's cool-downs (queue full, the submit breaker) below this: they must
+#: cover the answers already on their way, and a submit's round trip does not compress.
+COOLDOWN_FLOOR_S = 0.25
 
 
 def scaled(real_s: float, speed: float, floor_s: float = 0.0) -> float:
@@ -59,8 +62,9 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     """mjflow's pacing settings at ``speed``: its defaults divided by the speed factor.
 
     Poll interval: the profile's (10 s), or 60 s when callbacks are expected (the safety
-    net); heartbeat push 60 s; queue-full back-off 5 s; the submit breaker's hold (5 s,
-    at most 120 s); tick 1 s (floored, see ``TICK_FLOOR_S``). Safety timers (submit
+    net); heartbeat push 60 s; queue-full back-off 5 s and the submit breaker's hold (5 s,
+    at most 120 s), floored at ``COOLDOWN_FLOOR_S``; tick 1 s (floored, see
+    ``TICK_FLOOR_S``). Safety timers (submit
     grace, redrive, deadlines) keep their defaults: nothing in these runs waits for them.
     """
     from worker.flow.engine import CALLBACK_POLL_S
@@ -74,10 +78,11 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
         "MJFLOW_POLL_INTERVAL_S": f"{scaled(poll, speed):.4f}",
         "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
     }
-    for name in ("heartbeat_push_s", "queue_full_backoff_s", "breaker_cooldown_s",
-                 "breaker_max_cooldown_s"):
+    floors = {"heartbeat_push_s": 0.0, "queue_full_backoff_s": COOLDOWN_FLOOR_S,
+              "breaker_cooldown_s": COOLDOWN_FLOOR_S, "breaker_max_cooldown_s": COOLDOWN_FLOOR_S}
+    for name, floor in floors.items():
         if name in defaults:     # (a run of an older checkout has fewer of them)
-            timers[f"MJFLOW_{name.upper()}"] = f"{scaled(defaults[name], speed):.4f}"
+            timers[f"MJFLOW_{name.upper()}"] = f"{scaled(defaults[name], speed, floor):.4f}"
     return timers
 
 

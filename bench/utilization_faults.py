@@ -93,12 +93,12 @@ class Scenario:
 def scenarios(quick: bool) -> list[Scenario]:
     eight = (Upstream(accounts=8),)
     if quick:
-        return [Scenario("one", "1 account (3 running + 10 queued)", 60, 100.0),
+        return [Scenario("one", "1 account (3 running + 10 queued)", 40, 50.0),
                 Scenario("eight", "8 accounts as one upstream (24 running + 80 queued)",
-                         240, 50.0, eight)]
+                         160, 12.5, eight)]
     return [Scenario("one", "1 account (3 running + 10 queued)", 120, 50.0),
             Scenario("eight", "8 accounts as one upstream (24 running + 80 queued)",
-                     480, 25.0, eight)]
+                     480, 12.5, eight)]
 
 
 def run_scenario(s: Scenario, faults: Faults | None) -> dict[str, Any]:
@@ -132,7 +132,7 @@ def analyse(run: dict[str, Any], s: Scenario) -> dict[str, Any]:
         "shrinks": run["counters"]["window"].get("shrinks", 0),
         "breaker_trips": run["counters"]["window"].get("breaker_trips", 0),
         "submit_500s": sim_faults.get("http_500_submits", 0),
-        "dropped_callbacks": sim_faults.get("drop_callbacks", 0),
+        "dropped_callbacks": run["sim"].get("callbacks", {}).get("dropped", 0),
         "queue_full": run["queue_full"], "completed_tasks": sc.completed(run),
         "expected_tasks": s.jobs * (1 + len(THEN)),
         "run": sc.summary(run),
@@ -141,6 +141,7 @@ def analyse(run: dict[str, Any], s: Scenario) -> dict[str, Any]:
 
 def run(quick: bool = False, faults: Faults | None = None) -> dict[str, Any]:
     faults = faults or Faults()
+    contention = h.Contention()
     rows: list[dict[str, Any]] = []
     details: dict[str, Any] = {}
     notes: list[str] = []
@@ -185,5 +186,5 @@ def run(quick: bool = False, faults: Faults | None = None) -> dict[str, Any]:
         "name": "utilization-faults",
         "title": "4b. Utilization under faults: the same batch clean and faulty",
         "subject": "faulty", "baseline_names": ["clean"], "rows": rows, "notes": notes,
-        "details": details, "ok": ok,
+        "details": details, "ok": ok, "contention": contention.result(),
     }
