@@ -10,6 +10,7 @@ import time
 import pytest
 
 from tests.support.inline import Rig
+from webhook import create_app
 from worker import api
 from worker.flow.submit import apply_answer
 from worker.flow.tick import dispatch
@@ -169,6 +170,35 @@ def test_accepts_prove_more_capacity_and_the_window_probes_slowly_above_it(make_
     assert engine.window.state()["capacity"] == 7 and 5 <= rounds <= 8
 
 
+def test_a_queue_full_that_lied_costs_one_round_trip_of_growth(make_engine):
+    engine = make_engine(max_in_flight=13, queue_full_backoff_s=0.05)
+    steps = in_flight(engine, 40)
+    for pair in steps:
+        give(engine, pair, accepted(pair[1]))                  # it took 13: known good
+    held = [s for _, s in steps]
+    for step in held[:8]:
+        finish(engine, step)
+    held = held[8:]
+    burst = [(engine.store.job_of(s), s) for s in dispatch(engine)]
+    assert len(burst) == 8
+    for pair in burst:                                         # "full" with 5 of ours in
+        give(engine, pair, answer(*QUEUE_FULL))
+    st = engine.window.state()
+    assert (st["capacity"], st["size"], st["knownGood"]) == (5, 5, 13)
+    time.sleep(0.06)
+    accepts = 0
+    while engine.window.state()["size"] < 13 and accepts < 30:
+        claimed = dispatch(engine)
+        if not claimed:
+            finish(engine, held.pop(0))                        # a task ends upstream
+        for step in claimed:
+            give(engine, (engine.store.job_of(step), step), accepted(step))
+            held.append(step)
+            accepts += 1
+    st = engine.window.state()
+    assert st["size"] == 13 and st["capacity"] >= 12 and accepts <= 9   # not ~70 accepts
+
+
 def test_queued_answers_report_the_upstream_queue(make_engine):
     engine = make_engine(max_in_flight=13)
     [pair] = in_flight(engine, 1)
@@ -185,6 +215,22 @@ def test_resume_closes_the_breaker(make_engine):
     st = engine.window.state()
     assert st["breaker"] == "closed" and st["consecutiveFailures"] == 0
     assert st["cooldownUntil"] is None and dispatch(engine)
+
+
+def test_the_api_and_the_dashboard_show_the_capacity_and_the_breaker(make_engine):
+    engine = make_engine(max_in_flight=13, breaker_failures=2, api_keys=["k"])
+    steps = in_flight(engine, 4)
+    give(engine, steps[0], accepted(steps[0][1]))
+    give(engine, steps[1], answer(*QUEUE_FULL))
+    for pair in steps[2:]:
+        give(engine, pair, answer(*SERVER_ERROR))
+    client = create_app(engine.settings, engine).test_client()
+    state = client.get("/v1/upstream", headers={"Authorization": "Bearer k"}).get_json()
+    assert state["capacity"] == 1 and state["breaker"] == "open"
+    assert state["consecutiveFailures"] == 2 and state["signals"]["transientFailures"] == 2
+    assert client.get("/upstream?key=k").status_code == 302
+    page = client.get("/upstream").get_data(as_text=True)
+    assert "Learned capacity" in page and 'class="badge st-failed">open<' in page
 
 
 @pytest.mark.parametrize("profile", ["midjourney-proxy", "trueai", "uniapi"])

@@ -225,6 +225,7 @@ class UpstreamState(_Open):
     holdReason: str | None = None
     capacity: int | None = None
     capacityLearnedAt: float | None = None
+    knownGood: int | None = None
     upstreamQueued: int | None = None
     breaker: Literal["closed", "open", "probing"] = "closed"
     consecutiveFailures: int = 0

@@ -3,8 +3,8 @@
 Slots are leases in ``{p}:slots`` (step id -> expiry). The window size adapts to what the
 upstream answers (``react``; the rules are in ``worker.flow.window_rules``): congestion
 (queue full, rate limited) shrinks it at most once per cool-down, a queue full teaches
-it the upstream's capacity, accepted submits grow it back fast to that capacity and
-slowly beyond, and plain failures (5xx, timeouts) never shrink it but open a breaker
+it the upstream's capacity, accepted submits grow it back fast (to the most the upstream
+took, until a second queue full confirms less) and slowly beyond, and plain failures (5xx, timeouts) never shrink it but open a breaker
 after a run of them. Out of credit and auth failures pause dispatch until an operator
 resumes it (``mjflow resume``, ``POST /v1/upstream/resume`` or the dashboard); nothing
 is failed for it.
@@ -152,7 +152,7 @@ class Window:
             "pausedSince": float(h["since"]) if h.get("since") else None,
             "cooldownUntil": cooldown_until,
             "holdReason": (h.get("hold") or None) if (cooldown_until or 0) > now else None,
-            "capacity": _int(h.get("capacity")),
+            "capacity": _int(h.get("capacity")), "knownGood": _int(h.get("good")),
             "capacityLearnedAt": float(h.get("capacity_at") or 0) or None,
             "upstreamQueued": _int(h.get("upstream_queued")),
             "breaker": h.get("breaker") or "closed",

@@ -5,13 +5,18 @@
 ``{p}:slots`` whose submit was answered (not in ``{p}:pending_submit``).
 
 * **accepted** (code 1/21/22): the breaker closes (consecutive failures 0; a breaker hold
-  ends). The upstream took ``held`` tasks, so a learned capacity below that rises to it.
-  Below its ceiling (the learned capacity, else ``MJFLOW_MAX_IN_FLIGHT``) the window grows
-  by 1 per accept, which doubles it every round trip (slow start: back to the ceiling a
-  few round trips after a shrink); at the ceiling by 1/size per accept, which probes one
-  slot above it per window's worth of accepts.
+  ends). The upstream took ``held`` tasks, so a learned capacity below that rises to it,
+  and so does the known-good size (``good``: the most it ever took). Below its ceiling
+  (the larger of the learned capacity and the known-good size, else
+  ``MJFLOW_MAX_IN_FLIGHT``) the window grows by 1 per accept, which doubles it every round
+  trip (slow start); at the ceiling by 1/size per accept, which probes one slot above it
+  per window's worth of accepts.
 * **queue full** (``Pressure.QUEUE_FULL``): the upstream holds as many as it takes, so
   the capacity is ``held`` (at least 1, at most the max) and the window shrinks to it.
+  The window grows back fast toward the known-good size; a queue full that comes again
+  at the learned capacity (``held`` at or above it) confirms it, and the known-good size
+  drops to it: from then on only the slow probe goes higher. A queue full that lied (a
+  burst while the upstream had room) costs one round trip of growth, not a slow climb.
 * **rate limited** (``Pressure.RATE_LIMIT``): the window halves; the capacity is kept.
   Either congestion holds dispatch for the cool-down (``Retry-After``, else
   ``MJFLOW_QUEUE_FULL_BACKOFF_S``) and shrinks the window at most once per cool-down:
@@ -33,7 +38,8 @@ from worker.settings import Settings
 #: queue full; shrink_until: end of the congestion cool-down; hold: why dispatch holds;
 #: failures: consecutive transient failures; trips: breaker openings since the last
 #: accept; breaker: closed | open | probing; breaker_hold: the current breaker hold (s);
-#: upstream_queued: the last numberOfQueues (tasks ahead) a queued answer reported.
+#: upstream_queued: the last numberOfQueues (tasks ahead) a queued answer reported;
+#: good: the known-good size (the most the upstream took, until a queue full confirms less).
 RESET_BREAKER = {"breaker": "closed", "failures": "0", "trips": "0", "breaker_hold": "0"}
 
 # KEYS: window hash, slots, pending_submit, counter hash
@@ -44,13 +50,14 @@ local wk, slots_key, pending_key, counts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4
 local event, max_size, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local cooldown_s = tonumber(ARGV[4])
 local w = redis.call('HMGET', wk, 'size', 'capacity', 'shrink_until', 'cooldown_until',
-                     'failures', 'trips', 'breaker', 'hold')
+                     'failures', 'trips', 'breaker', 'hold', 'good')
 local size = math.min(max_size, tonumber(w[1]) or max_size)
 local capacity = tonumber(w[2])
 if capacity and capacity > max_size then capacity = max_size end
 local cooldown_until = tonumber(w[4]) or 0
 local failures, trips = tonumber(w[5]) or 0, tonumber(w[6]) or 0
 local breaker, hold = w[7] or 'closed', w[8] or ''
+local good = math.min(max_size, tonumber(w[9]) or 0)
 local held = 0
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', slots_key, now, '+inf')) do
   if not redis.call('ZSCORE', pending_key, m) then held = held + 1 end
@@ -66,7 +73,8 @@ if event == 'accept' then
   end
   breaker, failures, trips = 'closed', 0, 0
   if capacity and held > capacity then capacity = math.min(max_size, held) end
-  local ceiling = capacity or max_size
+  good = math.max(good, math.min(max_size, held))
+  local ceiling = capacity and math.max(capacity, good) or max_size
   if size < ceiling then
     size = math.min(ceiling, size + 1)
   else
@@ -80,6 +88,7 @@ elseif event == 'queue_full' or event == 'rate_limit' then
     return {tostring(size), breaker, '0'}
   end
   if event == 'queue_full' then
+    if capacity and held >= capacity then good = math.min(max_size, held) end  -- confirmed
     capacity = math.max(1, math.min(max_size, held))
     size = math.min(size, capacity)
     out = {'capacity_at', tostring(now)}
@@ -109,7 +118,7 @@ else
 end
 redis.call('HSET', wk, 'size', tostring(size), 'capacity', capacity and tostring(capacity) or '',
            'cooldown_until', tostring(cooldown_until), 'hold', hold, 'failures', failures,
-           'trips', trips, 'breaker', breaker)
+           'trips', trips, 'breaker', breaker, 'good', good)
 if #out > 0 then redis.call('HSET', wk, out[1], out[2]) end
 return {tostring(size), breaker, '1'}
 """
