@@ -10,6 +10,11 @@ mjflow runs as in production (callbacks, its dispatch window of 13). The naive b
 submits as fast as it can: 32 threads (more than the 13 the account takes), each pausing
 5 s (real pace) after a queue-full answer. The simulator serves cached images
 (:func:`bench.harness.fast_images`) so that its own rendering does not eat the cores.
+
+Then the same kind of batch, clean and faulty, for one account and for eight accounts
+behind one upstream (:mod:`bench.utilization_faults`): a second result.
+
+    python -m bench.bench_utilization [--quick] [--faults-only]
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Any
 
 from bench import harness as h
 from bench import scenarios as sc
+from bench import utilization_faults
 
 NAME = "utilization"
 CAPACITY = 3
@@ -50,7 +56,11 @@ def analyse(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    return run_clean(quick), utilization_faults.run(quick)
+
+
+def run_clean(quick: bool = False) -> dict[str, Any]:
     jobs = 30 if quick else 300
     speed = 100.0 if quick else 50.0
     then = ["U1"]
@@ -102,4 +112,14 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(h.report(run("--quick" in sys.argv)))
+    quick = "--quick" in sys.argv
+    results = ((utilization_faults.run(quick),) if "--faults-only" in sys.argv
+               else run(quick))
+    for result in results:
+        print(h.report(result))
+        cont = result.get("contention")
+        if cont:
+            print(f"(other processes used {cont['foreign_cores']:.2f} cores meanwhile, "
+                  f"redis {cont['redis_cores']:.2f}; load average {cont.get('loadavg', '?')})")
+        if "--save" in sys.argv:
+            h.save(result)

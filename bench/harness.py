@@ -48,6 +48,9 @@ QUEUE_FULL_PAUSE_S = 5.0   # the baselines' pause after a queue-full answer
 #: The beat tick is not scaled below this: Celery beat ticking faster than 20 Hz would
 #: mostly measure beat itself. At high speeds this *slows* mjflow relative to real pace.
 TICK_FLOOR_S = 0.05
+#: Nor are the window's cool-downs (queue full, the submit breaker) below this: they must
+#: cover the answers already on their way, and a submit's round trip does not compress.
+COOLDOWN_FLOOR_S = 0.25
 
 
 def scaled(real_s: float, speed: float, floor_s: float = 0.0) -> float:
@@ -59,9 +62,10 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     """mjflow's pacing settings at ``speed``: its defaults divided by the speed factor.
 
     Poll interval: the profile's (10 s), or 60 s when callbacks are expected (the safety
-    net); heartbeat push 60 s; queue-full back-off 5 s; tick 1 s (floored, see
-    ``TICK_FLOOR_S``). Safety timers (submit grace, redrive, deadlines) keep their
-    defaults: nothing in these runs waits for them.
+    net); heartbeat push 60 s; queue-full back-off 5 s and the submit breaker's hold (5 s,
+    at most 120 s), floored at ``COOLDOWN_FLOOR_S``; tick 1 s (floored, see
+    ``TICK_FLOOR_S``). Safety timers (submit
+    grace, redrive, deadlines) keep their defaults: nothing in these runs waits for them.
     """
     from worker.flow.engine import CALLBACK_POLL_S
     from worker.settings import Settings
@@ -70,12 +74,16 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     defaults = {name: f.default for name, f in Settings.model_fields.items()}
     profile_poll = get_profile("midjourney-proxy").poll_interval_s
     poll = max(CALLBACK_POLL_S, profile_poll) if callbacks else profile_poll
-    return {
+    timers = {
         "MJFLOW_POLL_INTERVAL_S": f"{scaled(poll, speed):.4f}",
-        "MJFLOW_HEARTBEAT_PUSH_S": f"{scaled(defaults['heartbeat_push_s'], speed):.4f}",
-        "MJFLOW_QUEUE_FULL_BACKOFF_S": f"{scaled(defaults['queue_full_backoff_s'], speed):.4f}",
         "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
     }
+    floors = {"heartbeat_push_s": 0.0, "queue_full_backoff_s": COOLDOWN_FLOOR_S,
+              "breaker_cooldown_s": COOLDOWN_FLOOR_S, "breaker_max_cooldown_s": COOLDOWN_FLOOR_S}
+    for name, floor in floors.items():
+        if name in defaults:     # (a run of an older checkout has fewer of them)
+            timers[f"MJFLOW_{name.upper()}"] = f"{scaled(defaults[name], speed, floor):.4f}"
+    return timers
 
 
 def stop_cleanly_on_sigterm() -> None:
@@ -436,7 +444,7 @@ def fmt(value: Any) -> str:
 def table(result: dict[str, Any]) -> str:
     """A result as a text table (also valid Markdown)."""
     names = result["baseline_names"]
-    head = ["metric", "mjflow", *names, *(f"× vs {n}" for n in names)]
+    head = ["metric", result.get("subject", "mjflow"), *names, *(f"× vs {n}" for n in names)]
     lines = []
     for r in result["rows"]:
         metric = f"{r['metric']} ({r['unit']})" if r["unit"] else r["metric"]
@@ -471,8 +479,9 @@ def goal_line(g: dict[str, Any]) -> str:
 
 
 def report(result: dict[str, Any]) -> str:
+    who = result.get("subject", "mjflow")
     lines = [f"== {result['title']} ==", table(result),
-             "(× vs X: how many times better mjflow is than X; > 1 = mjflow better)"]
+             f"(× vs X: how many times better {who} is than X; > 1 = {who} better)"]
     for note in result.get("notes", []):
         lines.append(f"- {note}")
     lines += [goal_line(g) for g in result.get("goals", [])]

@@ -109,7 +109,8 @@ def main() -> int:
     (h.RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     # every result on file, this run's and (with --only) earlier ones, in benchmark order
     on_file = []
-    for name in ("receiver", "latency", "requests", "utilization", "cost", "memory"):
+    for name in ("receiver", "latency", "requests", "utilization", "utilization-faults",
+                 "cost", "memory"):
         path = h.RESULTS / f"{name}.json"
         if path.exists():
             on_file.append(h.markdown(json.loads(path.read_text())))

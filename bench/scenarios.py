@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -56,11 +57,51 @@ def request_counts(sim_stats: dict[str, Any]) -> dict[str, Any]:
             "downloads_per_task": downloads / succeeded if succeeded else None}
 
 
+class WindowWatch:
+    """Samples the dispatch window (size, slots in use) every ``every_s`` while a run goes,
+    and applies fault patches to the simulator at set times (``at``: seconds after the
+    batch is handed over, patch)."""
+
+    def __init__(self, stack: h.BenchStack, at: list[tuple[float, dict[str, Any]]],
+                 every_s: float = 0.1) -> None:
+        self.stack, self.at, self.every_s = stack, sorted(at, key=lambda x: x[0]), every_s
+        self.sizes: list[float] = []
+        self.in_use: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> WindowWatch:
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        prefix, todo = self.stack.prefix, list(self.at)
+        while not self._stop.wait(self.every_s):
+            while todo and time.monotonic() - self._t0 >= todo[0][0]:
+                self.stack.sim.sim.set_faults(todo.pop(0)[1])
+            size = self.stack.r.hget(f"{prefix}:window", "size")
+            self.sizes.append(float(size) if size else float("nan"))
+            self.in_use.append(int(self.stack.r.zcard(f"{prefix}:slots")))
+
+    def result(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        sizes = [s for s in self.sizes if s == s]
+        return {"size_min": min(sizes, default=None),
+                "size_mean": sum(sizes) / len(sizes) if sizes else None,
+                "in_use_mean": sum(self.in_use) / len(self.in_use) if self.in_use else None,
+                "samples": len(self.sizes),
+                "final": self.stack.r.hgetall(f"{self.stack.prefix}:window")}
+
+
 def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = True,
                faults: dict[str, Any] | None = None, sim_options: dict[str, Any] | None = None,
                env_extra: dict[str, str] | None = None, fast: bool = False,
-               events: bool = True, timeout_s: float = 600.0) -> dict[str, Any]:
-    """``jobs`` jobs (imagine, then ``then``) as one batch through a whole mjflow."""
+               events: bool = True, timeout_s: float = 600.0,
+               at: list[tuple[float, dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """``jobs`` jobs (imagine, then ``then``) as one batch through a whole mjflow; ``at``:
+    fault patches for the simulator, each at so many seconds after the hand-over."""
     sim_options = {**(sim_options or {})}
     if faults:
         sim_options["faults"] = faults
@@ -79,10 +120,12 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
         contention = h.Contention()
         cpu0 = stack.cpu()
         start = time.time()
+        watch = WindowWatch(stack, at or []).start()
         batch = stack.submit_batch(job_specs(jobs, then, prefix="mjflow bench",
                                              callback_url=consumer.url if consumer else None),
                                    "bench")
         end = stack.wait_idle(timeout_s)
+        window = watch.result()
         cpu1 = stack.cpu()
         job_ids = stack.batch_job_ids(batch["id"])
         if consumer:
@@ -116,7 +159,9 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
             "queue_full": sim.get("queue_full_answers", 0),
             "cpu_s": {k: cpu1[k] - cpu0[k] for k in cpu1}, "contention": cont,
             "counters": {name: stack.counters(name) for name in ("callbacks", "polls",
-                                                                  "submits", "storage")},
+                                                                  "submits", "storage",
+                                                                  "window", "answers")},
+            "window": window,
             "timers": h.mjflow_timers(speed, callbacks) | (env_extra or {}),
         }
 

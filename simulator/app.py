@@ -160,7 +160,7 @@ def create_app(sim: Simulator) -> Flask:
             return None
         if endpoint not in UNAUTHENTICATED_ENDPOINTS and not sim.check_key(_api_key()):
             return respond(profile.auth_failure)
-        if sim.roll_http_500():
+        if sim.roll_http_500(endpoint):
             ans = profile.http_500
             if isinstance(ans.body, dict) and "path" in ans.body:
                 ans = HttpAnswer(ans.status, {**ans.body, "path": request.path}, ans.content_type)

@@ -49,6 +49,9 @@ class Faults(BaseModel):
     )
     fail: float = Field(0.0, ge=0, le=1, description="P(a task ends FAILURE with an MJ error)")
     http_500: float = Field(0.0, ge=0, le=1, description="P(any upstream API request answers 500)")
+    http_500_submits: float = Field(
+        0.0, ge=0, le=1, description="P(a submit answers 500 before creating anything)"
+    )
     hung_submit: float = Field(
         0.0, ge=0, le=1, description="P(a submit creates the task but answers late)"
     )

@@ -251,13 +251,18 @@ class Simulator(SubmitsMixin, EngineMixin):
         with self._lock:
             self._stats.in_flight = max(0, self._stats.in_flight - 1)
 
-    def roll_http_500(self) -> bool:
-        """Decide whether this request answers 500 (``http_500`` fault)."""
+    def roll_http_500(self, endpoint: str = "") -> bool:
+        """Decide whether this request answers 500 (``http_500`` fault; for a submit
+        endpoint also ``http_500_submits``)."""
         with self._lock:
-            hit = self._faults.http_500 > 0 and self._rng.random() < self._faults.http_500
-            if hit:
-                self._stats.faults["http_500"] += 1
-            return hit
+            f = self._faults
+            for knob, p in (("http_500", f.http_500),
+                            ("http_500_submits", f.http_500_submits
+                             if endpoint.startswith("submit_") else 0.0)):
+                if p > 0 and self._rng.random() < p:
+                    self._stats.faults[knob] += 1
+                    return True
+            return False
 
     def roll_hung_submit_ms(self) -> int:
         """Delay to add before answering a submit (``hung_submit`` fault), 0 for none."""

@@ -90,8 +90,15 @@ def test_queue_full_burst_shrinks_window_and_retries():
         jobs = [stack.submit({"prompt": f"burst {i}"})["id"] for i in range(6)]
         views = stack.wait_jobs(jobs, timeout_s=90)
         assert all(all_succeeded(v) for v in views)
-        assert stack.sim_stats()["queue_full_answers"] >= 5
+        queue_full = stack.sim_stats()["queue_full_answers"]
+        assert queue_full >= 5
         assert_clean(stack, views)
+        state = requests.get(f"{stack.web_url}/v1/upstream", headers=stack.headers,
+                             timeout=5).json()
+        signals = state["signals"]
+        assert signals["shrinks"] + signals["congestionSameCooldown"] == queue_full
+        assert signals["shrinks"] <= 2                 # the burst is one event, not five
+        assert state["capacity"] >= 1 and state["breaker"] == "closed"
 
 
 def test_stuck_task_fails_at_deadline():

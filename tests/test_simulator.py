@@ -579,6 +579,14 @@ def test_fault_http_500(upstream: Any) -> None:
     assert up.imagine()["code"] == 1
 
 
+def test_fault_http_500_on_submits_only(upstream: Any) -> None:
+    up = upstream("midjourney-proxy", faults={"http_500_submits": 1.0})
+    assert up.post("/mj/submit/imagine", {"prompt": "x"}).status_code == 500
+    assert up.get("/mj/task/list").status_code == 200 and up.get("/mj/task/list").json() == []
+    stats = up.get("/_sim/stats").json()
+    assert stats["faults"] == {"http_500_submits": 1} and not stats["submissions"]
+
+
 def test_fault_hung_submit_still_creates_task(upstream: Any) -> None:
     up = upstream("midjourney-proxy", faults={"hung_submit": 1.0, "hung_submit_ms": 1200})
     with pytest.raises(requests.exceptions.ReadTimeout):

@@ -267,6 +267,42 @@ def test_classify_table(profile: str, endpoint: str, status: int | None, body: A
             assert getattr(answer, name) == value, (name, answer)
 
 
+#: What the dispatch window hears (``Answer.pressure``) from rows of the table above.
+PRESSURE = {
+    "23-queue-full": "queue_full", "23-uniapi-queue-full-with-id": "queue_full",
+    "9-trueai-queue-full": "queue_full", "4-trueai-concurrency-limit": "queue_full",
+    "trueai-envelope-queue-limit": "queue_full",
+    "23-newapi-system-error": "transient",        # new-api documents 23 as either
+    "3-no-account": "transient", "24-newapi-account-unavailable": "transient",
+    "30-overloaded": "rate_limit", "30-overloaded-http-200": "rate_limit",
+    "openai-429": "rate_limit", "openai-503-cpu-overloaded": "rate_limit",
+    "openai-503-model-not-found": "transient", "html-502": "transient",
+    "trueai-envelope-500": "transient", "html-504-submit": "transient",
+    "5-newapi-do-request-failed": "transient",
+    "code1": None, "code22-queued": None, "4-validation": None, "25-balance": None,
+}
+
+
+@pytest.mark.parametrize("row", [r for r in ROWS if r[0] in PRESSURE], ids=lambda r: r[0])
+def test_pressure_tells_congestion_from_failure(row: tuple[Any, ...]) -> None:
+    name, profile, endpoint, status, body, ctype = row[:6]
+    answer = classify(status, _body(body), ctype, get_profile(profile), endpoint=endpoint)
+    expected = PRESSURE[name]
+    assert (answer.pressure.value if answer.pressure else None) == expected, answer
+    assert answer.congestion is (expected in ("queue_full", "rate_limit"))
+
+
+def test_a_system_error_9_is_not_queue_full_and_a_lost_connection_is_transient() -> None:
+    system_error = {"code": 9, "description": "提交失败，系统异常", "result": None}
+    answer = classify(200, _body(system_error), "application/json",
+                      get_profile("midjourney-proxy"), endpoint="imagine")
+    assert answer.outcome is O.RETRY_LATER and answer.pressure.value == "transient"
+    lost = classify(None, None, None, get_profile("midjourney-proxy"), endpoint="imagine",
+                    exc=requests.exceptions.ReadTimeout("read timed out"))
+    assert lost.outcome is O.OUTCOME_UNKNOWN and lost.pressure.value == "transient"
+    assert lost.as_dict()["pressure"] == "transient"
+
+
 def test_retry_after_header_is_read() -> None:
     answer = classify(429, b"", None, PROFILES["newapi"], headers={"Retry-After": "7"})
     assert answer.outcome is O.RETRY_LATER

@@ -244,6 +244,15 @@ class UpstreamState(_Open):
     reason: str | None
     pausedSince: float | None
     cooldownUntil: float | None
+    holdReason: str | None = None
+    capacity: int | None = None
+    capacityLearnedAt: float | None = None
+    knownGood: int | None = None
+    upstreamQueued: int | None = None
+    breaker: Literal["closed", "open", "probing"] = "closed"
+    consecutiveFailures: int = 0
+    breakerTrips: int = 0
+    signals: dict[str, int] = Field(default_factory=dict)
 
 
 class UpstreamDetail(UpstreamState):

@@ -34,7 +34,7 @@ prefix of their own. Layout (``{p}`` is the prefix):
     {p}:storing                     zset   steps whose upstream task succeeded -> next store attempt
     {p}:finishing                   zset   finished jobs whose manifest/event are not yet written
     {p}:slots:{upstream}            zset   slot leases: step id -> lease expiry (unix s)
-    {p}:window:{upstream}           hash   dispatch window: size, paused, reason, since
+    {p}:window:{upstream}           hash   dispatch window: size, paused, reason, since, capacity, breaker (flow/window_rules)
     {p}:answers:{upstream}          list   recent upstream answers (capped, for the dashboard)
     {p}:job:{job_id}:spend          hash   cost of the job's accepted tasks: upstream -> amount, total
     {p}:batch:{batch_id}:spend      hash   the same for a batch

@@ -33,7 +33,9 @@ Metrics (all prefixed ``mjflow_``)
 Gauges: ``jobs_live`` (SCARD jobs:live), ``jobs_stored`` (ZCARD jobs, i.e. not yet purged
 by retention), ``jobs_finishing``, ``steps{state=queued|submitting|in_flight|storing}``,
 ``lanes``, ``slots_in_use``, ``window_size``, ``window_max``, ``dispatch_paused``,
-``dispatch_cooldown_seconds``, ``deliveries_pending``, ``deliveries_failed``,
+``dispatch_cooldown_seconds``, ``window_capacity`` (learned from queue-full answers; the
+max until one came), ``dispatch_breaker_open`` (1 while the submit breaker is open or
+probing), ``submit_consecutive_failures``, ``deliveries_pending``, ``deliveries_failed``,
 ``oldest_in_flight_step_age_seconds``, ``redis_up``, ``scrape_duration_seconds``,
 ``callbacks_reachable`` (1 unless the last probe of ``MJFLOW_PUBLIC_URL`` failed, see
 :mod:`worker.flow.receiver`; only where callbacks are configured).
@@ -294,13 +296,25 @@ class RedisCollector(Collector):
                                            labels=["upstream"]),
             "spend_today": g(PREFIX + "spend_today", "Cost of the tasks the upstream accepted "
                              "today (UTC), in the unit of its costs.", labels=["upstream"]),
+            "window_capacity": g(PREFIX + "window_capacity", "Upstream capacity learned from "
+                                 "queue-full answers (the window maximum until one came).",
+                                 labels=["upstream"]),
+            "dispatch_breaker_open": g(PREFIX + "dispatch_breaker_open", "1 while the submit "
+                                       "breaker holds dispatch (a run of 5xx/timeouts), or "
+                                       "lets one probe through.", labels=["upstream"]),
+            "submit_consecutive_failures": g(PREFIX + "submit_consecutive_failures", "Submits "
+                                             "failed in a row (5xx, timeouts) since the last "
+                                             "accepted one.", labels=["upstream"]),
         }
         for member in self.engine.fleet:
             st = member.window.state()
             values = {"slots_in_use": int(st["inUse"]), "window_size": float(st["size"]),
                       "window_max": float(st["max"]), "dispatch_paused": 1 if st["paused"] else 0,
                       "dispatch_cooldown_seconds": max(0.0, (st.get("cooldownUntil") or 0.0) - now),
-                      "spend_today": budget.spent_today(self.engine.store, member.name, now)}
+                      "spend_today": budget.spent_today(self.engine.store, member.name, now),
+                      "window_capacity": float(st["capacity"] or st["max"]),
+                      "dispatch_breaker_open": 0 if st["breaker"] == "closed" else 1,
+                      "submit_consecutive_failures": st["consecutiveFailures"]}
             for name, value in values.items():
                 fams[name].add_metric([member.name], value)
         return list(fams.values())

@@ -15,6 +15,7 @@ from worker.flow import budget, pacing
 from worker.flow.engine import Engine
 from worker.flow.fleet import Member
 from worker.flow.prepare import prepare_step
+from worker.flow.window_rules import Rules
 from worker.jobs import machine
 from worker.jobs.model import Job, Step, StepStatus
 from worker.jobs.store import Txn
@@ -115,6 +116,7 @@ def submit_step(engine: Engine, step_id: str, now: float | None = None) -> str:
         "at": time.time(), "step": step_id, "job": job_id, "path": path,
         "outcome": answer.outcome.value, "code": answer.code, "http": answer.http_status,
         "message": answer.message,
+        "pressure": answer.pressure.value if answer.pressure else None,
     })
     return apply_answer(engine, job_id, step_id, path, answer, member)
 
@@ -130,10 +132,10 @@ def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: A
         return _uploaded(engine, job_id, step_id, answer)
     if o in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
         return _accepted(engine, member, job_id, step_id, path, answer)
-    if o == Outcome.RETRY_LATER:
+    if o == Outcome.RETRY_LATER:   # congestion shrinks the window; a failure counts
+        member.window.react(answer, Rules.of(engine.settings))
         if _requeue(engine, job_id, step_id, path, why=answer.message):
             return "failed"
-        member.window.shrink(answer.retry_after_s or engine.settings.queue_full_backoff_s)
         return "retry-later"
     if o in (Outcome.OUT_OF_CREDIT, Outcome.AUTH_FAILED):
         _requeue(engine, job_id, step_id, path)
@@ -147,6 +149,7 @@ def apply_answer(engine: Engine, job_id: str, step_id: str, path: str, answer: A
                           f"queue until `mjflow resume {member.name}`")
         return "paused"
     if o == Outcome.OUTCOME_UNKNOWN:
+        member.window.react(answer, Rules.of(engine.settings))   # counts toward the breaker
         engine.store.bump("submits", "outcome_unknown")
         engine.store.note(job_id, "submit_answer_lost", f"step {step_id}: {answer.message}")
         log.warning("submit of step %s: answer lost (%s); waiting for its state", step_id,
@@ -161,7 +164,6 @@ def _accepted(engine: Engine, member: Member, job_id: str, step_id: str, path: s
     if not answer.task_id:
         _fail(engine, job_id, step_id, f"upstream accepted but returned no task id: {answer.message}")
         return "failed"
-    member.window.grow()
     timing = engine.timing(member)
     needs_modal = answer.outcome == Outcome.NEEDS_MODAL
 
@@ -186,6 +188,7 @@ def _accepted(engine: Engine, member: Member, job_id: str, step_id: str, path: s
         machine.move(tx, step, target, poll_in_s=first_in, timing=timing_)
 
     engine.store.mutate(job_id, fn)
+    member.window.react(answer, Rules.of(engine.settings))     # after the move: it is held
     return "modal" if needs_modal else "accepted"
 
 

@@ -1,12 +1,15 @@
 """The dispatch window: the per-upstream slot semaphore and its adaptive size.
 
 Each upstream of the fleet has its own: slots are leases in ``{p}:slots:{upstream}``
-(step id -> expiry), its state is ``{p}:window:{upstream}``. The window size follows AIMD:
-every accepted submit grows it by 1/size (up to ``MJFLOW_MAX_IN_FLIGHT``), every
-"queue full" halves it and holds dispatch for a short cool-down. Out of credit and
-auth failures pause that upstream's dispatch until an operator resumes it (``mjflow
-resume NAME``, ``POST /v1/upstreams/{name}/resume`` or the dashboard); nothing is failed
-for it, and the fleet's other upstreams take the steps they can.
+(step id -> expiry), its state is ``{p}:window:{upstream}``. The window size adapts to what the
+upstream answers (``react``; the rules are in ``worker.flow.window_rules``): congestion
+(queue full, rate limited) shrinks it at most once per cool-down, a queue full teaches
+it the upstream's capacity, accepted submits grow it back fast (to the most the upstream
+took, until a second queue full confirms less) and slowly beyond, and plain failures (5xx, timeouts) never shrink it but open a breaker
+after a run of them. Out of credit and auth failures pause that upstream's dispatch until
+an operator resumes it (``mjflow resume NAME``, ``POST /v1/upstreams/{name}/resume`` or
+the dashboard); nothing is failed for it, and the fleet's other upstreams take the steps
+they can.
 """
 from __future__ import annotations
 
@@ -17,15 +20,17 @@ from typing import Any
 
 import redis
 
+from worker.flow.window_rules import ADAPT_LUA, RESET_BREAKER, Rules
 from worker.jobs.model import DEFAULT_UPSTREAM
 from worker.keys import Keys
+from worker.upstream import Answer, Outcome, Pressure
 
 log = logging.getLogger("mjflow.window")
 RECENT_ANSWERS = 50
 
 # Claim up to ARGV[limit] queued steps of the queues whose route is one of ARGV[10..] (none
-# given: of every queue):
-# priority first, then the least recently served lane; each is marked with its upstream.
+# given: of every queue): priority first, then the least recently served lane; each is
+# marked with its upstream.
 CLAIM_LUA = """
 local lanes_key, slots_key, window_key, pending_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local seq_key = KEYS[5]
@@ -39,9 +44,12 @@ local bucket = tonumber(ARGV[8])
 local upstream = ARGV[9]
 local routes, any_route = {}, #ARGV < 10
 for i = 10, #ARGV do routes[ARGV[i]] = true end
-local w = redis.call('HMGET', window_key, 'size', 'paused', 'cooldown_until')
+local w = redis.call('HMGET', window_key, 'size', 'paused', 'cooldown_until', 'breaker',
+                     'breaker_hold')
 if w[2] == '1' then return {} end
 if w[3] and tonumber(w[3]) > now then return {} end
+local probe = w[4] == 'open' or w[4] == 'probing'   -- the breaker lets one submit through
+if probe then limit = math.min(limit, 1) end
 local size = math.floor(tonumber(w[1] or max_size))
 if size > max_size then size = max_size end
 redis.call('ZREMRANGEBYSCORE', slots_key, '-inf', now)
@@ -78,22 +86,15 @@ while used < size and #claimed < limit do
     table.insert(claimed, best_head)
   end
 end
+if probe and #claimed > 0 then
+  redis.call('HSET', window_key, 'breaker', 'probing', 'hold', 'breaker probe',
+             'cooldown_until', now + (tonumber(w[5]) or 0))
+end
 return claimed
 """
 
-# AIMD: ARGV[1] = 'grow' | 'shrink', ARGV[2] = max, ARGV[3] = now, ARGV[4] = cooldown_s
-ADJUST_LUA = """
-local size = tonumber(redis.call('HGET', KEYS[1], 'size') or ARGV[2])
-local max_size = tonumber(ARGV[2])
-if ARGV[1] == 'grow' then
-  size = math.min(max_size, size + 1 / math.max(size, 1))
-else
-  size = math.max(1, size / 2)
-  redis.call('HSET', KEYS[1], 'cooldown_until', tonumber(ARGV[3]) + tonumber(ARGV[4]))
-end
-redis.call('HSET', KEYS[1], 'size', tostring(size))
-return tostring(size)
-"""
+EVENTS = {Pressure.QUEUE_FULL: "queue_full", Pressure.RATE_LIMIT: "rate_limit",
+          Pressure.TRANSIENT: "failure"}
 
 
 class Window:
@@ -106,8 +107,9 @@ class Window:
         self._state_key = keys.window(upstream)
         self._slots_key = keys.slots(upstream)
         self._answers_key = keys.answers(upstream)
+        self._counts_key = keys.counter(f"window:{upstream}")
         self._claim = r.register_script(CLAIM_LUA)
-        self._adjust = r.register_script(ADJUST_LUA)
+        self._adapt = r.register_script(ADAPT_LUA)
 
     def claim(self, *, limit: int, lease_s: float, grace_s: float, bucket: int,
               routes: list[str] | None = None, now: float | None = None) -> list[str]:
@@ -123,55 +125,99 @@ class Window:
                   self.upstream, *(routes or ())],
         )
 
-    def grow(self) -> float:
-        return float(self._adjust(keys=[self._state_key], args=["grow", self.max, 0, 0]))
-
-    def shrink(self, cooldown_s: float, now: float | None = None) -> float:
+    def react(self, answer: Answer, rules: Rules, now: float | None = None) -> str | None:
+        """What a submit's answer does to the window (after the step moved): an accept
+        grows it, congestion shrinks it (once per cool-down), a transient failure counts
+        toward the breaker. Returns the event applied, None for other answers."""
+        if answer.outcome in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL):
+            event = "accept"
+        elif answer.pressure is not None:
+            event = EVENTS[answer.pressure]
+        else:
+            return None
         now = time.time() if now is None else now
-        size = float(self._adjust(keys=[self._state_key],
-                                  args=["shrink", self.max, now, cooldown_s]))
-        log.warning("upstream queue full: window shrunk to %.1f, holding %.0fs", size, cooldown_s)
-        return size
+        cooldown_s = answer.retry_after_s or rules.cooldown_s
+        k = self.keys
+        size, breaker, applied = self._adapt(
+            keys=[self._state_key, self._slots_key, k.pending_submit(), self._counts_key],
+            args=[event, self.max, now, cooldown_s, rules.breaker_failures,
+                  rules.breaker_cooldown_s, rules.breaker_max_s,
+                  "" if answer.queued_ahead is None else answer.queued_ahead])
+        if event in ("queue_full", "rate_limit") and applied == "1":
+            log.warning("upstream %s: %s: window shrunk to %.1f, holding %.1fs", self.upstream,
+                        event.replace("_", " "), float(size), cooldown_s)
+        elif event == "failure" and breaker == "open" and applied == "1":
+            log.warning("upstream %s failing (%s): breaker open, dispatch held", self.upstream,
+                        answer.message)
+        return event
 
     def pause(self, reason: str) -> None:
         self.r.hset(self._state_key, mapping={"paused": "1", "reason": reason,
-                                                 "since": repr(time.time())})
-        log.error("dispatch to %s paused: %s (resume with `mjflow resume %s`)", self.upstream, reason, self.upstream)
+                                              "since": repr(time.time())})
+        log.error("dispatch to %s paused: %s (resume with `mjflow resume %s`)", self.upstream,
+                  reason, self.upstream)
 
     def resume(self) -> None:
         self.r.hset(self._state_key, mapping={"paused": "0", "reason": "", "since": "",
-                                                 "cooldown_until": "0"})
+                                              "cooldown_until": "0", "hold": "",
+                                              **RESET_BREAKER})
         log.warning("dispatch to %s resumed", self.upstream)
 
     def room(self, now: float) -> int:
-        """Free slots now: 0 while paused or cooling down."""
-        size, paused, cooldown = self.r.hmget(self._state_key, "size", "paused", "cooldown_until")
+        """Free slots now: 0 while paused or holding (a cool-down, the breaker); 1 while
+        the breaker lets a probe through."""
+        size, paused, cooldown, breaker = self.r.hmget(self._state_key, "size", "paused",
+                                                       "cooldown_until", "breaker")
         if paused == "1" or (cooldown and float(cooldown) > now):
             return 0
         used = self.r.zcount(self._slots_key, f"({now}", "+inf")
-        return max(0, min(self.max, int(float(size or self.max))) - used)
+        free = max(0, min(self.max, int(float(size or self.max))) - used)
+        return min(free, 1) if breaker in ("open", "probing") else free
 
     def paused_reason(self) -> str | None:
         paused, reason = self.r.hmget(self._state_key, "paused", "reason")
         return (reason or "paused") if paused == "1" else None
 
     def state(self) -> dict[str, Any]:
+        now = time.time()
         h = self.r.hgetall(self._state_key)
-        self.r.zremrangebyscore(self._slots_key, "-inf", time.time())
+        self.r.zremrangebyscore(self._slots_key, "-inf", now)
+        cooldown_until = float(h.get("cooldown_until") or 0) or None
+        counts = self.r.hgetall(self._counts_key)
         return {
             "size": round(float(h.get("size") or self.max), 2), "max": self.max,
             "inUse": self.r.zcard(self._slots_key), "paused": h.get("paused") == "1",
             "reason": h.get("reason") or None,
             "pausedSince": float(h["since"]) if h.get("since") else None,
-            "cooldownUntil": float(h.get("cooldown_until") or 0) or None,
+            "cooldownUntil": cooldown_until,
+            "holdReason": (h.get("hold") or None) if (cooldown_until or 0) > now else None,
+            "capacity": _int(h.get("capacity")), "knownGood": _int(h.get("good")),
+            "capacityLearnedAt": float(h.get("capacity_at") or 0) or None,
+            "upstreamQueued": _int(h.get("upstream_queued")),
+            "breaker": h.get("breaker") or "closed",
+            "consecutiveFailures": int(h.get("failures") or 0),
+            "breakerTrips": int(h.get("trips") or 0),
+            "signals": {name: int(counts.get(field) or 0) for name, field in SIGNALS},
         }
 
     def record_answer(self, entry: dict[str, Any]) -> None:
         pipe = self.r.pipeline(transaction=False)
         pipe.lpush(self._answers_key, json.dumps(entry, ensure_ascii=False))
         pipe.ltrim(self._answers_key, 0, RECENT_ANSWERS - 1)
-        pipe.hincrby(self.keys.counter("answers"), f"{self.upstream}|{entry.get('outcome', '?')}", 1)
+        pipe.hincrby(self.keys.counter("answers"), f"{self.upstream}|{entry.get('outcome', '?')}",
+                     1)
         pipe.execute()
 
     def recent_answers(self) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self._answers_key, 0, -1)]
+
+
+#: ``state()["signals"]``: counts since the prefix was created (the ``{p}:counter:window``
+#: fields the rules increment).
+SIGNALS = (("shrinks", "shrinks"), ("congestionSameCooldown", "congestion_same_cooldown"),
+           ("transientFailures", "transient_failures"), ("breakerOpened", "breaker_trips"),
+           ("breakerClosed", "breaker_closed"))
+
+
+def _int(value: str | None) -> int | None:
+    return int(float(value)) if value else None

@@ -5,7 +5,7 @@ queries (returning ``Task`` models); ``classify`` is the one mapping of answers 
 outcomes; ``PROFILES`` holds what each provider does differently.
 """
 from worker.upstream.client import SUBMIT_PATHS, UpstreamClient
-from worker.upstream.codes import CodeRule, Outcome
+from worker.upstream.codes import CodeRule, Outcome, Pressure
 from worker.upstream.errors import UpstreamAuthFailed, UpstreamOutOfCredit, UpstreamRetryLater
 from worker.upstream.models import Button, Task, TaskStatus
 from worker.upstream.outcomes import Answer, classify
@@ -18,6 +18,7 @@ __all__ = [
     "Button",
     "CodeRule",
     "Outcome",
+    "Pressure",
     "Profile",
     "Task",
     "TaskStatus",

@@ -18,6 +18,20 @@ class Outcome(str, Enum):
     NOT_FOUND = "not_found"
 
 
+class Pressure(str, Enum):
+    """What a submit that did not go through says about the upstream, for the dispatch
+    window (``worker.flow.window``): set on every RETRY_LATER and OUTCOME_UNKNOWN answer."""
+
+    QUEUE_FULL = "queue_full"    # it holds as many of our tasks as it takes: its capacity
+    RATE_LIMIT = "rate_limit"    # too many requests or overloaded (429, gateway code 30)
+    TRANSIENT = "transient"      # a failure that says nothing about load: 5xx, timeout,
+    #                              connection refused, no account available right now
+
+    @property
+    def congestion(self) -> bool:
+        return self is not Pressure.TRANSIENT
+
+
 @dataclass(frozen=True)
 class CodeRule:
     """What one business ``code`` means: the outcome and a short readable meaning, plus the

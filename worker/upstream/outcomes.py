@@ -20,6 +20,12 @@ OUTCOME_UNKNOWN    the submit was sent but the answer was lost or unreadable (ti
 NOT_FOUND          the task (or the parent of an action/modal) does not exist
 =================  =====================================================================
 
+Every RETRY_LATER and OUTCOME_UNKNOWN answer also says what it means for the dispatch
+window (``Answer.pressure``, see ``_pressure``): QUEUE_FULL (23; 9 or any code whose text
+says the queue or the concurrency limit is full: the upstream holds what it takes),
+RATE_LIMIT (429, gateway code 30, "overloaded", "too many requests") or TRANSIENT
+(everything else: 5xx, timeouts, connection refused, no account right now).
+
 What a business ``code`` means is data: ``BASE_CODE_RULES`` below, overridden per
 profile by ``Profile.code_rules`` and ``Profile.queue_full_codes`` (see ``profiles.py``).
 Query endpoints (fetch, list, seed, image, cancel) share the mapping, with two
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -42,6 +48,7 @@ from worker.upstream.codes import (
     UNKNOWN_CODE_RULE,
     CodeRule,
     Outcome,
+    Pressure,
 )
 from worker.upstream.envelopes import (
     Body,
@@ -71,11 +78,21 @@ class Answer:
     result: Any = field(default=None, hash=False)
     properties: dict[str, Any] = field(default_factory=dict, hash=False)
     retry_after_s: float | None = None
+    pressure: Pressure | None = None
+
+    def __post_init__(self) -> None:
+        if self.pressure is None and self.outcome in (O.RETRY_LATER, O.OUTCOME_UNKNOWN):
+            object.__setattr__(self, "pressure", Pressure.TRANSIENT)   # unless said otherwise
 
     @property
     def accepted(self) -> bool:
         """A task now exists upstream under ``task_id`` (possibly waiting for a modal)."""
         return self.outcome in (Outcome.ACCEPTED, Outcome.NEEDS_MODAL)
+
+    @property
+    def congestion(self) -> bool:
+        """The upstream says it is full or overloaded (not merely failing)."""
+        return self.pressure is not None and self.pressure.congestion
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (for storing on a step)."""
@@ -85,6 +102,7 @@ class Answer:
             "queued_ahead": self.queued_ahead, "banned_word": self.banned_word,
             "result": self.result, "properties": self.properties,
             "retry_after_s": self.retry_after_s,
+            "pressure": self.pressure.value if self.pressure else None,
         }
 
 
@@ -112,6 +130,13 @@ _RETRY_MARKERS = (
     "无可用的账号", "try again later", "retry later", "too many requests", "rate limit",
     "overloaded", "task_status_not_success", "no available account",
 )
+_QUEUE_FULL_MARKERS = (
+    "队列已满", "并发数已达上限", "队列数已达上限", "queue full", "queue is full",
+)
+_RATE_MARKERS = (
+    "too many requests", "rate limit", "频繁", "速率", "负载已饱和", "overloaded",
+)
+_SYSTEM_ERROR_MARKERS = ("系统错误", "系统异常", "system error")
 _NOT_FOUND_MARKERS = (
     "task_no_found", "task_not_found", "midjourney_task_not_found", "关联任务不存在",
     "不存在或已失效", "任务不存在", "未找到父级任务", "parent task not found", "task not found",
@@ -137,11 +162,31 @@ def classify(
         if exc is not None:
             return _from_exception(exc, endpoint)
         parsed = parse_body(body, content_type)
-        return _decide(http_status, parsed, profile, endpoint, parse_retry_after_s(headers))
+        return _pressure(_decide(http_status, parsed, profile, endpoint,
+                                 parse_retry_after_s(headers)), parsed)
     except Exception as err:  # noqa: BLE001 - the contract is "never raises"
         unknown = O.RETRY_LATER if endpoint in QUERY_ENDPOINTS else O.OUTCOME_UNKNOWN
         return Answer(unknown, f"could not classify the upstream answer ({err!r})",
                       http_status=http_status if isinstance(http_status, int) else None)
+
+
+def _pressure(answer: Answer, parsed: Body) -> Answer:
+    """Say what a submit that did not go through means for the dispatch window. Queue full
+    is the text (every fork words it 队列已满 or its concurrency limit), else code 23
+    (QUEUE_REJECTED) unless its text names a system error (new-api documents 23 as
+    either); a 9 without such text is a system error. Only 429, code 30 and overload
+    or rate-limit texts are the other congestion; all else stays TRANSIENT (the
+    default of every RETRY_LATER and OUTCOME_UNKNOWN ``Answer``)."""
+    if answer.outcome is not O.RETRY_LATER:
+        return answer                  # OUTCOME_UNKNOWN is TRANSIENT (Answer's default)
+    if parsed.mentions(_QUEUE_FULL_MARKERS) or (
+            parsed.code == 23 and not parsed.mentions(_SYSTEM_ERROR_MARKERS)):
+        pressure = Pressure.QUEUE_FULL
+    elif answer.http_status == 429 or parsed.code == 30 or parsed.mentions(_RATE_MARKERS):
+        pressure = Pressure.RATE_LIMIT
+    else:
+        return answer
+    return replace(answer, pressure=pressure)
 
 
 # --- transport errors ---------------------------------------------------------------------
