@@ -122,7 +122,7 @@ def test_balance_exhausted_pauses_then_resumes_without_loss():
             if state["paused"]:
                 break
             time.sleep(0.2)
-        assert state["paused"] and "out_of_credit" in state["reason"]
+        assert state["paused"] and "out of credit" in state["reason"]
         views = [stack.job(j) for j in jobs]
         assert not any(v["status"] == "failed" for v in views)
         stack.set_faults(balance_after=None)
