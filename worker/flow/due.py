@@ -18,7 +18,7 @@ def due_schedules(keys: Keys) -> tuple[str, ...]:
     """Every sorted set whose due members the tick handles (scores are unix times)."""
     return (keys.poll(), keys.pending_submit(), keys.deadline(), keys.storing(),
             keys.finishing(), keys.retention(), keys.deliveries_due(), keys.confirm(),
-            keys.inbox_dirty())
+            keys.inbox_dirty(), keys.late())
 
 
 def anything_due(r: redis.Redis, keys: Keys, now: float | None = None) -> bool:
