@@ -79,8 +79,9 @@ class UpstreamConfig(BaseModel):
     @classmethod
     def _costs(cls, value: dict[str, float]) -> dict[str, float]:
         for action, price in value.items():
-            if action != "*" and action not in ROOT_ACTIONS + ("UPSCALE", "VARIATION", "FOLLOW_UP"):
-                raise ValueError(f"unknown action {action!r} in costs (an action name or '*')")
+            if action != "*" and action not in ROOT_ACTIONS + ("UPSCALE",):
+                raise ValueError(f"unknown action {action!r} in costs (a root action, UPSCALE "
+                                 "for upscale buttons, ACTION for other buttons, or '*')")
             if price < 0:
                 raise ValueError(f"cost of {action} is negative")
         return value
