@@ -11,8 +11,9 @@ submits as fast as it can: 32 threads (more than the 13 the account takes), each
 5 s (real pace) after a queue-full answer. The simulator serves cached images
 (:func:`bench.harness.fast_images`) so that its own rendering does not eat the cores.
 
-Then the same kind of batch, clean and faulty, for one account and for eight accounts
-behind one upstream (:mod:`bench.utilization_faults`): a second result.
+Then the same kind of batch, clean and faulty, for one account, for eight accounts behind
+one upstream and for eight accounts as eight upstreams (:mod:`bench.utilization_faults`):
+a second result.
 
     python -m bench.bench_utilization [--quick] [--faults-only]
 """

@@ -31,6 +31,9 @@ from typing import Any
 import redis
 
 from tests.support.stack import Stack
+from worker.flow.engine import Engine
+from worker.keys import Keys
+from worker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -350,8 +353,37 @@ class BenchStack(Stack):
         raise TimeoutError(f"{self.live_jobs()} {what} still live after {timeout_s:.0f}s\n"
                            + self.tail_logs())
 
+    def simulators(self) -> list[Any]:
+        """Every simulated upstream (one, or one per ``fleet`` item)."""
+        return list(self.sims.values()) or [self.sim]
+
+    def sim_of(self, upstream: str | None) -> Any:
+        """The simulator (its in-process state) behind the upstream called ``upstream``."""
+        return self.sims.get(upstream or "", self.sim).sim
+
     def sim_stats(self) -> dict[str, Any]:
-        return self.sim.sim.stats()
+        """The simulators' stats, summed over the fleet (peaks: the sum of each one's)."""
+        return merge_stats([s.sim.stats() for s in self.simulators()])
+
+    def engine(self) -> Engine:
+        """An engine of this stack's settings (its fleet, each member's window)."""
+        env = {k.removeprefix("MJFLOW_").lower(): v for k, v in self.env.items()
+               if k.startswith("MJFLOW_")}
+        return Engine(load_settings(**env), self.r, Keys(self.prefix))
+
+
+def merge_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several simulators' ``/_sim/stats`` as one: numbers add up, lists join."""
+    out: dict[str, Any] = {}
+    for one in stats:
+        for key, value in one.items():
+            if isinstance(value, dict):
+                out[key] = merge_stats([out.get(key, {}), value])
+            elif isinstance(value, list):
+                out[key] = out.get(key, []) + value
+            else:
+                out[key] = out.get(key, 0) + value
+    return out
 
 
 def cleanup_prefix(r: redis.Redis, prefix: str) -> int:

@@ -58,13 +58,14 @@ def request_counts(sim_stats: dict[str, Any]) -> dict[str, Any]:
 
 
 class WindowWatch:
-    """Samples the dispatch window (size, slots in use) every ``every_s`` while a run goes,
-    and applies fault patches to the simulator at set times (``at``: seconds after the
-    batch is handed over, patch)."""
+    """Samples the dispatch windows (size, slots in use; summed over the fleet's upstreams)
+    every ``every_s`` while a run goes, and applies fault patches to every simulator at set
+    times (``at``: seconds after the batch is handed over, patch)."""
 
     def __init__(self, stack: h.BenchStack, at: list[tuple[float, dict[str, Any]]],
                  every_s: float = 0.1) -> None:
         self.stack, self.at, self.every_s = stack, sorted(at, key=lambda x: x[0]), every_s
+        self.engine = stack.engine()
         self.sizes: list[float] = []
         self.in_use: list[int] = []
         self._stop = threading.Event()
@@ -76,38 +77,47 @@ class WindowWatch:
         return self
 
     def _run(self) -> None:
-        prefix, todo = self.stack.prefix, list(self.at)
+        todo, keys, members = list(self.at), self.engine.keys, list(self.engine.fleet)
         while not self._stop.wait(self.every_s):
             while todo and time.monotonic() - self._t0 >= todo[0][0]:
-                self.stack.sim.sim.set_faults(todo.pop(0)[1])
-            size = self.stack.r.hget(f"{prefix}:window", "size")
-            self.sizes.append(float(size) if size else float("nan"))
-            self.in_use.append(int(self.stack.r.zcard(f"{prefix}:slots")))
+                patch = todo.pop(0)[1]
+                for sim in self.stack.simulators():
+                    sim.sim.set_faults(patch)
+            pipe = self.stack.r.pipeline(transaction=False)
+            for m in members:
+                pipe.hget(keys.window(m.name), "size")
+                pipe.zcard(keys.slots(m.name))
+            got = pipe.execute()
+            self.sizes.append(sum(float(size or m.window.max)
+                                  for m, size in zip(members, got[::2])))
+            self.in_use.append(sum(got[1::2]))
 
     def result(self) -> dict[str, Any]:
         self._stop.set()
         self._thread.join(timeout=5)
-        sizes = [s for s in self.sizes if s == s]
-        return {"size_min": min(sizes, default=None),
-                "size_mean": sum(sizes) / len(sizes) if sizes else None,
+        return {"size_min": min(self.sizes, default=None),
+                "size_mean": sum(self.sizes) / len(self.sizes) if self.sizes else None,
                 "in_use_mean": sum(self.in_use) / len(self.in_use) if self.in_use else None,
                 "samples": len(self.sizes),
-                "final": self.stack.r.hgetall(f"{self.stack.prefix}:window")}
+                "final": {m.name: m.window.state() for m in self.engine.fleet}}
 
 
 def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = True,
                faults: dict[str, Any] | None = None, sim_options: dict[str, Any] | None = None,
                env_extra: dict[str, str] | None = None, fast: bool = False,
                events: bool = True, timeout_s: float = 600.0,
-               at: list[tuple[float, dict[str, Any]]] | None = None) -> dict[str, Any]:
+               at: list[tuple[float, dict[str, Any]]] | None = None,
+               fleet: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """``jobs`` jobs (imagine, then ``then``) as one batch through a whole mjflow; ``at``:
-    fault patches for the simulator, each at so many seconds after the hand-over."""
+    fault patches for the simulators, each at so many seconds after the hand-over;
+    ``fleet``: several simulated upstreams (``Stack.fleet``) instead of one of
+    ``sim_options``."""
     sim_options = {**(sim_options or {})}
     if faults:
         sim_options["faults"] = faults
     profile = sim_options.pop("profile", "midjourney-proxy")     # the stack sets both sides
     stack = h.BenchStack(speed=speed, callbacks=callbacks, sim_options=sim_options,
-                         env_extra=env_extra or {}, profile=profile)
+                         env_extra=env_extra or {}, profile=profile, fleet=fleet)
     with ExitStack() as es:
         es.enter_context(h.varied_durations())
         if fast:
@@ -139,10 +149,12 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
             last_finish = None
             for s in view["steps"]:
                 t = {k: h.parse_iso(v) for k, v in s["times"].items()}
-                finish = h.upstream_finish_s(stack.sim.sim, s["taskId"])
+                sim = stack.sim_of(s["upstream"])
+                finish = h.upstream_finish_s(sim, s["taskId"])
                 steps.append({"job": job_id, "label": s["label"], "task_id": s["taskId"],
                               "status": s["status"], "finish_s": finish,
-                              "started_s": h.upstream_start_s(stack.sim.sim, s["taskId"]),
+                              "upstream": s["upstream"],
+                              "started_s": h.upstream_start_s(sim, s["taskId"]),
                               "detected_s": t.get("storing"), "stored_s": t.get("succeeded")})
                 if finish is not None:
                     last_finish = max(last_finish or 0.0, finish)
@@ -160,7 +172,7 @@ def run_mjflow(speed: float, jobs: int, then: list[str], *, callbacks: bool = Tr
             "cpu_s": {k: cpu1[k] - cpu0[k] for k in cpu1}, "contention": cont,
             "counters": {name: stack.counters(name) for name in ("callbacks", "polls",
                                                                   "submits", "storage",
-                                                                  "window", "answers")},
+                                                                  "answers")},
             "window": window,
             "timers": h.mjflow_timers(speed, callbacks) | (env_extra or {}),
         }

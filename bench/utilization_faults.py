@@ -1,20 +1,20 @@
 """Utilization under upstream faults: the same batch, clean and faulty, per upstream shape.
 
 A :class:`Scenario` is a set of :class:`Upstream` s (each a simulator: accounts of 3
-running + 10 queued tasks) and a batch; mjflow's window ceiling
-(``MJFLOW_MAX_IN_FLIGHT``) is their total capacity. Each scenario runs twice in the same
-benchmark, clean and with :class:`Faults` (HTTP 500 on a share of submits, one burst of
-queue-full answers mid-run, a share of callbacks dropped), and the table puts the faulty
-run's slot use beside the clean one's (× = faulty / clean).
+running + 10 queued tasks), all of one priority, each with a window ceiling
+(``maxInFlight``) of its capacity, and a batch. Each scenario runs twice in the same
+benchmark, clean and with :class:`Faults` on every upstream (HTTP 500 on a share of
+submits, one burst of queue-full answers mid-run, a share of callbacks dropped), and the
+table puts the faulty run's slot use beside the clean one's (× = faulty / clean).
 
-Today's scenarios have one upstream each: one account, and eight accounts behind one
-upstream of eight times the capacity (the simulator spreads new tasks over its
-accounts; an action runs on its parent's account). "Eight accounts as eight upstreams" is
-``Scenario(..., upstreams=(Upstream(),) * 8)``; :func:`run_scenario` refuses it until
-mjflow routes over several upstreams.
+The scenarios: one account; eight accounts behind one upstream of eight times the
+capacity (the simulator spreads new tasks over its accounts; an action runs on its
+parent's account); eight accounts as eight upstreams of one account each (mjflow spreads
+the batch over the fleet; an action runs on its parent's upstream).
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,14 +57,16 @@ class Faults:
     drop_callbacks: float = 0.20
     seed: int = 7
 
-    def sim_faults(self) -> dict[str, Any]:
+    def sim_faults(self, upstream: int = 0) -> dict[str, Any]:
+        """The simulator faults of the ``upstream``-th upstream (each its own seed)."""
         return {"http_500_submits": self.submit_500, "drop_callbacks": self.drop_callbacks,
-                "seed": self.seed}
+                "seed": self.seed + upstream}
 
     def describe(self) -> str:
         return (f"{self.submit_500:.0%} of submits answer HTTP 500, one burst of "
                 f"{self.queue_full_burst} queue-full answers at {self.burst_at:.0%} of the "
-                f"ideal makespan, {self.drop_callbacks:.0%} of callbacks dropped")
+                f"ideal makespan, {self.drop_callbacks:.0%} of callbacks dropped; on every "
+                "upstream")
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,15 @@ class Scenario:
     def max_in_flight(self) -> int:
         return sum(u.capacity for u in self.upstreams)
 
+    def fleet(self, faults: Faults | None) -> list[dict[str, Any]]:
+        """The upstreams as ``Stack.fleet`` items (one: named ``default``, as the
+        single-upstream settings name it)."""
+        names = ["default"] if len(self.upstreams) == 1 else [
+            f"up{i + 1}" for i in range(len(self.upstreams))]
+        return [{"name": name, "maxInFlight": u.capacity, "priority": 1,
+                 "sim": u.sim_options() | ({"faults": faults.sim_faults(i)} if faults else {})}
+                for i, (name, u) in enumerate(zip(names, self.upstreams))]
+
     @property
     def ideal_s(self) -> float:
         """The upstream work of the batch over its running slots (before duration spread)."""
@@ -90,28 +101,26 @@ class Scenario:
         return work / self.running_slots
 
 
+#: name, title, jobs (quick, full), speed, upstreams
+SCENARIOS = [
+    ("one", "1 account (3 running + 10 queued)", (40, 120), 50.0, (Upstream(),)),
+    ("eight", "8 accounts as one upstream (24 running + 80 queued)", (160, 480), 12.5,
+     (Upstream(accounts=8),)),
+    ("eight-up", "8 accounts as 8 upstreams (8 × 3 running + 10 queued)", (160, 480), 12.5,
+     (Upstream(),) * 8),
+]
+
+
 def scenarios(quick: bool) -> list[Scenario]:
-    eight = (Upstream(accounts=8),)
-    if quick:
-        return [Scenario("one", "1 account (3 running + 10 queued)", 40, 50.0),
-                Scenario("eight", "8 accounts as one upstream (24 running + 80 queued)",
-                         160, 12.5, eight)]
-    return [Scenario("one", "1 account (3 running + 10 queued)", 120, 50.0),
-            Scenario("eight", "8 accounts as one upstream (24 running + 80 queued)",
-                     480, 12.5, eight)]
+    return [Scenario(name, title, jobs[0] if quick else jobs[1], speed, ups)
+            for name, title, jobs, speed, ups in SCENARIOS]
 
 
 def run_scenario(s: Scenario, faults: Faults | None) -> dict[str, Any]:
-    if len(s.upstreams) != 1:
-        raise NotImplementedError(f"scenario {s.name!r}: {len(s.upstreams)} upstreams need "
-                                  "mjflow to route over several upstreams")
-    up = s.upstreams[0]
-    options = up.sim_options() | ({"faults": faults.sim_faults()} if faults else {})
     at = [(faults.burst_at * s.ideal_s, {"queue_full_burst": faults.queue_full_burst})] \
         if faults else []
     run = sc.run_mjflow(s.speed, s.jobs, THEN, callbacks=True, fast=True, events=False,
-                        sim_options=options, at=at, timeout_s=900,
-                        env_extra={"MJFLOW_MAX_IN_FLIGHT": str(s.max_in_flight)})
+                        fleet=s.fleet(faults), at=at, timeout_s=900)
     return analyse(run, s)
 
 
@@ -122,15 +131,20 @@ def analyse(run: dict[str, Any], s: Scenario) -> dict[str, Any]:
     span = last_finish - run["start_s"]
     sim_faults = run["sim"].get("faults", {})
     window = run["window"]
+    states = window["final"].values()
+    capacities = [w["capacity"] for w in states if w["capacity"]]
+    tasks_by_upstream = Counter(x["upstream"] for x in steps)
     return {
         "busy_fraction": work / (s.running_slots * span) if steps and span > 0 else None,
         "ratio": run["makespan_s"] / (work / s.running_slots) if work else None,
         "makespan_s": run["makespan_s"], "work_s": work,
         "window_min": window["size_min"], "window_mean": window["size_mean"],
         "in_use_mean": window["in_use_mean"],
-        "capacity": float(window["final"].get("capacity") or 0) or None,
-        "shrinks": run["counters"]["window"].get("shrinks", 0),
-        "breaker_trips": run["counters"]["window"].get("breaker_trips", 0),
+        "capacity": float(sum(capacities)) if capacities else None,
+        "shrinks": sum(w["signals"]["shrinks"] for w in states),
+        "breaker_trips": sum(w["signals"]["breakerOpened"] for w in states),
+        "tasks_per_upstream": (min(tasks_by_upstream.values(), default=0),
+                               max(tasks_by_upstream.values(), default=0)),
         "submit_500s": sim_faults.get("http_500_submits", 0),
         "dropped_callbacks": run["sim"].get("callbacks", {}).get("dropped", 0),
         "queue_full": run["queue_full"], "completed_tasks": sc.completed(run),
@@ -172,10 +186,13 @@ def run(quick: bool = False, faults: Faults | None = None) -> dict[str, Any]:
             r("queue-full answers", "", "queue_full", True, ratios=False),
             r("callbacks dropped", "", "dropped_callbacks", True, ratios=False),
         ]
+        ceilings = "+".join(str(u.capacity) for u in s.upstreams)
         notes.append(f"{s.name}: {s.title}, {s.jobs} jobs (imagine → U1) at speed "
-                     f"{s.speed:g}, MJFLOW_MAX_IN_FLIGHT={s.max_in_flight}; learned capacity "
-                     f"at the end: clean {h.fmt(clean['capacity'])}, faulty "
-                     f"{h.fmt(faulty['capacity'])}")
+                     f"{s.speed:g}, maxInFlight {ceilings}; learned capacity at the end "
+                     f"(summed): clean {h.fmt(clean['capacity'])}, faulty "
+                     f"{h.fmt(faulty['capacity'])}; tasks per upstream (fewest, most): "
+                     f"clean {clean['tasks_per_upstream']}, faulty "
+                     f"{faulty['tasks_per_upstream']}")
         for who, res in (("clean", clean), ("faulty", faulty)):
             if res["completed_tasks"] != res["expected_tasks"]:
                 ok = False

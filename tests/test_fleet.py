@@ -4,6 +4,7 @@ in-process engine; no request leaves: dispatch only claims slots)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -127,6 +128,23 @@ def test_priority_first_then_overflow_and_a_paused_upstream_loses_its_queued_roo
     view = get_job(engine, jobs[1])
     child = view["steps"][1]
     assert view["steps"][0]["upstream"] == "alpha" and child["status"] == "waiting"
+
+
+def test_equal_priorities_share_the_steps_by_free_slots_times_weight(make_engine):
+    engine = make_engine(upstreams=fleet(
+        *({"name": name, "maxInFlight": 13} for name in ("a", "b", "c", "d"))))
+    jobs = [create_job(engine, {"prompt": f"p{i}"}, dispatch_now=False)["id"]
+            for i in range(12)]
+    assert len(dispatch(engine)) == 12
+    assert sorted(Counter(_where(engine, jobs)).values()) == [3, 3, 3, 3]
+
+
+def test_a_weight_of_three_takes_steps_while_its_free_slots_times_three_lead(make_engine):
+    engine = make_engine(upstreams=fleet(
+        {"name": "heavy", "maxInFlight": 4, "weight": 3}, {"name": "light", "maxInFlight": 4}))
+    jobs = [create_job(engine, {"prompt": f"w{i}"}, dispatch_now=False)["id"] for i in range(4)]
+    dispatch(engine)
+    assert Counter(_where(engine, jobs)) == {"heavy": 3, "light": 1}
 
 
 def test_cheapest_routing_and_budgets(make_engine):

@@ -46,10 +46,13 @@ def dispatch(engine: Engine, now: float | None = None) -> list[str]:
     room = engine.fleet.room(now)
     claimed: list[str] = []
     for route in routes:
-        for member in engine.fleet.candidates(route, room):
-            got = member.window.claim(routes=[route], limit=room[member.name],
+        offered = dict(room)    # what this route may still ask of each member
+        while members := engine.fleet.candidates(route, offered):
+            member = members[0]     # one step at a time: the order is the fleet's per step
+            got = member.window.claim(routes=[route], limit=1,
                                       lease_s=s.step_deadline_s + LEASE_MARGIN_S,
                                       grace_s=s.submit_grace_s, bucket=PRIORITY_BUCKET, now=now)
+            offered[member.name] = offered[member.name] - 1 if got else 0
             room[member.name] -= len(got)
             claimed += got
     for step_id in claimed:
