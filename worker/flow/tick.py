@@ -49,10 +49,11 @@ def dispatch(engine: Engine, now: float | None = None) -> list[str]:
         offered = dict(room)    # what this route may still ask of each member
         while members := engine.fleet.candidates(route, offered):
             member = members[0]     # one step at a time: the order is the fleet's per step
-            got = member.window.claim(routes=[route], limit=1,
+            limit = offered[member.name] if len(members) == 1 else 1
+            got = member.window.claim(routes=[route], limit=limit,
                                       lease_s=s.step_deadline_s + LEASE_MARGIN_S,
                                       grace_s=s.submit_grace_s, bucket=PRIORITY_BUCKET, now=now)
-            offered[member.name] = offered[member.name] - 1 if got else 0
+            offered[member.name] = offered[member.name] - len(got) if len(got) == limit else 0
             room[member.name] -= len(got)
             claimed += got
     for step_id in claimed:
