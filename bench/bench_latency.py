@@ -18,7 +18,9 @@ polling figures grow ``SPEED`` times while mjflow's callback path stays where it
 """
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bench import harness as h
@@ -46,23 +48,48 @@ def real_pace(run: dict[str, Any], speed: float, polled: bool) -> list[float]:
     return out
 
 
+def scenarios(speed: float, jobs: int, then: list[str]) -> dict[str, Callable[[], Any]]:
+    """Each run of the benchmark, by name (not started)."""
+    return {
+        "mjflow": lambda: sc.run_mjflow(speed, jobs, then, callbacks=True, fast=True),
+        "mjflow-lost": lambda: sc.run_mjflow(speed, jobs, then, callbacks=True, fast=True,
+                                             faults={"drop_callbacks": 1.0}),
+        "mjflow-poll": lambda: sc.run_mjflow(speed, jobs, then, callbacks=False, fast=True),
+        # behind a reseller (new-api: no callbacks, a copy refreshed every 15 s)
+        "mjflow-reseller": lambda: sc.run_mjflow(
+            speed, jobs, then, callbacks=False, fast=True, sim_options={"profile": "newapi"},
+            env_extra={"MJFLOW_UPSTREAM_PROFILE": "newapi",
+                       "MJFLOW_POLL_INTERVAL_S": f"{h.scaled(15.0, speed):.4f}"}),
+        "naive": lambda: sc.run_baseline("naive", speed, jobs, then, concurrency=13, fast=True),
+        "reseller": lambda: sc.run_baseline("reseller", speed, jobs, then, window=13,
+                                            fast=True),
+    }
+
+
+def probe(names: list[str], speed: float, jobs: int) -> list[str]:
+    """Some of the runs alone, one line each: SUCCESS → stored p50/p99 projected to real
+    pace, and API requests per finished task (``python -m bench.bench_latency --only
+    mjflow-lost,naive --jobs 8``)."""
+    found = scenarios(speed, jobs, ["U1"])
+    lines = []
+    for name in names:
+        r = found[name]()
+        proj = real_pace(r, speed, polled=(name != "mjflow"))
+        p50, p99 = h.pct(proj, 0.5), h.pct(proj, 0.99)
+        lines.append(f"{name}: {jobs} jobs at speed {speed:g}, SUCCESS → stored at real pace "
+                     f"p50 {p50 if p50 is None else round(p50, 2)} s, p99 "
+                     f"{p99 if p99 is None else round(p99, 2)} s ({len(proj)} tasks), "
+                     f"{r['requests']['api_per_task']} requests a task, "
+                     f"{r['requests']['by_endpoint']}")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def run(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     speed = 40.0 if quick else 20.0
     jobs = 4 if quick else 18
     then = ["U1"]
-    runs = {
-        "mjflow": sc.run_mjflow(speed, jobs, then, callbacks=True, fast=True),
-        "mjflow-lost": sc.run_mjflow(speed, jobs, then, callbacks=True, fast=True,
-                                     faults={"drop_callbacks": 1.0}),
-        "mjflow-poll": sc.run_mjflow(speed, jobs, then, callbacks=False, fast=True),
-        # behind a reseller (new-api: no callbacks, a copy refreshed every 15 s)
-        "mjflow-reseller": sc.run_mjflow(
-            speed, jobs, then, callbacks=False, fast=True, sim_options={"profile": "newapi"},
-            env_extra={"MJFLOW_UPSTREAM_PROFILE": "newapi",
-                       "MJFLOW_POLL_INTERVAL_S": f"{h.scaled(15.0, speed):.4f}"}),
-        "naive": sc.run_baseline("naive", speed, jobs, then, concurrency=13, fast=True),
-        "reseller": sc.run_baseline("reseller", speed, jobs, then, window=13, fast=True),
-    }
+    runs = {name: start() for name, start in scenarios(speed, jobs, then).items()}
     lat = {name: sc.stored_latencies(r) for name, r in runs.items()}
     base = {"naive": lat["naive"], "reseller": lat["reseller"]}
     modes = (("mjflow", "callbacks delivered"), ("mjflow-lost", "all callbacks lost"),
@@ -172,6 +199,25 @@ def run(quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     return latency, requests
 
 
-if __name__ == "__main__":
-    for result in run("--quick" in sys.argv):
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="4 jobs at speed 40 (else 18 at 20)")
+    ap.add_argument("--only", help="comma-separated runs, alone, one line each: "
+                                   + ",".join(scenarios(1, 1, [])))
+    ap.add_argument("--jobs", type=int, help="with --only: jobs per run")
+    ap.add_argument("--speed", type=float, help="with --only: the speed factor")
+    args = ap.parse_args(argv)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in scenarios(1, 1, [])]
+        if unknown:
+            ap.error(f"unknown run {unknown[0]!r}")
+        probe(names, args.speed or (40.0 if args.quick else 20.0),
+              args.jobs or (4 if args.quick else 18))
+        return
+    for result in run(args.quick):
         print(h.report(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -31,6 +31,8 @@ from typing import Any
 import redis
 
 from tests.support.stack import Stack
+from worker.jobs.model import DEFAULT_UPSTREAM
+from worker.upstream import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +67,6 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     """
     from worker.flow.engine import CALLBACK_POLL_S
     from worker.settings import Settings
-    from worker.upstream import get_profile
 
     defaults = {name: f.default for name, f in Settings.model_fields.items()}
     profile_poll = get_profile("midjourney-proxy").poll_interval_s
@@ -76,6 +77,16 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
         "MJFLOW_QUEUE_FULL_BACKOFF_S": f"{scaled(defaults['queue_full_backoff_s'], speed):.4f}",
         "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
     }
+
+
+def scaled_upstream(profile: str, speed: float, sim_options: dict[str, Any]) -> dict[str, Any]:
+    """The one simulated upstream as an ``MJFLOW_UPSTREAMS`` entry (named ``default``, as
+    the single settings name it) whose own pace, the profile's poll interval, is divided by
+    the speed factor like every other interval (``pollIntervalS``): without it the pace a
+    silent upstream falls back to would stay at real pace while the safety net shrinks."""
+    return {"name": DEFAULT_UPSTREAM, "profile": profile,
+            "pollIntervalS": round(scaled(get_profile(profile).poll_interval_s, speed), 4),
+            "sim": dict(sim_options)}
 
 
 def stop_cleanly_on_sigterm() -> None:
@@ -304,6 +315,11 @@ class BenchStack(Stack):
     loglevel: str = "INFO"     # as in the Procfile
     quiet_worker: bool = False
     keep_files_env: str = "MJFLOW_KEEP_BENCH_FILES"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fleet is None and self.with_sim:
+            self.fleet = [scaled_upstream(self.profile, self.speed, self.sim_options)]
 
     def timers(self) -> dict[str, str]:
         return mjflow_timers(self.speed, self.callbacks)

@@ -4,11 +4,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.flow.schedule import FASTEST, Known, Pace, first_check, next_check
+from worker.flow.schedule import CALLBACK_LAG, FASTEST, Known, Pace, first_check, next_check
 
 NOW = 1_700_000_000.0
 SAFETY = Pace(fallback_s=60.0, max_wait_s=60.0, min_gap_s=1.0)        # callbacks trusted
 PROFILE = Pace(fallback_s=10.0, max_wait_s=60.0, min_gap_s=1.0)       # polling at the profile's pace
+TRUSTED = Pace(fallback_s=60.0, max_wait_s=60.0, min_gap_s=1.0, quiet_s=10.0)  # as pacing builds it
 
 typical = st.floats(min_value=5.0, max_value=600.0)
 fraction = st.floats(min_value=0.05, max_value=0.99)
@@ -90,10 +91,54 @@ def test_the_estimate_follows_progress_not_only_the_typical_run():
     assert next_check(fast, PROFILE) < NOW + 10
 
 
-@given(st.one_of(st.none(), typical), callbacks)
-def test_first_check(run_s, cb):
-    at = first_check(NOW, run_s, PROFILE, callbacks=cb)
-    if cb or run_s is None:
+@given(st.one_of(st.none(), typical))
+def test_first_check_without_callbacks(run_s):
+    at = first_check(NOW, run_s, PROFILE, callbacks=False)
+    if run_s is None:
         assert at == NOW + PROFILE.fallback_s
     else:
         assert at == min(NOW + max(FASTEST * run_s, 1.0), NOW + 60.0)
+
+
+@given(st.one_of(st.none(), typical))
+def test_a_task_that_runs_at_once_is_looked_at_when_its_callbacks_are_overdue(run_s):
+    # callbacks trusted, not queued: no later than the profile's pace (nothing known yet:
+    # the first silent task of an upstream is found within seconds, not at the safety net),
+    # nor than just after its typical run; any callback pushes this back
+    at = first_check(NOW, run_s, TRUSTED, callbacks=True)
+    assert NOW + 1.0 <= at <= NOW + TRUSTED.quiet_s
+    if run_s is not None:
+        assert at <= NOW + max(1.0, (1 + CALLBACK_LAG) * run_s)
+    # without the profile's pace (quiet_s 0) the safety net stays the bound
+    assert first_check(NOW, None, SAFETY, callbacks=True) == NOW + 60.0
+
+
+@given(typical, st.integers(min_value=0, max_value=40), st.integers(min_value=1, max_value=12))
+def test_a_queued_task_is_first_looked_at_late(run_s, ahead, slots):
+    # no callback comes while it waits: not before it could have run its turn and finished,
+    # the safety net at most; nothing known: the safety net
+    wide = Pace(fallback_s=60.0, max_wait_s=1e9, min_gap_s=1.0, quiet_s=10.0)
+    at = first_check(NOW, run_s, wide, callbacks=True, queued_ahead=ahead, slots=slots)
+    rounds = ahead // slots + 1
+    assert at >= NOW + rounds * run_s
+    assert at >= first_check(NOW, run_s, wide, callbacks=True)
+    assert first_check(NOW, run_s, TRUSTED, callbacks=True, queued_ahead=ahead,
+                       slots=slots) <= NOW + 60.0
+    assert first_check(NOW, None, TRUSTED, callbacks=True, queued_ahead=ahead) == NOW + 60.0
+    # without callbacks: not before it could have finished, and the deeper, the later
+    lost = Pace(fallback_s=10.0, max_wait_s=1e9, min_gap_s=1.0)
+    no_cb = first_check(NOW, run_s, lost, callbacks=False, queued_ahead=ahead, slots=slots)
+    assert no_cb >= NOW + rounds * FASTEST * run_s - 1e-6
+    assert first_check(NOW, run_s, lost, callbacks=False, queued_ahead=ahead + slots,
+                       slots=slots) > no_cb
+
+
+@given(st.floats(min_value=0.0, max_value=600.0), st.booleans())
+def test_a_running_task_nothing_is_known_of_is_looked_at_at_the_profiles_pace(age, cb):
+    # a poll saw it running, but no run time is known and no progress: with callbacks
+    # trusted the profile's pace (they should have told something by then), not the safety
+    # net; a queued one waits for the safety net; without callbacks the profile's pace too
+    running = Known(now=NOW, started_at=NOW - age, callbacks=cb)
+    assert next_check(running, TRUSTED if cb else PROFILE) == NOW + 10.0
+    queued = Known(now=NOW, queued_ahead=2, callbacks=True)
+    assert next_check(queued, TRUSTED) == NOW + 60.0

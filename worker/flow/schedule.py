@@ -17,8 +17,18 @@ Rules, in order:
   whose callbacks went quiet is checked within seconds), without callbacks ``POLL_LAG``;
   a task past its estimate is checked every ``OVERDUE`` of a run;
 * **nothing known**: the fallback pace (the safety net with callbacks, the profile's pace
-  without, so a silent upstream is polled at the profile's pace);
+  without, so a silent upstream is polled at the profile's pace); but a task the upstream
+  runs is looked at after ``quiet`` (the profile's pace) even with callbacks: they should
+  have told its progress by then;
 * then clamped to ``[now + min_gap, now + max_wait]`` and rounded up to the grid.
+
+The first check after a submit (:func:`first_check`) follows the same idea. Without
+callbacks: when the task could first have finished. With callbacks, any callback pushes
+the check back, so an early one costs nothing while they come: a task that runs at once is
+looked at after ``quiet`` (or just after its typical run, if shorter), so the first
+silent task of an upstream that lost its callbacks is found within seconds, not at the
+safety net; a queued one only after its expected finish (no callback comes while it
+waits), with nothing known at the safety net.
 """
 from __future__ import annotations
 
@@ -58,6 +68,8 @@ class Pace:
     max_wait_s: float                    # never wait longer (with callbacks: the safety net)
     min_gap_s: float = 0.0               # never sooner (the tick; a reseller's refresh)
     grid_s: float = 0.0                  # align to this grid (0: none)
+    quiet_s: float = 0.0                 # with callbacks: a running task unheard of this
+    #                                      long is looked at (the profile's pace; 0: never)
 
 
 def _started(k: Known) -> float | None:
@@ -102,23 +114,34 @@ def next_check(k: Known, pace: Pace) -> float:
         finish = estimated_finish(k)
         run = estimated_run_s(k)
         if finish is None or run is None:
-            at = now + pace.fallback_s
+            quiet = k.callbacks and pace.quiet_s > 0 and _started(k) is not None
+            at = now + (min(pace.quiet_s, pace.fallback_s) if quiet else pace.fallback_s)
         else:
             at = finish + (CALLBACK_LAG if k.callbacks else POLL_LAG) * run
             if at <= now:
                 at = now + OVERDUE * run
+    return _bounded(at, now, pace)
+
+
+def _bounded(at: float, now: float, pace: Pace) -> float:
     at = min(at, now + pace.max_wait_s)
     at = max(at, now + pace.min_gap_s)
-    if pace.grid_s > 0:
-        at = math.ceil(at / pace.grid_s) * pace.grid_s
-    return at
-
-
-def first_check(now: float, typical_s: float | None, pace: Pace, *, callbacks: bool) -> float:
-    """Right after the submit: with callbacks, the safety net; without, when the task could
-    first have finished (then its progress tells the rest)."""
-    if callbacks or not typical_s:
-        return next_check(Known(now=now, callbacks=callbacks), pace)
-    at = max(now + FASTEST * typical_s, now + pace.min_gap_s)
-    at = min(at, now + pace.max_wait_s)
     return math.ceil(at / pace.grid_s) * pace.grid_s if pace.grid_s > 0 else at
+
+
+def first_check(now: float, typical_s: float | None, pace: Pace, *, callbacks: bool,
+                queued_ahead: int | None = None, slots: int = 3) -> float:
+    """Right after the submit (``queued_ahead``: the submit's answer said it waits behind
+    that many tasks). Without callbacks: when the task could first have finished (then its
+    progress tells the rest). With callbacks: when their silence says something is wrong."""
+    rounds = queued_ahead // max(1, slots) + 1 if queued_ahead is not None else 1
+    if not callbacks:
+        at = now + (rounds * FASTEST * typical_s if typical_s else pace.fallback_s)
+    elif queued_ahead is not None:       # no callback comes while it waits
+        at = now + ((rounds + CALLBACK_LAG) * typical_s if typical_s else pace.fallback_s)
+    else:
+        waits = [pace.fallback_s, pace.quiet_s or pace.fallback_s]
+        if typical_s:
+            waits.append((1 + CALLBACK_LAG) * typical_s)
+        at = now + min(waits)
+    return _bounded(at, now, pace)
