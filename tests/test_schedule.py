@@ -4,7 +4,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.flow.schedule import CALLBACK_LAG, FASTEST, Known, Pace, first_check, next_check
+from worker.flow.schedule import (
+    CALLBACK_LAG,
+    FASTEST,
+    Known,
+    Pace,
+    first_check,
+    next_check,
+    queue_basis,
+)
 
 NOW = 1_700_000_000.0
 SAFETY = Pace(fallback_s=60.0, max_wait_s=60.0, min_gap_s=1.0)        # callbacks trusted
@@ -142,3 +150,18 @@ def test_a_running_task_nothing_is_known_of_is_looked_at_at_the_profiles_pace(ag
     assert next_check(running, TRUSTED if cb else PROFILE) == NOW + 10.0
     queued = Known(now=NOW, queued_ahead=2, callbacks=True)
     assert next_check(queued, TRUSTED) == NOW + 60.0
+
+
+@given(st.lists(typical, min_size=1, max_size=4), st.integers(min_value=0, max_value=20),
+       callbacks)
+def test_a_queued_task_of_an_action_not_seen_yet_waits_one_round_of_the_quickest(known, ahead,
+                                                                                 cb):
+    # e.g. the first upscales queued behind imagines: not looked at every 10 s while they
+    # wait, nor later than the quickest known task could run
+    assert queue_basis(7.5, known, ahead) == (7.5, ahead)     # its own action's run, once known
+    assert queue_basis(None, [], ahead) == (None, 0)
+    run_s, place = queue_basis(None, known, ahead)
+    assert (run_s, place) == (min(known), 0)
+    wide = Pace(fallback_s=10.0, max_wait_s=1e9, min_gap_s=1.0)
+    at = next_check(Known(now=NOW, typical_s=run_s, queued_ahead=place, callbacks=cb), wide)
+    assert at == NOW + max(1.0, FASTEST * min(known))

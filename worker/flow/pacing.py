@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from worker.flow.engine import CALLBACK_POLL_S, Engine
 from worker.flow.fleet import Member
-from worker.flow.schedule import Known, Pace, first_check, next_check
+from worker.flow.schedule import Known, Pace, first_check, next_check, queue_basis
 from worker.jobs.durations import run_time_label, typical_run_times
 from worker.jobs.model import StepBrief
 from worker.upstream import Task
@@ -97,8 +97,11 @@ def first_check_at(engine: Engine, member: Member, action: str, now: float | Non
     queued behind that many, as its answer said)."""
     now = time.time() if now is None else now
     trusted = callbacks_trusted(engine, member, now)
-    return first_check(now, typicals(engine, member).get(run_time_label(action)),
-                       pace(engine, member, trusted), callbacks=trusted,
+    known = typicals(engine, member)
+    typical = known.get(run_time_label(action))
+    if queued_ahead is not None:
+        typical, queued_ahead = queue_basis(typical, known.values(), queued_ahead)
+    return first_check(now, typical, pace(engine, member, trusted), callbacks=trusted,
                        queued_ahead=queued_ahead)
 
 
@@ -116,13 +119,16 @@ def after_poll(engine: Engine, member: Member, answered: Iterable[tuple[StepBrie
     out = {}
     for brief, task in pairs:
         label = run_time_label(task.action or guess_action(brief.custom_id))
+        typical, place = known.get(label), ahead.get(brief.id)
+        if place is not None:
+            typical, place = queue_basis(typical, known.values(), place)
         pct = task.progress_pct
         seen_at = brief.progress_at if pct <= brief.progress and brief.progress_at else now
         out[brief.id] = next_check(Known(
-            now=now, typical_s=known.get(label),
+            now=now, typical_s=typical,
             started_at=task.startTime / 1000 if task.startTime else None,
             progress=pct, progress_at=seen_at, progress_exact=False,
-            queued_ahead=ahead.get(brief.id), slots=slots, callbacks=trusted), p)
+            queued_ahead=place, slots=slots, callbacks=trusted), p)
     return out
 
 

@@ -10,7 +10,8 @@ and a grid to align checks to (a reseller that refreshes every N seconds).
 Rules, in order:
 
 * **queued** behind ``n`` of ours on ``slots`` running: not checked before it could have
-  finished, ``(n // slots + 1) × FASTEST × typical`` from now;
+  finished, ``(n // slots + 1) × FASTEST × typical`` from now (an action not seen yet is
+  measured by one round of the shortest known run, :func:`queue_basis`);
 * **running**, its finish estimated from progress (rate since its start) blended with the
   typical run time (the more progress, the more the rate counts); with callbacks the check
   comes ``CALLBACK_LAG`` of a run after that (the callback should have come: a task at 93 %
@@ -33,6 +34,7 @@ waits), with nothing known at the safety net.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: The fastest a task runs, as a fraction of its typical run time (durations vary ±30 %).
@@ -70,6 +72,17 @@ class Pace:
     grid_s: float = 0.0                  # align to this grid (0: none)
     quiet_s: float = 0.0                 # with callbacks: a running task unheard of this
     #                                      long is looked at (the profile's pace; 0: never)
+
+
+def queue_basis(own_s: float | None, known_s: Iterable[float], ahead: int
+                ) -> tuple[float | None, int]:
+    """What measures a queued task's wait, as ``(typical run, tasks ahead)``: its own
+    action's typical run and its place; for an action not seen yet (the first upscales
+    queued behind imagines) one round of the shortest run known of the upstream: nothing
+    says how long the tasks ahead take, but none is likely quicker than that."""
+    if own_s:
+        return own_s, ahead
+    return min((s for s in known_s if s > 0), default=None), 0
 
 
 def _started(k: Known) -> float | None:
