@@ -26,10 +26,12 @@ Rules, in order:
 The first check after a submit (:func:`first_check`) follows the same idea. Without
 callbacks: when the task could first have finished. With callbacks, any callback pushes
 the check back, so an early one costs nothing while they come: a task that runs at once is
-looked at after ``quiet`` (or just after its typical run, if shorter), so the first
+looked at after ``quiet`` (its progress should have been told by then), so the first
 silent task of an upstream that lost its callbacks is found within seconds, not at the
-safety net; a queued one only after its expected finish (no callback comes while it
-waits), with nothing known at the safety net.
+safety net; a task too short to show progress before ``quiet`` only once even its slowest
+run's final callback is overdue (a check before would race that callback); a queued one
+at the safety net (no callback comes while it waits; when a poll finds callbacks lost,
+the upstream's steps are all re-planned).
 """
 from __future__ import annotations
 
@@ -150,11 +152,10 @@ def first_check(now: float, typical_s: float | None, pace: Pace, *, callbacks: b
     rounds = queued_ahead // max(1, slots) + 1 if queued_ahead is not None else 1
     if not callbacks:
         at = now + (rounds * FASTEST * typical_s if typical_s else pace.fallback_s)
-    elif queued_ahead is not None:       # no callback comes while it waits
-        at = now + ((rounds + CALLBACK_LAG) * typical_s if typical_s else pace.fallback_s)
-    else:
-        waits = [pace.fallback_s, pace.quiet_s or pace.fallback_s]
-        if typical_s:
-            waits.append((1 + CALLBACK_LAG) * typical_s)
-        at = now + min(waits)
+    elif queued_ahead is not None or not pace.quiet_s:   # no callback comes while it waits
+        at = now + pace.fallback_s
+    elif not typical_s or pace.quiet_s < FASTEST * typical_s:
+        at = now + min(pace.quiet_s, pace.fallback_s)    # its progress should have come
+    else:    # too short to show progress first: after its slowest finish, when the last
+        at = now + min(pace.fallback_s, (2 - FASTEST + CALLBACK_LAG) * typical_s)  # is due
     return _bounded(at, now, pace)
