@@ -145,13 +145,12 @@ def _bounded(at: float, now: float, pace: Pace) -> float:
 
 
 def first_check(now: float, typical_s: float | None, pace: Pace, *, callbacks: bool,
-                queued_ahead: int | None = None, slots: int = 3) -> float:
+                queued_ahead: int | None = None) -> float:
     """Right after the submit (``queued_ahead``: the submit's answer said it waits behind
     that many tasks). Without callbacks: when the task could first have finished (then its
     progress tells the rest). With callbacks: when their silence says something is wrong."""
-    rounds = queued_ahead // max(1, slots) + 1 if queued_ahead is not None else 1
-    if not callbacks:
-        at = now + (rounds * FASTEST * typical_s if typical_s else pace.fallback_s)
+    if not callbacks:    # its place in the queue is not counted: those ahead may be short
+        at = now + (FASTEST * typical_s if typical_s else pace.fallback_s)
     elif queued_ahead is not None or not pace.quiet_s:   # no callback comes while it waits
         at = now + pace.fallback_s
     elif not typical_s or pace.quiet_s < FASTEST * typical_s:
