@@ -30,9 +30,16 @@ from typing import Any
 
 import redis
 
+from bench.pace import (  # noqa: F401  (the benchmarks' clock, used as h.scaled etc.)
+    NAIVE_FETCH_S,
+    QUEUE_FULL_PAUSE_S,
+    RESELLER_LIST_S,
+    TICK_FLOOR_S,
+    mjflow_timers,
+    scaled,
+    scaled_upstream,
+)
 from tests.support.stack import Stack
-from worker.jobs.model import DEFAULT_UPSTREAM
-from worker.upstream import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -42,52 +49,6 @@ HOOK_SECRET = "bench-hook-secret"
 WEBHOOK_SECRET = "whsec_" + "YmVuY2hzZWNyZXRiZW5jaHNlY3JldGJlbmNoc2VjcmV0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-#: Real-pace intervals (seconds) that every side scales by the simulator speed.
-NAIVE_FETCH_S = 5.0        # the naive loop fetches each task this often
-RESELLER_LIST_S = 15.0     # the reseller poller lists all unfinished tasks this often
-QUEUE_FULL_PAUSE_S = 5.0   # the baselines' pause after a queue-full answer
-#: The beat tick is not scaled below this: Celery beat ticking faster than 20 Hz would
-#: mostly measure beat itself. At high speeds this *slows* mjflow relative to real pace.
-TICK_FLOOR_S = 0.05
-
-
-def scaled(real_s: float, speed: float, floor_s: float = 0.0) -> float:
-    """A real-pace interval on the simulator's compressed clock."""
-    return max(floor_s, real_s / speed)
-
-
-def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
-    """mjflow's pacing settings at ``speed``: its defaults divided by the speed factor.
-
-    Poll interval: the profile's (10 s), or 60 s when callbacks are expected (the safety
-    net); heartbeat push 60 s; queue-full back-off 5 s; tick 1 s (floored, see
-    ``TICK_FLOOR_S``). Safety timers (submit grace, redrive, deadlines) keep their
-    defaults: nothing in these runs waits for them.
-    """
-    from worker.flow.engine import CALLBACK_POLL_S
-    from worker.settings import Settings
-
-    defaults = {name: f.default for name, f in Settings.model_fields.items()}
-    profile_poll = get_profile("midjourney-proxy").poll_interval_s
-    poll = max(CALLBACK_POLL_S, profile_poll) if callbacks else profile_poll
-    return {
-        "MJFLOW_POLL_INTERVAL_S": f"{scaled(poll, speed):.4f}",
-        "MJFLOW_HEARTBEAT_PUSH_S": f"{scaled(defaults['heartbeat_push_s'], speed):.4f}",
-        "MJFLOW_QUEUE_FULL_BACKOFF_S": f"{scaled(defaults['queue_full_backoff_s'], speed):.4f}",
-        "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
-    }
-
-
-def scaled_upstream(profile: str, speed: float, sim_options: dict[str, Any]) -> dict[str, Any]:
-    """The one simulated upstream as an ``MJFLOW_UPSTREAMS`` entry (named ``default``, as
-    the single settings name it) whose own pace, the profile's poll interval, is divided by
-    the speed factor like every other interval (``pollIntervalS``): without it the pace a
-    silent upstream falls back to would stay at real pace while the safety net shrinks."""
-    return {"name": DEFAULT_UPSTREAM, "profile": profile,
-            "pollIntervalS": round(scaled(get_profile(profile).poll_interval_s, speed), 4),
-            "sim": dict(sim_options)}
-
 
 def stop_cleanly_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt, so that ``with BenchStack()`` blocks stop their
