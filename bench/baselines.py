@@ -39,7 +39,7 @@ from typing import Any
 
 import requests
 
-from bench.harness import NAIVE_FETCH_S, QUEUE_FULL_PAUSE_S, RESELLER_LIST_S, scaled
+from bench.pace import NAIVE_FETCH_S, QUEUE_FULL_PAUSE_S, RESELLER_LIST_S, scaled
 
 TERMINAL = ("SUCCESS", "FAILURE", "CANCEL")
 STORE_THREADS = 4

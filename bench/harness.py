@@ -30,6 +30,15 @@ from typing import Any
 
 import redis
 
+from bench.pace import (  # noqa: F401  (the benchmarks' clock, used as h.scaled etc.)
+    NAIVE_FETCH_S,
+    QUEUE_FULL_PAUSE_S,
+    RESELLER_LIST_S,
+    TICK_FLOOR_S,
+    mjflow_timers,
+    scaled,
+    scaled_upstream,
+)
 from tests.support.stack import Stack
 from worker.flow.engine import Engine
 from worker.keys import Keys
@@ -43,51 +52,6 @@ HOOK_SECRET = "bench-hook-secret"
 WEBHOOK_SECRET = "whsec_" + "YmVuY2hzZWNyZXRiZW5jaHNlY3JldGJlbmNoc2VjcmV0"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-
-#: Real-pace intervals (seconds) that every side scales by the simulator speed.
-NAIVE_FETCH_S = 5.0        # the naive loop fetches each task this often
-RESELLER_LIST_S = 15.0     # the reseller poller lists all unfinished tasks this often
-QUEUE_FULL_PAUSE_S = 5.0   # the baselines' pause after a queue-full answer
-#: The beat tick is not scaled below this: Celery beat ticking faster than 20 Hz would
-#: mostly measure beat itself. At high speeds this *slows* mjflow relative to real pace.
-TICK_FLOOR_S = 0.05
-#: Nor are the window's cool-downs (queue full, the submit breaker) below this: they must
-#: cover the answers already on their way, and a submit's round trip does not compress.
-COOLDOWN_FLOOR_S = 0.25
-
-
-def scaled(real_s: float, speed: float, floor_s: float = 0.0) -> float:
-    """A real-pace interval on the simulator's compressed clock."""
-    return max(floor_s, real_s / speed)
-
-
-def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
-    """mjflow's pacing settings at ``speed``: its defaults divided by the speed factor.
-
-    Poll interval: the profile's (10 s), or 60 s when callbacks are expected (the safety
-    net); heartbeat push 60 s; queue-full back-off 5 s and the submit breaker's hold (5 s,
-    at most 120 s), floored at ``COOLDOWN_FLOOR_S``; tick 1 s (floored, see
-    ``TICK_FLOOR_S``). Safety timers (submit
-    grace, redrive, deadlines) keep their defaults: nothing in these runs waits for them.
-    """
-    from worker.flow.engine import CALLBACK_POLL_S
-    from worker.settings import Settings
-    from worker.upstream import get_profile
-
-    defaults = {name: f.default for name, f in Settings.model_fields.items()}
-    profile_poll = get_profile("midjourney-proxy").poll_interval_s
-    poll = max(CALLBACK_POLL_S, profile_poll) if callbacks else profile_poll
-    timers = {
-        "MJFLOW_POLL_INTERVAL_S": f"{scaled(poll, speed):.4f}",
-        "MJFLOW_TICK_INTERVAL_S": f"{scaled(defaults['tick_interval_s'], speed, TICK_FLOOR_S):.4f}",
-    }
-    floors = {"heartbeat_push_s": 0.0, "queue_full_backoff_s": COOLDOWN_FLOOR_S,
-              "breaker_cooldown_s": COOLDOWN_FLOOR_S, "breaker_max_cooldown_s": COOLDOWN_FLOOR_S}
-    for name, floor in floors.items():
-        if name in defaults:     # (a run of an older checkout has fewer of them)
-            timers[f"MJFLOW_{name.upper()}"] = f"{scaled(defaults[name], speed, floor):.4f}"
-    return timers
-
 
 def stop_cleanly_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt, so that ``with BenchStack()`` blocks stop their
@@ -315,6 +279,11 @@ class BenchStack(Stack):
     loglevel: str = "INFO"     # as in the Procfile
     quiet_worker: bool = False
     keep_files_env: str = "MJFLOW_KEEP_BENCH_FILES"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.fleet is None and self.with_sim:
+            self.fleet = [scaled_upstream(self.profile, self.speed, self.sim_options)]
 
     def timers(self) -> dict[str, str]:
         return mjflow_timers(self.speed, self.callbacks)

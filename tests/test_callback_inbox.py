@@ -172,3 +172,54 @@ def test_results_found_by_polls_mean_lost_callbacks_and_the_profiles_pace(engine
     assert engine.store.counters("callbacks")["lost_found_by_poll"] == 2
     # and the durations learned from them feed the schedule
     assert pacing.typicals(engine, engine.member(None)).get("IMAGINE", 0) > 0
+
+
+def test_the_first_silent_tasks_are_looked_at_soon_and_their_upstream_rechecked(engine, sim):
+    # nothing learned yet, callbacks expected but none arrive (the public URL answers nobody)
+    member = engine.member(None)
+    submitted_at = time.time()
+    roots = _submitted(engine, 4)                       # 3 run at once, the 4th is queued
+    queued = [s for s in roots if engine.store.get_step(s).queue_ahead is not None]
+    running = [s for s in roots if s not in queued]
+    assert len(queued) == 1 and len(running) == 3
+    poll = engine.keys.poll()
+    for sid in running:      # the profile's pace, not the 60 s safety net
+        assert engine.r.zscore(poll, sid) <= time.time() + member.poll_interval_s
+    assert engine.r.zscore(poll, queued[0]) >= submitted_at + 60.0 - 1   # no callback while queued
+    _wait_upstream(engine, [engine.store.get_step(s).task_id for s in running], "SUCCESS")
+    engine.store.poll_at(running[0], 0)
+    assert poll_due(engine)["polled"] == 1              # finds a result no callback brought
+    assert not pacing.callbacks_trusted(engine, member, time.time())
+    for sid in roots:
+        if sid != running[0]:
+            assert engine.r.zscore(poll, sid) <= time.time()     # the others: at the next tick
+    before = sim.sim.stats()["requests"].get("task_list_by_condition", 0)
+    assert poll_due(engine)["polled"] == 3
+    assert sim.sim.stats()["requests"]["task_list_by_condition"] == before + 1   # one request
+
+
+def test_a_task_found_running_that_no_callback_said_had_started_means_lost_callbacks(engine, sim):
+    sim.sim.set_faults({"stuck": 1.0})                  # they stay IN_PROGRESS at 93 %
+    member = engine.member(None)
+    told, silent = _submitted(engine, 2)
+    tasks = _wait_upstream(engine, [engine.store.get_step(s).task_id for s in (told, silent)],
+                           "IN_PROGRESS")
+    _wait_progress(engine, [t["id"] for t in tasks])
+    with serve(create_app(engine.settings, engine)) as url:     # its callback came, unread
+        assert _post(url, told, engine.member(None).client.fetch(tasks[0]["id"]).model_dump(
+            mode="json")).status_code == 204
+    engine.store.poll_at(told, 0)
+    assert poll_due(engine)["moved"] == 1
+    assert pacing.callbacks_trusted(engine, member, time.time())    # the callback had said it
+    engine.store.poll_at(silent, 0)
+    assert poll_due(engine)["moved"] == 1
+    assert not pacing.callbacks_trusted(engine, member, time.time())
+    assert engine.store.counters("callbacks")["lost_found_by_poll"] == 1
+
+
+def _wait_progress(engine: Engine, task_ids: list[str]) -> None:
+    for _ in range(300):
+        if all(engine.member(None).client.fetch(t).progress_pct > 0 for t in task_ids):
+            return
+        time.sleep(0.02)
+    raise AssertionError("upstream tasks never showed progress")

@@ -26,6 +26,8 @@ from worker.jobs.store import Txn
 log = logging.getLogger("mjflow.poll")
 S = StepStatus
 POLL_CLAIM_LIMIT = 500
+#: reconcile's answer when a poll moved a step to running (the upstream had started it)
+RUNNING_FOUND = f"moved:{S.RUNNING.value}"
 
 
 def claim_due(engine: Engine, now: float, limit: int = POLL_CLAIM_LIMIT) -> list[str]:
@@ -77,7 +79,7 @@ def _poll_member(engine: Engine, member: Member, by_task: dict[str, StepBrief], 
     engine.store.bump("polls", "tasks", len(by_task))
     moved = lost = 0
     seen: set[str] = set()
-    answered, finished = [], []
+    answered, told = [], []
     for task in tasks:
         brief = by_task.get(task.id)
         if brief is None:
@@ -87,31 +89,32 @@ def _poll_member(engine: Engine, member: Member, by_task: dict[str, StepBrief], 
                            now)
         if result.startswith("moved"):
             moved += 1
-        if task.is_terminal:
-            finished.append(brief.id)
-        else:
+        if task.is_terminal or (result == RUNNING_FOUND and task.progress_pct > 0):
+            told.append(brief.id)      # a callback should have said this already
+        if not task.is_terminal:
             answered.append((brief, task))
     for task_id in set(by_task) - seen:
         lost += _missed(engine, by_task[task_id].id, task_id, now)
     if moved:
         engine.store.bump("polls", "recovered", moved)
-    _schedule(engine, member, answered, finished, now)
+    _schedule(engine, member, answered, told, now)
     return {"polled": len(by_task), "moved": moved, "lost": lost}
 
 
-def _schedule(engine: Engine, member: Member, answered: list, finished: list[str],
+def _schedule(engine: Engine, member: Member, answered: list, told: list[str],
               now: float) -> None:
-    """Each answered step's next check; a result found here that no callback brought means
-    the upstream is losing callbacks (polls then follow the profile's pace)."""
+    """Each answered step's next check. A result, or progress of a task the step did not
+    know had started, found here while no callback brought it means the upstream is losing
+    callbacks: polls then follow the profile's pace, and its other steps are checked next."""
+    if told and engine.callbacks_on(member):
+        missing = [s for s, raw in zip(told, engine.store.inbox.peek(told)) if raw is None]
+        if missing:
+            pacing.note_callbacks_lost(engine, member, len(missing), now)
     if answered:
         pipe = engine.r.pipeline(transaction=False)
         for sid, at in pacing.after_poll(engine, member, answered, now).items():
             pipe.zadd(engine.keys.poll(), {sid: at}, xx=True)
         pipe.execute()
-    if finished and engine.callbacks_on(member):
-        missing = [s for s, raw in zip(finished, engine.store.inbox.peek(finished)) if raw is None]
-        if missing:
-            pacing.note_callbacks_lost(engine, member, len(missing), now)
 
 
 def _missed(engine: Engine, step_id: str, task_id: str, now: float) -> int:

@@ -180,7 +180,8 @@ def _accepted(engine: Engine, member: Member, job_id: str, step_id: str, path: s
             tx.save(step)
         target = S.MODAL if needs_modal else S.SUBMITTED
         action = pacing.guess_action(step.custom_id, tx.job.spec.get("action"))
-        first_in = pacing.first_check_at(engine, member, action) - time.time()
+        first_in = pacing.first_check_at(engine, member, action,
+                                          queued_ahead=answer.queued_ahead) - time.time()
         if answer.queued_ahead is not None:
             step.queue_ahead = answer.queued_ahead      # its queued allowance grows with it
             tx.save(step)
