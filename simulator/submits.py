@@ -394,10 +394,13 @@ class SubmitsMixin(MediaSubmitsMixin):
             task.image = ImageSpec("grid", f"{task.prompt}|{task.id}", w, h)
         if spec.needs_mask:
             task.prompt = task.prompt_en = ""
-        self._stats.note_action(parent.id, custom_id, task.id)
         if spec.modal or (enable_remix and spec.remixable):
-            return self._admit_modal(task, parent)
-        return self._admit(task, root=False)
+            out = self._admit_modal(task, parent)
+        else:
+            out = self._admit(task, root=False)
+        if out.kind != OutcomeKind.QUEUE_FULL:      # a click the account refused made nothing
+            self._stats.note_action(parent.id, custom_id, task.id)
+        return out
 
     def _admit_modal(self, task: SimTask, parent: SimTask) -> Outcome:
         now = self.clock.now_ms()

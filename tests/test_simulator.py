@@ -701,6 +701,21 @@ def test_bad_input_is_400_not_500(upstream: Any) -> None:
         assert up.post("/mj/submit/imagine", {"prompt": "x", "state": {"a": 1}}).json()["code"] == 4
 
 
+def test_a_click_refused_as_queue_full_is_not_a_duplicate_when_sent_again(upstream: Any) -> None:
+    """The account is full: the click creates nothing, so the same click accepted later is
+    its first task, not a duplicate (the detector counts created tasks only)."""
+    up = upstream("midjourney-proxy", faults={"fail": 0.0}, core_size=1, queue_size=0)
+    first = up.imagine_done()
+    u1 = up.button(first, "U1")
+    blocker = up.imagine()                          # holds the account's only slot
+    refused = up.post("/mj/submit/action", {"taskId": first["id"], "customId": u1}).json()
+    assert refused["code"] == 23, refused
+    up.wait(blocker["result"])
+    again = up.post("/mj/submit/action", {"taskId": first["id"], "customId": u1}).json()
+    assert again["code"] in (1, 22), again
+    assert up.get("/_sim/stats").json()["duplicate_submissions"]["count"] == 0
+
+
 def test_stats_duplicates_and_reset(upstream: Any) -> None:
     up = upstream("midjourney-proxy", faults={"fail": 0.0, "banned_words": ["gore"]})
     first = up.imagine_done(state="job-42")
