@@ -283,7 +283,9 @@ class BenchStack(Stack):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.fleet is None and self.with_sim:
-            self.fleet = [scaled_upstream(self.profile, self.speed, self.sim_options)]
+            ceiling = self.env_extra.get("MJFLOW_MAX_IN_FLIGHT")
+            self.fleet = [scaled_upstream(self.profile, self.speed, self.sim_options,
+                                          int(ceiling) if ceiling else None)]
 
     def timers(self) -> dict[str, str]:
         return mjflow_timers(self.speed, self.callbacks)

@@ -50,11 +50,17 @@ def mjflow_timers(speed: float, callbacks: bool) -> dict[str, str]:
     return timers
 
 
-def scaled_upstream(profile: str, speed: float, sim_options: dict[str, Any]) -> dict[str, Any]:
+def scaled_upstream(profile: str, speed: float, sim_options: dict[str, Any],
+                    max_in_flight: int | None = None) -> dict[str, Any]:
     """The one simulated upstream as an ``MJFLOW_UPSTREAMS`` entry (named ``default``, as
     the single settings name it) whose own pace, the profile's poll interval, is divided by
     the speed factor like every other interval (``pollIntervalS``): without it the pace a
-    silent upstream falls back to would stay at real pace while the safety net shrinks."""
-    return {"name": DEFAULT_UPSTREAM, "profile": profile,
-            "pollIntervalS": round(scaled(get_profile(profile).poll_interval_s, speed), 4),
-            "sim": dict(sim_options)}
+    silent upstream falls back to would stay at real pace while the safety net shrinks.
+    ``max_in_flight``: its window's ceiling (what ``MJFLOW_MAX_IN_FLIGHT`` is for one
+    upstream; the profile's 13 when None)."""
+    entry = {"name": DEFAULT_UPSTREAM, "profile": profile,
+             "pollIntervalS": round(scaled(get_profile(profile).poll_interval_s, speed), 4),
+             "sim": dict(sim_options)}
+    if max_in_flight is not None:
+        entry["maxInFlight"] = max_in_flight
+    return entry

@@ -58,6 +58,7 @@ from worker.storage import (
     write_manifest,
 )
 from worker.storage.grid import quarter_boxes
+from worker.storage.thumbs import THUMB_MAX_PIXELS, make_thumbnail
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GRID_SIZE = (256, 192)
@@ -723,3 +724,18 @@ def test_status_codes_map_to_error_classes(
 def test_unreachable_host_is_retryable(session: requests.Session) -> None:
     with pytest.raises(DownloadUnavailable, match="unreachable"):
         fetch(session, f"http://127.0.0.1:{free_port()}/x.png")
+
+
+def test_a_large_image_that_decodes_whole_gets_no_thumbnail_a_large_jpeg_does():
+    """Above THUMB_MAX_PIXELS a PNG would cost all its pixels to shrink: no thumbnail (pages
+    show the full size); a JPEG decodes reduced (draft mode), so it still gets one."""
+    side = int(THUMB_MAX_PIXELS ** 0.5) + 8
+    for fmt, expected in (("PNG", None), ("JPEG", (320, 320))):
+        buf = io.BytesIO()
+        Image.new("RGB", (side, side), (200, 120, 40)).save(buf, fmt)
+        thumb = make_thumbnail(buf)
+        assert (thumb and (thumb.width, thumb.height)) == expected, fmt
+        assert buf.tell() == 0
+    small = io.BytesIO()
+    Image.new("RGB", (2048, 2048), (1, 2, 3)).save(small, "PNG")
+    assert make_thumbnail(small).width == 320

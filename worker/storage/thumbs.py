@@ -4,7 +4,9 @@ pages show many images without sending (or decoding) the full-size ones.
 The thumbnail fits :data:`THUMB_BOX` (aspect kept; never enlarged); transparency is laid
 over white. JPEG draft mode and Pillow's reducing gap keep the decode cheap (a 2048×2048
 grid takes tens of milliseconds). An image Pillow cannot decode gets no thumbnail (the
-image is stored all the same; pages then show the full size).
+image is stored all the same; pages then show the full size), and so does one larger than
+:data:`THUMB_MAX_PIXELS` that is not a JPEG: other formats decode whole, and the store of
+a 4096×4096 upscale would otherwise cost its 48 MB of pixels in the worker.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ log = logging.getLogger("mjflow.store")
 THUMB_BOX = (320, 320)
 THUMB_QUALITY = 82
 CONTENT_TYPE = "image/jpeg"
+#: Above this (8 MP: a 2048×2048 grid is 4 MP) only JPEGs, which decode reduced, get one.
+THUMB_MAX_PIXELS = 4096 * 2048
 
 
 class Thumbnail(NamedTuple):
@@ -34,6 +38,9 @@ def make_thumbnail(fileobj: IO[bytes], box: tuple[int, int] = THUMB_BOX) -> Thum
     fileobj.seek(0)
     try:
         with Image.open(fileobj) as im:
+            if im.format != "JPEG" and im.width * im.height > THUMB_MAX_PIXELS:
+                log.info("no thumbnail: %dx%d %s decodes whole", im.width, im.height, im.format)
+                return None
             im.draft("RGB", box)
             im.thumbnail(box, Image.Resampling.LANCZOS, reducing_gap=3.0)
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
