@@ -4,10 +4,9 @@ action, failover when one upstream runs out of credit mid-batch, resuming it, pi
 budgets, and spend in the views and the report."""
 from __future__ import annotations
 
-import time
-
 import requests
 
+from tests.support.browser import wait_until
 from tests.support.stack import Stack
 
 CHAIN = {"prompt": "a lighthouse at dawn", "then": ["U1"]}
@@ -21,16 +20,6 @@ def _get(stack: Stack, path: str) -> dict:
 
 def _post(stack: Stack, path: str, body: dict | list | None = None) -> requests.Response:
     return requests.post(f"{stack.web_url}{path}", headers=stack.headers, json=body, timeout=30)
-
-
-def _wait(predicate, timeout_s: float, what: str, stack: Stack):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}\n{stack.tail_logs()}")
 
 
 def _owner(stack: Stack, task_id: str) -> str:
@@ -52,9 +41,9 @@ def test_failover_when_one_upstream_runs_out_of_credit_and_resume_finishes_its_c
         resp = _post(stack, "/v1/batches", {"name": "overnight", "items": [CHAIN] * 8})
         assert resp.status_code == 202, resp.text
         batch_id = resp.json()["id"]
-        up = _wait(lambda: next((u for u in _get(stack, "/v1/upstreams")["upstreams"]
-                                 if u["name"] == "alpha" and u["window"]["paused"]), None),
-                   60, "alpha to pause", stack)
+        up = wait_until(lambda: next((u for u in _get(stack, "/v1/upstreams")["upstreams"]
+                                      if u["name"] == "alpha" and u["window"]["paused"]), None),
+                        60, message="alpha paused")
         assert "out of credit" in up["window"]["reason"] and up["health"] == "paused"
         beta = next(u for u in _get(stack, "/v1/upstreams")["upstreams"] if u["name"] == "beta")
         assert not beta["window"]["paused"]
@@ -69,7 +58,7 @@ def test_failover_when_one_upstream_runs_out_of_credit_and_resume_finishes_its_c
             waiting = [s for v in views for s in v["steps"] if s.get("waiting")]
             return waiting if waiting and roots_on_beta_done else []
 
-        waiting = _wait(waiting_children, 90, "children waiting for alpha", stack)
+        waiting = wait_until(waiting_children, 90, message="children waiting for alpha")
         assert all(w["waiting"].startswith("waiting for upstream 'alpha': out of credit")
                    for w in waiting), waiting
         # the credit is topped up; the operator resumes alpha: everything finishes

@@ -154,14 +154,10 @@ def waiting_reasons(engine: Engine, job: Job, steps: list[Step]) -> dict[str, st
     """Why each queued step is not dispatched, where no upstream can take it now (all that
     serve it are paused, or the one it is pinned to is)."""
     by_id = {s.id: s for s in steps}
-    out = {}
-    for step in steps:
-        if step.status == StepStatus.QUEUED:
-            route = route_of(job, step, by_id.get(step.parent) if step.parent else None)
-            reason = engine.fleet.waiting_reason(route)
-            if reason:
-                out[step.id] = reason
-    return out
+    routes = {s.id: route_of(job, s, by_id.get(s.parent) if s.parent else None)
+              for s in steps if s.status == StepStatus.QUEUED}
+    reasons = {route: engine.fleet.waiting_reason(route) for route in set(routes.values())}
+    return {sid: reasons[route] for sid, route in routes.items() if reasons[route]}
 
 
 def replay_deliveries(engine: Engine, job_id: str) -> dict[str, Any]:
